@@ -1,0 +1,388 @@
+/**
+ * Settings: environment variables and CLI flags parsed into one frozen,
+ * validated object. Pure: the caller passes the environment and argv in.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+
+/** Where the store lives. */
+export type DbSetting =
+  | { readonly kind: "sqlite"; readonly path: string }
+  | { readonly kind: "postgres"; readonly url: string };
+
+/** Which bus carries messages between nodes. */
+export type BusSetting =
+  | { readonly kind: "udp" }
+  | { readonly kind: "local" }
+  | { readonly kind: "redis"; readonly url: string };
+
+/** Log levels accepted by `CHAT_LOG_LEVEL`. */
+export const LOG_LEVELS = [
+  "trace",
+  "debug",
+  "info",
+  "warning",
+  "error",
+  "fatal",
+] as const;
+
+/** One of {@linkcode LOG_LEVELS}. */
+export type LogLevel = typeof LOG_LEVELS[number];
+
+/** The validated settings of one server process. */
+export interface Config {
+  /** HTTP + websocket listen address. @default {"0.0.0.0"} */
+  readonly host: string;
+  /** HTTP + websocket port; 0 picks a free one. @default {8080} */
+  readonly port: number;
+  /** Data folder: SQLite file, uploads, generated secret. @default {"./data"} */
+  readonly dataDir: string;
+  /** The store. @default {sqlite:$CHAT_DATA/chat.db} */
+  readonly db: DbSetting;
+  /** The cross-node bus. @default {udp} */
+  readonly bus: BusSetting;
+  /** UDP port of the LAN bus. @default {3000} */
+  readonly udpPort: number;
+  /** Broadcast address of the LAN bus. @default {"127.255.255.255"} */
+  readonly broadcast: string;
+  /** Cluster HMAC key; undefined means "generate once into the data folder". */
+  readonly secret: string | undefined;
+  /** Names this node in logs, metrics and envelopes. @default {random} */
+  readonly nodeId: string;
+  /** Websocket Origin allow-list; empty means same origin only. @default {[]} */
+  readonly origins: readonly string[];
+  /** Largest accepted upload in bytes. @default {10485760} */
+  readonly uploadMaxBytes: number;
+  /** Largest accepted JSON or form body in bytes. @default {65536} */
+  readonly bodyMaxBytes: number;
+  /** Lifetime of a login token in seconds. @default {604800} */
+  readonly tokenTtlSeconds: number;
+  /** How many groups one user may create. @default {5} */
+  readonly groupsPerUser: number;
+  /** Whether 1:1 messages may go to users who are not friends. @default {false} */
+  readonly allowStrangers: boolean;
+  /** Lowest log level written. @default {"info"} */
+  readonly logLevel: LogLevel;
+}
+
+/** A setting that could not be parsed; the message names it. */
+export class ConfigError extends Error {
+  /** The environment variable or flag at fault. */
+  readonly setting: string;
+
+  /** Build an error for `setting`. */
+  constructor(setting: string, message: string) {
+    super(`Invalid ${setting}: ${message}`);
+    this.name = "ConfigError";
+    this.setting = setting;
+  }
+}
+
+/** Every environment variable the server reads (the `--allow-env` list). */
+export const ENV_NAMES = [
+  "HOST",
+  "PORT",
+  "CHAT_DATA",
+  "CHAT_DB",
+  "CHAT_BUS",
+  "CHAT_UDP_PORT",
+  "CHAT_BROADCAST",
+  "CHAT_SECRET",
+  "CHAT_NODE_ID",
+  "CHAT_ORIGINS",
+  "CHAT_UPLOAD_MAX_BYTES",
+  "CHAT_BODY_MAX_BYTES",
+  "CHAT_TOKEN_TTL",
+  "CHAT_GROUPS_PER_USER",
+  "CHAT_ALLOW_STRANGERS",
+  "CHAT_LOG_LEVEL",
+] as const;
+
+/** The environment as the parser sees it. */
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Options for {@linkcode parseConfig}. */
+export interface ParseConfigOptions {
+  /** Command-line arguments (without the program name). @default {[]} */
+  args?: readonly string[];
+  /** Makes the default node id. @default {crypto.randomUUID} */
+  newId?: () => string;
+}
+
+/** CLI flags; each mirrors the environment variable in its `env` field. */
+const FLAGS = {
+  host: { env: "HOST" },
+  port: { env: "PORT" },
+  data: { env: "CHAT_DATA" },
+  db: { env: "CHAT_DB" },
+  bus: { env: "CHAT_BUS" },
+  "udp-port": { env: "CHAT_UDP_PORT" },
+  broadcast: { env: "CHAT_BROADCAST" },
+  "node-id": { env: "CHAT_NODE_ID" },
+  origins: { env: "CHAT_ORIGINS" },
+  "log-level": { env: "CHAT_LOG_LEVEL" },
+} as const;
+
+/**
+ * Parse settings from `env` and CLI flags (flags win). Throws
+ * {@linkcode ConfigError} naming the first bad setting.
+ */
+export function parseConfig(
+  env: Env,
+  options: ParseConfigOptions = {},
+): Config {
+  const merged = mergeFlags(env, options.args ?? []);
+  const get = (name: string): string | undefined => {
+    const v = merged[name]?.trim();
+    return v === "" ? undefined : v;
+  };
+  const dataDir = get("CHAT_DATA") ?? "./data";
+  const config: Config = {
+    host: parseHost("HOST", get("HOST") ?? "0.0.0.0"),
+    port: parseInteger("PORT", get("PORT"), 8080, 0, 65535),
+    dataDir,
+    db: parseDb(get("CHAT_DB"), dataDir),
+    bus: parseBus(get("CHAT_BUS")),
+    udpPort: parseInteger(
+      "CHAT_UDP_PORT",
+      get("CHAT_UDP_PORT"),
+      3000,
+      1,
+      65535,
+    ),
+    broadcast: parseIpv4(
+      "CHAT_BROADCAST",
+      get("CHAT_BROADCAST") ?? "127.255.255.255",
+    ),
+    secret: parseSecret(get("CHAT_SECRET")),
+    nodeId: parseNodeId(
+      get("CHAT_NODE_ID") ?? (options.newId ?? crypto.randomUUID)(),
+    ),
+    origins: parseOrigins(get("CHAT_ORIGINS")),
+    uploadMaxBytes: parseInteger(
+      "CHAT_UPLOAD_MAX_BYTES",
+      get("CHAT_UPLOAD_MAX_BYTES"),
+      10 * 1024 * 1024,
+      1,
+      1024 * 1024 * 1024,
+    ),
+    bodyMaxBytes: parseInteger(
+      "CHAT_BODY_MAX_BYTES",
+      get("CHAT_BODY_MAX_BYTES"),
+      64 * 1024,
+      1024,
+      16 * 1024 * 1024,
+    ),
+    tokenTtlSeconds: parseInteger(
+      "CHAT_TOKEN_TTL",
+      get("CHAT_TOKEN_TTL"),
+      7 * 24 * 3600,
+      60,
+      365 * 24 * 3600,
+    ),
+    groupsPerUser: parseInteger(
+      "CHAT_GROUPS_PER_USER",
+      get("CHAT_GROUPS_PER_USER"),
+      5,
+      0,
+      10_000,
+    ),
+    allowStrangers: parseBool(
+      "CHAT_ALLOW_STRANGERS",
+      get("CHAT_ALLOW_STRANGERS"),
+      false,
+    ),
+    logLevel: parseLogLevel(get("CHAT_LOG_LEVEL")),
+  };
+  return Object.freeze(config);
+}
+
+function mergeFlags(
+  env: Env,
+  args: readonly string[],
+): Record<string, string | undefined> {
+  const options: Record<string, { type: "string" }> = {};
+  for (const name of Object.keys(FLAGS)) options[name] = { type: "string" };
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: [...args],
+      options,
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (e) {
+    const message = e instanceof Error
+      ? e.message.split("\n")[0] ?? e.message
+      : String(e);
+    throw new ConfigError("command line", message);
+  }
+  const merged: Record<string, string | undefined> = { ...env };
+  for (const [flag, { env: name }] of Object.entries(FLAGS)) {
+    const v = values[flag];
+    if (typeof v === "string") merged[name] = v;
+  }
+  return merged;
+}
+
+function parseInteger(
+  name: string,
+  raw: string | undefined,
+  fallback: number,
+  min: number,
+  max: number,
+): number {
+  if (raw === undefined) return fallback;
+  if (!/^[0-9]+$/.test(raw)) {
+    throw new ConfigError(
+      name,
+      `must be an integer from ${min} to ${max}, got "${raw}"`,
+    );
+  }
+  const n = Number(raw);
+  if (n < min || n > max) {
+    throw new ConfigError(
+      name,
+      `must be an integer from ${min} to ${max}, got ${raw}`,
+    );
+  }
+  return n;
+}
+
+function parseBool(
+  name: string,
+  raw: string | undefined,
+  fallback: boolean,
+): boolean {
+  if (raw === undefined) return fallback;
+  const v = raw.toLowerCase();
+  if (["1", "true", "yes", "on"].includes(v)) return true;
+  if (["0", "false", "no", "off"].includes(v)) return false;
+  throw new ConfigError(name, `must be true or false, got "${raw}"`);
+}
+
+const IPV4 =
+  /^(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}$/;
+
+function parseIpv4(name: string, raw: string): string {
+  if (!IPV4.test(raw)) {
+    throw new ConfigError(name, `must be an IPv4 address, got "${raw}"`);
+  }
+  return raw;
+}
+
+function parseHost(name: string, raw: string): string {
+  if (IPV4.test(raw) || raw === "localhost" || raw === "::" || raw === "::1") {
+    return raw;
+  }
+  if (/^[A-Za-z0-9.-]{1,253}$/.test(raw)) return raw;
+  throw new ConfigError(
+    name,
+    `must be an IP address or host name, got "${raw}"`,
+  );
+}
+
+function parseDb(raw: string | undefined, dataDir: string): DbSetting {
+  if (raw === undefined) {
+    return { kind: "sqlite", path: join(dataDir, "chat.db") };
+  }
+  if (raw.startsWith("sqlite:")) {
+    const path = raw.slice("sqlite:".length);
+    if (path === "") {
+      throw new ConfigError("CHAT_DB", "sqlite: needs a file path or :memory:");
+    }
+    return { kind: "sqlite", path };
+  }
+  if (raw.startsWith("postgres://") || raw.startsWith("postgresql://")) {
+    try {
+      new URL(raw);
+    } catch {
+      throw new ConfigError("CHAT_DB", "is not a valid postgres:// URL");
+    }
+    return { kind: "postgres", url: raw };
+  }
+  throw new ConfigError(
+    "CHAT_DB",
+    `must start with sqlite: or postgres://, got "${redact(raw)}"`,
+  );
+}
+
+function parseBus(raw: string | undefined): BusSetting {
+  if (raw === undefined || raw === "udp") return { kind: "udp" };
+  if (raw === "local") return { kind: "local" };
+  if (raw.startsWith("redis://") || raw.startsWith("rediss://")) {
+    try {
+      new URL(raw);
+    } catch {
+      throw new ConfigError("CHAT_BUS", "is not a valid redis:// URL");
+    }
+    return { kind: "redis", url: raw };
+  }
+  throw new ConfigError(
+    "CHAT_BUS",
+    `must be udp, local or redis://host:port, got "${redact(raw)}"`,
+  );
+}
+
+function parseSecret(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  // 16 bytes of entropy at the least; a short shared password is guessable offline.
+  if (new TextEncoder().encode(raw).length < 16) {
+    throw new ConfigError("CHAT_SECRET", "must be at least 16 bytes long");
+  }
+  return raw;
+}
+
+function parseNodeId(raw: string): string {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(raw)) {
+    throw new ConfigError(
+      "CHAT_NODE_ID",
+      `must be 1-64 letters, digits, '.', '_' or '-', got "${raw}"`,
+    );
+  }
+  return raw;
+}
+
+function parseOrigins(raw: string | undefined): readonly string[] {
+  if (raw === undefined) return Object.freeze([]);
+  const origins = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  for (const o of origins) {
+    if (o === "*") continue;
+    let url: URL;
+    try {
+      url = new URL(o);
+    } catch {
+      throw new ConfigError(
+        "CHAT_ORIGINS",
+        `"${o}" is not an origin like http://host:port`,
+      );
+    }
+    if (url.origin !== o.replace(/\/$/, "")) {
+      throw new ConfigError(
+        "CHAT_ORIGINS",
+        `"${o}" is not an origin like http://host:port`,
+      );
+    }
+  }
+  return Object.freeze(origins.map((o) => o.replace(/\/$/, "")));
+}
+
+function parseLogLevel(raw: string | undefined): LogLevel {
+  if (raw === undefined) return "info";
+  const level = LOG_LEVELS.find((l) => l === raw.toLowerCase());
+  if (level === undefined) {
+    throw new ConfigError(
+      "CHAT_LOG_LEVEL",
+      `must be one of ${LOG_LEVELS.join(", ")}, got "${raw}"`,
+    );
+  }
+  return level;
+}
+
+/** Hide credentials in a URL before it goes into an error message. */
+function redact(raw: string): string {
+  return raw.replace(/\/\/[^@/]*@/, "//***@");
+}
