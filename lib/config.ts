@@ -159,7 +159,7 @@ export function parseConfig(
     ),
     secret: parseSecret(get("CHAT_SECRET")),
     nodeId: parseNodeId(
-      get("CHAT_NODE_ID") ?? (options.newId ?? crypto.randomUUID)(),
+      get("CHAT_NODE_ID") ?? (options.newId ?? (() => crypto.randomUUID()))(),
     ),
     origins: parseOrigins(get("CHAT_ORIGINS")),
     uploadMaxBytes: parseInteger(

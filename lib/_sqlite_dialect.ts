@@ -1,0 +1,232 @@
+/**
+ * A Kysely dialect for SQLite through Deno's built-in `node:sqlite`: a tiny
+ * adapter from `DatabaseSync` to Kysely's `SqliteDatabase`, plus a driver
+ * that makes every transaction `BEGIN IMMEDIATE` and waits for a busy
+ * database without blocking the event loop.
+ *
+ * Why not SQLite's own `busy_timeout`: `node:sqlite` is synchronous, so its
+ * busy handler would freeze the whole process while another connection holds
+ * the write lock, and two connections to one file in the same process (two
+ * nodes in one test) would wait on each other until the timeout. The driver
+ * sets `busy_timeout=0` and retries a busy statement after a short async
+ * sleep, up to `busyTimeoutMs` (5000 by default) in total.
+ *
+ * @module
+ */
+
+import { DatabaseSync } from "node:sqlite";
+import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type DatabaseIntrospector,
+  type Dialect,
+  type DialectAdapter,
+  type Driver,
+  type Kysely,
+  type QueryCompiler,
+  type QueryResult,
+  SqliteAdapter,
+  type SqliteDatabase,
+  SqliteDriver,
+  SqliteIntrospector,
+  SqliteQueryCompiler,
+  type SqliteStatement,
+} from "kysely";
+
+/** The values SQLite binds as parameters. */
+type SqlValue = null | number | bigint | string | Uint8Array;
+
+/** The slice of a `node:sqlite` statement the adapter uses. */
+export interface NodeSqliteStatement {
+  columns(): readonly unknown[];
+  all(...params: SqlValue[]): unknown[];
+  run(
+    ...params: SqlValue[]
+  ): { changes: number | bigint; lastInsertRowid: number | bigint };
+  iterate(...params: SqlValue[]): IterableIterator<unknown>;
+}
+
+/** The slice of `node:sqlite`'s `DatabaseSync` the adapter uses. */
+export interface NodeSqliteDatabase {
+  prepare(sql: string): NodeSqliteStatement;
+  exec(sql: string): void;
+  close(): void;
+}
+
+/** Options for {@linkcode sqliteDialect}. */
+export interface SqliteDialectOptions {
+  /** How long a statement waits for another connection's write lock. @default {5000} */
+  busyTimeoutMs?: number;
+}
+
+/** Adapts a `node:sqlite` database to the shape Kysely's SQLite driver calls. */
+export class NodeSqliteAdapter implements SqliteDatabase {
+  #db: NodeSqliteDatabase;
+
+  /** Wrap an open database; {@linkcode close} closes it. */
+  constructor(db: NodeSqliteDatabase) {
+    this.#db = db;
+  }
+
+  /** Prepare `sql`; a statement that yields columns is a reader. */
+  prepare(sql: string): SqliteStatement {
+    const stmt = this.#db.prepare(sql);
+    return {
+      reader: stmt.columns().length > 0,
+      all: (params) => stmt.all(...(params as SqlValue[])),
+      run: (params) => stmt.run(...(params as SqlValue[])),
+      iterate: (params) => stmt.iterate(...(params as SqlValue[])),
+    };
+  }
+
+  /** Close the database. */
+  close(): void {
+    this.#db.close();
+  }
+}
+
+/** Whether `error` is SQLite's SQLITE_BUSY ("database is locked"). */
+export function isBusyError(error: unknown): boolean {
+  return error instanceof Error && /database is locked/i.test(error.message);
+}
+
+/** Run `fn`, retrying after a short async sleep while the database is busy. */
+async function retryWhileBusy<T>(
+  fn: () => T | Promise<T>,
+  timeoutMs: number,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let wait = 1;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!isBusyError(error) || Date.now() >= deadline) throw error;
+      const ms = Math.min(wait, Math.max(1, deadline - Date.now()));
+      await new Promise((resolve) => setTimeout(resolve, ms * Math.random()));
+      wait = Math.min(wait * 2, 50);
+    }
+  }
+}
+
+/** Open `path` and apply the connection pragmas (WAL, foreign keys, …). */
+async function openDatabase(
+  path: string,
+  busyTimeoutMs: number,
+): Promise<NodeSqliteAdapter> {
+  const db: NodeSqliteDatabase = new DatabaseSync(path);
+  try {
+    db.exec("PRAGMA busy_timeout = 0");
+    await retryWhileBusy(
+      () => db.exec("PRAGMA journal_mode = WAL"),
+      busyTimeoutMs,
+    );
+    db.exec("PRAGMA synchronous = NORMAL");
+    db.exec("PRAGMA foreign_keys = ON");
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return new NodeSqliteAdapter(db);
+}
+
+/** Delegates to Kysely's connection, retrying statements that hit SQLITE_BUSY. */
+class BusyRetryConnection implements DatabaseConnection {
+  #inner: DatabaseConnection;
+  #timeoutMs: number;
+
+  constructor(inner: DatabaseConnection, timeoutMs: number) {
+    this.#inner = inner;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
+    return retryWhileBusy(
+      () => this.#inner.executeQuery<R>(compiledQuery),
+      this.#timeoutMs,
+    );
+  }
+
+  streamQuery<R>(
+    compiledQuery: CompiledQuery,
+    chunkSize?: number,
+  ): AsyncIterableIterator<QueryResult<R>> {
+    return this.#inner.streamQuery<R>(compiledQuery, chunkSize);
+  }
+}
+
+/**
+ * Kysely's SQLite driver with `BEGIN IMMEDIATE` transactions: a transaction
+ * takes the write lock up front, so two processes sharing one file never
+ * deadlock upgrading a read lock to a write lock.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  #connection: BusyRetryConnection | undefined;
+  #timeoutMs: number;
+
+  constructor(path: string, timeoutMs: number) {
+    super({ database: () => openDatabase(path, timeoutMs) });
+    this.#timeoutMs = timeoutMs;
+  }
+
+  override async acquireConnection(): Promise<DatabaseConnection> {
+    const inner = await super.acquireConnection();
+    this.#connection ??= new BusyRetryConnection(inner, this.#timeoutMs);
+    return this.#connection;
+  }
+
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw("BEGIN IMMEDIATE"));
+  }
+}
+
+/**
+ * SQLite supports transactional DDL; saying so makes Kysely's migrator run
+ * each migration batch inside one `BEGIN IMMEDIATE` transaction, which
+ * serialises two processes migrating the same file at once.
+ */
+class TransactionalSqliteAdapter extends SqliteAdapter {
+  override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+}
+
+/** A Kysely dialect for the SQLite file at `path` (":memory:" allowed). */
+class NodeSqliteDialect implements Dialect {
+  #path: string;
+  #timeoutMs: number;
+
+  constructor(path: string, timeoutMs: number) {
+    this.#path = path;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#path, this.#timeoutMs);
+  }
+
+  createQueryCompiler(): QueryCompiler {
+    return new SqliteQueryCompiler();
+  }
+
+  createAdapter(): DialectAdapter {
+    return new TransactionalSqliteAdapter();
+  }
+
+  // deno-lint-ignore no-explicit-any
+  createIntrospector(db: Kysely<any>): DatabaseIntrospector {
+    return new SqliteIntrospector(db);
+  }
+}
+
+/**
+ * A Kysely dialect for the SQLite database at `path` (a file, or
+ * ":memory:"). The file is opened on the first query with WAL journaling,
+ * `synchronous=NORMAL` and foreign keys on; integers come back as numbers.
+ */
+export function sqliteDialect(
+  path: string,
+  options: SqliteDialectOptions = {},
+): Dialect {
+  return new NodeSqliteDialect(path, options.busyTimeoutMs ?? 5000);
+}

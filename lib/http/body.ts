@@ -1,0 +1,146 @@
+/**
+ * Reading request bodies with a byte limit, and turning JSON or
+ * form-urlencoded bodies into flat string fields. The query string is merged
+ * under the body fields, like the seed's `ParseForm`.
+ *
+ * @module
+ */
+
+import { ClientError } from "../errors.ts";
+
+/** Flat request fields: every value a string, first occurrence wins. */
+export type Fields = Readonly<Record<string, string>>;
+
+/** Options for {@linkcode readFields} and {@linkcode readLimited}. */
+export interface ReadOptions {
+  /** Largest accepted body in bytes; more is answered 413. */
+  maxBytes: number;
+}
+
+/**
+ * Read the whole body of `req`, failing with `too_large` as soon as more than
+ * `maxBytes` arrive. A `Content-Length` above the limit fails early; a
+ * smaller one is not trusted.
+ */
+export async function readLimited(
+  req: Request,
+  options: ReadOptions,
+): Promise<Uint8Array> {
+  const { maxBytes } = options;
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    await req.body?.cancel();
+    throw tooLarge(maxBytes);
+  }
+  if (req.body === null) return new Uint8Array(0);
+  const reader = req.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      throw tooLarge(maxBytes);
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    out.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return out;
+}
+
+/**
+ * The fields of a request: its query string, overlaid by a JSON object body
+ * (strings, numbers and booleans; `null` counts as absent) or a
+ * form-urlencoded body. Throws `ClientError` with 400 (junk JSON, nested
+ * values, bad UTF-8), 413 (too large) or 415 (other content types).
+ */
+export async function readFields(
+  req: Request,
+  options: ReadOptions,
+): Promise<Fields> {
+  const fields: Record<string, string> = Object.create(null);
+  addParams(fields, new URL(req.url).searchParams);
+  const type = mediaType(req.headers.get("content-type"));
+  if (req.body === null || req.method === "GET" || req.method === "HEAD") {
+    return fields;
+  }
+  const bytes = await readLimited(req, options);
+  if (bytes.byteLength === 0) return fields;
+  const text = decodeUtf8(bytes);
+  if (type === "application/json") {
+    Object.assign(fields, parseJsonFields(text));
+  } else if (type === "application/x-www-form-urlencoded") {
+    const body: Record<string, string> = Object.create(null);
+    addParams(body, new URLSearchParams(text));
+    Object.assign(fields, body);
+  } else {
+    throw new ClientError(
+      "unsupported_type",
+      "Body must be application/json or application/x-www-form-urlencoded",
+    );
+  }
+  return fields;
+}
+
+/**
+ * The fields of a JSON object text. Pure. Throws `ClientError("bad_request")`
+ * for junk, a non-object, or a nested value.
+ */
+export function parseJsonFields(text: string): Record<string, string> {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new ClientError("bad_request", "Body is not valid JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new ClientError("bad_request", "JSON body must be an object");
+  }
+  const out: Record<string, string> = Object.create(null);
+  for (const [key, v] of Object.entries(value)) {
+    if (v === null) continue;
+    if (typeof v === "string") out[key] = v;
+    else if (typeof v === "number" && Number.isFinite(v)) out[key] = String(v);
+    else if (typeof v === "boolean") out[key] = String(v);
+    else {
+      throw new ClientError(
+        "bad_request",
+        `Field "${key.slice(0, 40)}" must be a string, number or boolean`,
+      );
+    }
+  }
+  return out;
+}
+
+/** The lower-case media type of a Content-Type header, without parameters. */
+export function mediaType(header: string | null): string {
+  return (header ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+}
+
+function addParams(
+  into: Record<string, string>,
+  params: URLSearchParams,
+): void {
+  for (const [key, value] of params) {
+    if (!(key in into)) into[key] = value;
+  }
+}
+
+function decodeUtf8(bytes: Uint8Array): string {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    throw new ClientError("bad_request", "Body is not valid UTF-8");
+  }
+}
+
+function tooLarge(maxBytes: number): ClientError {
+  return new ClientError("too_large", `Body exceeds ${maxBytes} bytes`);
+}
