@@ -14,6 +14,9 @@ import { loadOrCreateSecret } from "./lib/secret.ts";
 import { openKyselyStore } from "./lib/store_kysely.ts";
 import { Auth } from "./lib/auth.ts";
 import { createApp } from "./lib/http/app.ts";
+import { LocalBus } from "./lib/bus_local.ts";
+import { ChatService } from "./lib/chat_service.ts";
+import { chatRoutes } from "./lib/http/chat_route.ts";
 
 const ROOT = import.meta.dirname ?? ".";
 
@@ -27,7 +30,9 @@ function readEnv(): Record<string, string | undefined> | string {
   const env: Record<string, string | undefined> = {};
   for (const name of ENV_NAMES) {
     if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
-      return `Missing permission to read settings: add --allow-env=${ENV_NAMES.join(",")} to the deno run command`;
+      return `Missing permission to read settings: add --allow-env=${
+        ENV_NAMES.join(",")
+      } to the deno run command`;
     }
     env[name] = Deno.env.get(name);
   }
@@ -74,6 +79,14 @@ async function main(): Promise<number> {
 
   const store = await openKyselyStore(config.db);
   const auth = new Auth({ store, tokenTtlSeconds: config.tokenTtlSeconds });
+  if (config.bus.kind !== "local") {
+    // TODO(#4): the UDP and Redis buses; until then every node is its own cluster.
+    log.warn("CHAT_BUS={bus} is not available yet; this node delivers to its own sessions only", {
+      bus: config.bus.kind,
+    });
+  }
+  const bus = new LocalBus();
+  const chat = new ChatService({ store, bus, allowStrangers: config.allowStrangers });
   const app = createApp({
     store,
     auth,
@@ -81,10 +94,19 @@ async function main(): Promise<number> {
     staticDir: paths.staticDir,
     templatesDir: paths.templatesDir,
     uploadsDir,
+    extraRoutes: [chatRoutes({ chat, auth, config })],
+    onMembershipChange(change) {
+      if (change.kind === "group_joined") chat.memberJoined(change.groupId, change.userId);
+    },
   });
 
   const shutdown = new AbortController();
-  const onSignal = () => shutdown.abort();
+  const onSignal = () => {
+    if (shutdown.signal.aborted) return;
+    // Sockets first (1001 "going away": clients reconnect and catch up), then the listener.
+    chat.close();
+    shutdown.abort();
+  };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
 
@@ -93,19 +115,20 @@ async function main(): Promise<number> {
     port: config.port,
     signal: shutdown.signal,
     onListen: ({ hostname, port }) => {
-      log.info("Listening on http://{hostname}:{port} as node {nodeId} (store {db}, bus {bus})", {
-        hostname,
-        port,
+      log.info("Listening on {url} as node {nodeId} (store {db}, bus {bus})", {
+        url: `http://${hostname}:${port}`,
         nodeId: config.nodeId,
         db: config.db.kind,
         bus: config.bus.kind,
-        secretSet: secret.length > 0,
+        secretFrom: config.secret === undefined ? "data folder" : "CHAT_SECRET",
+        secretBytes: secret.length,
       });
     },
   }, app.fetch);
 
   await server.finished;
-  log.info("Stopped; closing the store");
+  log.info("Stopped; closing the bus and the store");
+  await bus.close();
   await store.close();
   return 0;
 }

@@ -149,7 +149,7 @@ class BusyRetryConnection implements DatabaseConnection {
 
   streamQuery<R>(
     compiledQuery: CompiledQuery,
-    chunkSize?: number,
+    chunkSize: number,
   ): AsyncIterableIterator<QueryResult<R>> {
     return this.#inner.streamQuery<R>(compiledQuery, chunkSize);
   }

@@ -215,9 +215,7 @@ function mergeFlags(
       allowPositionals: false,
     }));
   } catch (e) {
-    const message = e instanceof Error
-      ? e.message.split("\n")[0] ?? e.message
-      : String(e);
+    const message = e instanceof Error ? e.message.split("\n")[0] ?? e.message : String(e);
     throw new ConfigError("command line", message);
   }
   const merged: Record<string, string | undefined> = { ...env };

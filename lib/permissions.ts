@@ -31,9 +31,7 @@ export function neededPermissions(
   paths: AppPaths,
 ): NeededPermission[] {
   const needs: NeededPermission[] = [];
-  const listen = `${hostForFlag(config.host)}:${
-    config.port === 0 ? "0" : config.port
-  }`;
+  const listen = `${hostForFlag(config.host)}:${config.port === 0 ? "0" : config.port}`;
   needs.push({
     descriptor: { name: "net", host: listen },
     flag: `--allow-net=${hostForFlag(config.host)}`,
@@ -85,6 +83,14 @@ export function neededPermissions(
       flag: `--allow-net=${host}`,
       reason: "to reach CHAT_DB",
     });
+    // The pg driver reads these two whatever the URL says.
+    for (const variable of ["PGBINARY", "PGREPLICATION"]) {
+      needs.push({
+        descriptor: { name: "env", variable },
+        flag: `--allow-env=${variable}`,
+        reason: "for the PostgreSQL driver",
+      });
+    }
   }
   if (config.bus.kind === "redis") {
     const url = new URL(config.bus.url);
@@ -127,9 +133,7 @@ export function firstMissing(
   needs: readonly NeededPermission[],
   permissions: PermissionQuery,
 ): NeededPermission | undefined {
-  return needs.find((n) =>
-    permissions.querySync(n.descriptor).state !== "granted"
-  );
+  return needs.find((n) => permissions.querySync(n.descriptor).state !== "granted");
 }
 
 /** The one line printed when a permission is missing. */

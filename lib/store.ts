@@ -221,13 +221,7 @@ export interface MessageStore {
 
 /** The whole store, as `main.ts` wires it. */
 export interface Store
-  extends
-    UserStore,
-    TokenStore,
-    ContactStore,
-    GroupStore,
-    AttachmentStore,
-    MessageStore {
+  extends UserStore, TokenStore, ContactStore, GroupStore, AttachmentStore, MessageStore {
   /** Check the store answers (readiness). Throws if it does not. */
   ping(): Promise<void>;
   /** Release connections. Idempotent. */

@@ -1,10 +1,6 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import { parseConfig } from "../lib/config.ts";
-import {
-  firstMissing,
-  missingPermissionMessage,
-  neededPermissions,
-} from "../lib/permissions.ts";
+import { firstMissing, missingPermissionMessage, neededPermissions } from "../lib/permissions.ts";
 
 const paths = { staticDir: "static", templatesDir: "templates" };
 

@@ -25,14 +25,14 @@ export interface ReadOptions {
 export async function readLimited(
   req: Request,
   options: ReadOptions,
-): Promise<Uint8Array> {
+): Promise<Uint8Array<ArrayBuffer>> {
   const { maxBytes } = options;
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (Number.isFinite(declared) && declared > maxBytes) {
     await req.body?.cancel();
     throw tooLarge(maxBytes);
   }
-  if (req.body === null) return new Uint8Array(0);
+  if (req.body === null) return new Uint8Array(new ArrayBuffer(0));
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;

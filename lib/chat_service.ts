@@ -1,0 +1,331 @@
+/**
+ * The per-message flow: stamp the sender, check friendship or membership,
+ * persist (the store assigns `seq` and dedups by `cid`), ack the sender,
+ * then publish on the bus; every node's subscriber hands it to its
+ * dispatcher. Also catch-up and history, and the list of live sessions.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { Bus, BusEnvelope } from "./bus.ts";
+import { Dispatcher, type DispatcherStats } from "./dispatcher.ts";
+import { ClientError } from "./errors.ts";
+import {
+  type ChatFrame,
+  CMD_ACK,
+  CMD_CATCHUP,
+  CMD_HISTORY,
+  CMD_HISTORY_PAGE,
+  CMD_SINGLE_MSG,
+  messageFrame,
+  parseConv,
+} from "./protocol.ts";
+import {
+  type Connection,
+  Session,
+  type SessionHandler,
+  type SessionIdentity,
+  type SessionOptions,
+  SYSTEM_TIMERS,
+  type Timers,
+  type WorkFrame,
+} from "./session.ts";
+import { SessionDelivery } from "./session_delivery.ts";
+import type { Store, StoredMessage } from "./store.ts";
+
+const logger = getLogger(["chat", "chat_service"]);
+
+/** The slice of the store the chat service uses. */
+export type ChatStore = Pick<
+  Store,
+  | "findUser"
+  | "areFriends"
+  | "isMember"
+  | "listGroups"
+  | "appendMessage"
+  | "listMessages"
+  | "lastSeqs"
+>;
+
+/** One page request of a conversation. */
+export interface HistoryQuery {
+  /** Conversation key, `u:<low>:<high>` or `g:<id>`. */
+  readonly conv: string;
+  /** Only seqs below this (newest page below it). */
+  readonly before?: number | undefined;
+  /** Only seqs above this (oldest page above it). */
+  readonly after?: number | undefined;
+  /** Page size. */
+  readonly limit: number;
+}
+
+/** Dependencies and tunables of {@linkcode ChatService}. */
+export interface ChatServiceOptions {
+  readonly store: ChatStore;
+  readonly bus: Bus;
+  /** Whether 1:1 messages may go to non-friends. @default {false} */
+  readonly allowStrangers?: boolean;
+  /** Per-session limits and timers. @default {SESSION_DEFAULTS} */
+  readonly session?: SessionOptions;
+  /** Clock in epoch ms (message `ts`). @default {Date.now} */
+  readonly now?: () => number;
+  /** Makes session ids and missing cids. @default {crypto.randomUUID} */
+  readonly newId?: () => string;
+  /**
+   * How long live messages wait for the client's first frame (ideally a
+   * catch-up) after connect, so replay comes before them. @default {1000}
+   */
+  readonly catchUpGraceMs?: number;
+}
+
+interface Entry {
+  readonly session: Session;
+  readonly delivery: SessionDelivery;
+  /** Settles once the dispatcher has indexed the user's groups. */
+  readonly ready: Promise<void>;
+  /** Opens the live gate if the client sends nothing in time. */
+  graceTimer: unknown;
+}
+
+/** The realtime core of one node. */
+export class ChatService implements SessionHandler {
+  #store: ChatStore;
+  #bus: Bus;
+  #dispatcher: Dispatcher;
+  #allowStrangers: boolean;
+  #sessionOptions: SessionOptions;
+  #now: () => number;
+  #newId: () => string;
+  #entries = new Map<string, Entry>();
+  #unsubscribe: () => void;
+  #timers: Timers;
+  #graceMs: number;
+
+  /** Build the service and subscribe its dispatcher to `options.bus`. */
+  constructor(options: ChatServiceOptions) {
+    this.#store = options.store;
+    this.#bus = options.bus;
+    this.#dispatcher = new Dispatcher(options.store);
+    this.#allowStrangers = options.allowStrangers ?? false;
+    this.#sessionOptions = options.session ?? {};
+    this.#now = options.now ?? Date.now;
+    this.#newId = options.newId ?? (() => crypto.randomUUID());
+    this.#timers = options.session?.timers ?? SYSTEM_TIMERS;
+    this.#graceMs = options.catchUpGraceMs ?? 1000;
+    this.#unsubscribe = this.#bus.subscribe((e) => this.#onEnvelope(e));
+  }
+
+  #onEnvelope(envelope: BusEnvelope): void {
+    if (envelope.kind === "member") {
+      this.#dispatcher.memberJoined(envelope.groupId, envelope.userId);
+    } else {
+      this.#dispatcher.deliver(envelope.message, {
+        exceptSession: envelope.exceptSession,
+      });
+    }
+  }
+
+  /**
+   * Start a session for `userId` on an open connection. The caller feeds it
+   * with `session.receive()` and `session.closedByPeer()`; `stillValid`
+   * lets the session drop a login revoked while connected.
+   */
+  open(
+    conn: Connection,
+    userId: number,
+    options: Pick<SessionIdentity, "stillValid"> = {},
+  ): Session {
+    const session = new Session(conn, {
+      ...this.#sessionOptions,
+      ...options,
+      id: this.#newId(),
+      userId,
+      handler: this,
+    });
+    const delivery = new SessionDelivery(session, this.#store);
+    const ready = this.#dispatcher.add(delivery).catch((error) => {
+      logger.error("Cannot load groups of user {userId}: {error}", {
+        userId,
+        error,
+      });
+      session.close("internal");
+    });
+    const entry: Entry = { session, delivery, ready, graceTimer: undefined };
+    entry.graceTimer = this.#timers.setTimeout(() => {
+      entry.graceTimer = undefined;
+      void ready.then(() => delivery.openGate());
+    }, this.#graceMs);
+    this.#entries.set(session.id, entry);
+    logger.info("Session {session} of user {userId} opened", {
+      session: session.id,
+      userId,
+    });
+    return session;
+  }
+
+  /** {@linkcode SessionHandler.onFrame}: handle one chat, catch-up or history frame. */
+  async onFrame(session: Session, frame: WorkFrame): Promise<void> {
+    const entry = this.#entries.get(session.id);
+    if (entry === undefined) return;
+    await entry.ready;
+    if (session.closed) return;
+    try {
+      await this.#handle(entry, frame);
+    } finally {
+      this.#openGate(entry);
+    }
+  }
+
+  #openGate(entry: Entry): void {
+    if (entry.graceTimer !== undefined) {
+      this.#timers.clearTimeout(entry.graceTimer);
+      entry.graceTimer = undefined;
+    }
+    entry.delivery.openGate();
+  }
+
+  async #handle(entry: Entry, frame: WorkFrame): Promise<void> {
+    const { session } = entry;
+    if (frame.cmd === CMD_CATCHUP) {
+      await entry.delivery.catchUp(frame.seqs, frame.all);
+    } else if (frame.cmd === CMD_HISTORY) {
+      const rows = await this.history(session.userId, {
+        conv: frame.conv,
+        before: frame.before,
+        after: frame.after,
+        limit: frame.limit,
+      });
+      session.sendFrame({
+        cmd: CMD_HISTORY_PAGE,
+        conv: frame.conv,
+        rid: frame.rid,
+        rows: rows.map(messageFrame),
+      });
+    } else {
+      await this.#chat(entry, frame);
+    }
+  }
+
+  /** {@linkcode SessionHandler.onClose}: forget the session everywhere. */
+  onClose(session: Session, code: number): void {
+    const entry = this.#entries.get(session.id);
+    if (entry === undefined) return;
+    this.#entries.delete(session.id);
+    if (entry.graceTimer !== undefined) {
+      this.#timers.clearTimeout(entry.graceTimer);
+    }
+    this.#dispatcher.remove(entry.delivery);
+    logger.info("Session {session} of user {userId} closed with {code}", {
+      session: session.id,
+      userId: session.userId,
+      code,
+    });
+  }
+
+  async #chat(entry: Entry, frame: ChatFrame): Promise<void> {
+    const { session, delivery } = entry;
+    const userid = session.userId;
+    await this.#authorizeSend(userid, frame);
+    const { message, duplicate } = await this.#store.appendMessage({
+      userid,
+      cmd: frame.cmd,
+      dstid: frame.dstid,
+      media: frame.media,
+      content: frame.content,
+      pic: frame.pic,
+      url: frame.url,
+      memo: frame.memo,
+      amount: frame.amount,
+      cid: frame.cid === "" ? this.#newId() : frame.cid,
+    }, this.#now());
+    delivery.own(message, {
+      cmd: CMD_ACK,
+      cid: message.cid,
+      seq: message.seq,
+      id: message.id,
+      conv: message.conv,
+      ts: message.ts,
+      dup: duplicate,
+    });
+    if (duplicate) return;
+    this.#bus.publish({
+      kind: "message",
+      message,
+      exceptSession: session.id,
+    });
+  }
+
+  async #authorizeSend(userId: number, frame: ChatFrame): Promise<void> {
+    const { dstid } = frame;
+    if (frame.cmd === CMD_SINGLE_MSG) {
+      if (dstid === userId) {
+        throw new ClientError("bad_request", "Cannot send a message to yourself");
+      }
+      if (this.#allowStrangers) {
+        if (await this.#store.findUser(dstid) === undefined) {
+          throw new ClientError("not_found", `User ${dstid} does not exist`);
+        }
+      } else if (!await this.#store.areFriends(userId, dstid)) {
+        throw new ClientError("forbidden", `User ${dstid} is not your friend`);
+      }
+    } else if (!await this.#store.isMember(userId, dstid)) {
+      throw new ClientError(
+        "forbidden",
+        `You are not a member of group ${dstid}`,
+      );
+    }
+  }
+
+  /**
+   * One page of a conversation `userId` takes part in, ascending by seq.
+   * Throws `ClientError` (bad_request, forbidden) when the key is malformed
+   * or names someone else's conversation. Without `before`/`after` it is the
+   * newest page.
+   */
+  async history(userId: number, query: HistoryQuery): Promise<StoredMessage[]> {
+    const ref = parseConv(query.conv);
+    if (ref.kind === "user") {
+      if (ref.a !== userId && ref.b !== userId) {
+        throw new ClientError("forbidden", "Not your conversation");
+      }
+    } else if (!await this.#store.isMember(userId, ref.groupId)) {
+      throw new ClientError(
+        "forbidden",
+        `You are not a member of group ${ref.groupId}`,
+      );
+    }
+    const limit = query.limit;
+    if (query.after !== undefined) {
+      return this.#store.listMessages(query.conv, {
+        afterSeq: query.after,
+        limit,
+      });
+    }
+    return this.#store.listMessages(query.conv, {
+      beforeSeq: query.before ?? Number.MAX_SAFE_INTEGER,
+      limit,
+    });
+  }
+
+  /**
+   * `userId` joined or created `groupId` (after the store committed it):
+   * tell every node, so their sessions get the group's messages at once.
+   */
+  memberJoined(groupId: number, userId: number): void {
+    this.#bus.publish({ kind: "member", groupId, userId });
+  }
+
+  /** Counts of live sessions and the dispatcher's tables. */
+  stats(): DispatcherStats & { readonly entries: number } {
+    return { ...this.#dispatcher.stats(), entries: this.#entries.size };
+  }
+
+  /** Close every session with "going away" and leave the bus. Idempotent. */
+  close(): void {
+    this.#unsubscribe();
+    for (const { session } of [...this.#entries.values()]) {
+      session.close("goingAway");
+    }
+  }
+}

@@ -1,0 +1,187 @@
+/**
+ * The local routing table: which sessions of which users live on this node,
+ * and which local users belong to which group (an inverted index, so a group
+ * message touches only its members, never every client).
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { GroupStore, StoredMessage } from "./store.ts";
+import { CMD_ROOM_MSG, encode, messageFrame } from "./protocol.ts";
+
+const logger = getLogger(["chat", "dispatcher"]);
+
+/** The slice of {@linkcode GroupStore} the dispatcher reads. */
+export type MembershipStore = Pick<GroupStore, "listGroups">;
+
+/**
+ * Something that can take a message: one session.
+ *
+ * Contract: `id` is unique among live targets; `deliver` must not block or
+ * throw (a slow target queues or closes itself, it never delays others).
+ */
+export interface DeliveryTarget {
+  /** Session id, unique across the cluster. */
+  readonly id: string;
+  /** The authenticated user. */
+  readonly userId: number;
+  /** Take one message; `text` is its encoded frame, shared by all targets. */
+  deliver(message: StoredMessage, text: string): void;
+}
+
+/** Counts of the dispatcher's tables; all zero when nobody is connected. */
+export interface DispatcherStats {
+  /** Users with at least one local session. */
+  readonly users: number;
+  /** Local sessions. */
+  readonly sessions: number;
+  /** Groups with at least one local member online. */
+  readonly groups: number;
+  /** (group, local user) pairs in the index. */
+  readonly memberships: number;
+  /** Users whose group list is still loading. */
+  readonly loading: number;
+}
+
+/** Options for {@linkcode Dispatcher.deliver}. */
+export interface DeliverOptions {
+  /** A session that must not receive it (the sender's, which got an ack). */
+  exceptSession?: string | undefined;
+}
+
+/** The client map and group index of one node. */
+export class Dispatcher {
+  #membership: MembershipStore;
+  /** user → live sessions */
+  #users = new Map<number, Set<DeliveryTarget>>();
+  /** user → groups (to clean the group index when the user leaves) */
+  #userGroups = new Map<number, Set<number>>();
+  /** group → local users */
+  #groups = new Map<number, Set<number>>();
+  /** user → their group list being loaded */
+  #loading = new Map<number, Promise<void>>();
+
+  /** Build a dispatcher reading group membership from `membership`. */
+  constructor(membership: MembershipStore) {
+    this.#membership = membership;
+  }
+
+  /**
+   * Register a session. The first session of a user loads their groups;
+   * later ones (another tab) join the same entry and evict nobody. Resolves
+   * once the user's groups are indexed; on a store failure the session is
+   * removed again and the error is rethrown.
+   */
+  async add(target: DeliveryTarget): Promise<void> {
+    const { userId } = target;
+    let sessions = this.#users.get(userId);
+    if (sessions === undefined) {
+      sessions = new Set();
+      this.#users.set(userId, sessions);
+      this.#userGroups.set(userId, new Set());
+      this.#loading.set(userId, this.#load(userId, sessions));
+    }
+    sessions.add(target);
+    try {
+      await this.#loading.get(userId);
+    } catch (error) {
+      this.remove(target);
+      throw error;
+    }
+  }
+
+  async #load(userId: number, sessions: Set<DeliveryTarget>): Promise<void> {
+    try {
+      const groups = await this.#membership.listGroups(userId);
+      // Everyone may have left while the store answered.
+      if (this.#users.get(userId) !== sessions) return;
+      for (const g of groups) this.#index(g.id, userId);
+    } finally {
+      if (this.#users.get(userId) === sessions) this.#loading.delete(userId);
+    }
+  }
+
+  /** Unregister a session; drops every map entry that becomes empty. Idempotent. */
+  remove(target: DeliveryTarget): void {
+    const { userId } = target;
+    const sessions = this.#users.get(userId);
+    if (sessions === undefined || !sessions.delete(target)) return;
+    if (sessions.size > 0) return;
+    this.#users.delete(userId);
+    this.#loading.delete(userId);
+    for (const groupId of this.#userGroups.get(userId) ?? []) {
+      const members = this.#groups.get(groupId);
+      members?.delete(userId);
+      if (members?.size === 0) this.#groups.delete(groupId);
+    }
+    this.#userGroups.delete(userId);
+  }
+
+  /**
+   * `userId` joined or created `groupId`: index it now if the user is
+   * connected here, so the next group message reaches them. Idempotent.
+   */
+  memberJoined(groupId: number, userId: number): void {
+    if (this.#users.has(userId)) this.#index(groupId, userId);
+  }
+
+  #index(groupId: number, userId: number): void {
+    this.#userGroups.get(userId)?.add(groupId);
+    let members = this.#groups.get(groupId);
+    if (members === undefined) {
+      members = new Set();
+      this.#groups.set(groupId, members);
+    }
+    members.add(userId);
+  }
+
+  /**
+   * Hand `message` to the local sessions that should see it: for 1:1 the
+   * recipient's and the sender's, for a group every local member's, except
+   * `options.exceptSession`. Returns how many sessions got it.
+   */
+  deliver(message: StoredMessage, options: DeliverOptions = {}): number {
+    const users = message.cmd === CMD_ROOM_MSG
+      ? this.#groups.get(message.dstid) ?? new Set<number>()
+      : new Set([message.dstid, message.userid]);
+    let text: string | undefined;
+    let count = 0;
+    for (const userId of users) {
+      for (const target of this.#users.get(userId) ?? []) {
+        if (target.id === options.exceptSession) continue;
+        text ??= encode(messageFrame(message));
+        try {
+          target.deliver(message, text);
+          count++;
+        } catch (error) {
+          logger.error("Session {session} failed to take a message: {error}", {
+            session: target.id,
+            error,
+          });
+        }
+      }
+    }
+    return count;
+  }
+
+  /** The local sessions of `userId` (a copy). */
+  sessionsOf(userId: number): DeliveryTarget[] {
+    return [...this.#users.get(userId) ?? []];
+  }
+
+  /** Counts of every table, so tests can prove nothing leaked. */
+  stats(): DispatcherStats {
+    let sessions = 0;
+    for (const s of this.#users.values()) sessions += s.size;
+    let memberships = 0;
+    for (const m of this.#groups.values()) memberships += m.size;
+    return {
+      users: this.#users.size,
+      sessions,
+      groups: this.#groups.size,
+      memberships,
+      loading: this.#loading.size,
+    };
+  }
+}

@@ -1,0 +1,93 @@
+/**
+ * The HTTP application: request log, the REST routes of the original system,
+ * uploads, pages, routes added by other layers, a JSON 404, and the one
+ * error boundary that maps `ClientError` to an envelope with its status and
+ * anything else to a logged 500.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import { getLogger } from "@logtape/logtape";
+import type { Auth } from "../auth.ts";
+import { ClientError } from "../errors.ts";
+import type { Store } from "../store.ts";
+import { attachRoutes } from "./attach_routes.ts";
+import { contactRoutes } from "./contact_routes.ts";
+import { fail } from "./envelope.ts";
+import { pageRoutes } from "./pages.ts";
+import type { HttpConfig, MembershipChange, RouteDeps } from "./route_deps.ts";
+import { userRoutes } from "./user_routes.ts";
+
+const logger = getLogger(["chat", "http"]);
+
+/** Dependencies of {@linkcode createApp}. */
+export interface AppDeps {
+  readonly store: Store;
+  readonly auth: Auth;
+  readonly config: HttpConfig;
+  /** Folder served under `/asset/`. */
+  readonly staticDir: string;
+  /** Page templates folder. */
+  readonly templatesDir: string;
+  /** Upload folder (`<dataDir>/mnt`). */
+  readonly uploadsDir: string;
+  /** Clock in epoch ms. @default {Date.now} */
+  readonly now?: () => number;
+  /** More routes (e.g. `/chat`, history), mounted before the 404 fallback. @default {[]} */
+  readonly extraRoutes?: readonly Hono[];
+  /** Told after a friendship or group membership is stored. */
+  readonly onMembershipChange?: (change: MembershipChange) => void;
+}
+
+/** Build the Hono app; `main.ts` passes `app.fetch` to `Deno.serve`. */
+export function createApp(deps: AppDeps): Hono {
+  const routeDeps: RouteDeps = {
+    store: deps.store,
+    auth: deps.auth,
+    config: deps.config,
+    now: deps.now ?? Date.now,
+    ...(deps.onMembershipChange === undefined
+      ? {}
+      : { onMembershipChange: deps.onMembershipChange }),
+  };
+  const app = new Hono();
+  app.use(async (c, next) => {
+    const started = performance.now();
+    await next();
+    c.res.headers.set("x-content-type-options", "nosniff");
+    logger.info("{method} {path} {status} {ms}ms", {
+      method: c.req.method,
+      path: c.req.path,
+      status: c.res.status,
+      ms: Math.round(performance.now() - started),
+    });
+  });
+  app.route("/", userRoutes(routeDeps));
+  app.route("/", contactRoutes(routeDeps));
+  app.route("/", attachRoutes(routeDeps, { uploadsDir: deps.uploadsDir }));
+  app.route("/", pageRoutes(deps));
+  for (const extra of deps.extraRoutes ?? []) app.route("/", extra);
+  app.notFound((c) => c.json(fail("Not found"), 404));
+  app.onError(errorResponse);
+  return app;
+}
+
+/** The one error boundary of the HTTP layer. */
+function errorResponse(err: Error, c: Context): Response {
+  if (err instanceof ClientError) {
+    return c.json(fail(err.message), err.status as ContentfulStatusCode);
+  }
+  if (err instanceof HTTPException && err.status < 500) {
+    return c.json(fail(err.message || "Request failed"), err.status);
+  }
+  logger.error("Unhandled error on {method} {path}", {
+    method: c.req.method,
+    path: c.req.path,
+    error: err,
+  });
+  return c.json(fail("Internal error"), 500);
+}

@@ -1,0 +1,159 @@
+/**
+ * `/attach/upload` and `/mnt/<name>`: uploads with a size limit enforced while
+ * reading, a type allow-list decided on content ({@linkcode sniff}),
+ * server-chosen random names, and serving back with the detected type,
+ * `nosniff` and a sandboxing CSP. Files are served only by attachment
+ * lookup: no listing, no paths.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import { join } from "node:path";
+import { getLogger } from "@logtape/logtape";
+import { ClientError } from "../errors.ts";
+import { sniff } from "../sniff.ts";
+import { mediaType, readLimited } from "./body.ts";
+import { ok } from "./envelope.ts";
+import { requireUser } from "./identity.ts";
+import type { RouteDeps } from "./route_deps.ts";
+
+const logger = getLogger(["chat", "http", "attach"]);
+
+/** Room for multipart boundaries, part headers and small text fields. */
+const MULTIPART_OVERHEAD = 16 * 1024;
+/** Shape of a server-chosen upload name. */
+const NAME = /^[0-9a-f]{32}\.[a-z0-9]{2,4}$/;
+
+/** Options for {@linkcode attachRoutes}. */
+export interface AttachOptions {
+  /** Folder the uploads are written to (`<dataDir>/mnt`); created on demand. */
+  readonly uploadsDir: string;
+}
+
+/** The upload and download routes. */
+export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
+  const { store, auth, config } = deps;
+  const { uploadsDir } = options;
+  const app = new Hono();
+
+  app.post("/attach/upload", async (c) => {
+    const req = c.req.raw;
+    const type = req.headers.get("content-type");
+    if (mediaType(type) !== "multipart/form-data") {
+      await req.body?.cancel();
+      throw new ClientError(
+        "unsupported_type",
+        'Upload must be multipart/form-data with a "file" field',
+      );
+    }
+    const max = config.uploadMaxBytes;
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = await readLimited(req, { maxBytes: max + MULTIPART_OVERHEAD });
+    } catch (e) {
+      if (e instanceof ClientError && e.code === "too_large") throw fileTooLarge(max);
+      throw e;
+    }
+    const form = await parseMultipart(bytes, type ?? "");
+    const fields: Record<string, string> = Object.create(null);
+    for (const [key, value] of form) {
+      if (typeof value === "string" && !(key in fields)) fields[key] = value;
+    }
+    const userId = await requireUser(auth, req, fields);
+    const file = form.get("file");
+    if (file === null) {
+      throw new ClientError("bad_request", 'Missing file field "file"');
+    }
+    if (typeof file === "string") {
+      throw new ClientError("bad_request", 'Field "file" must be a file');
+    }
+    if (file.size === 0) throw new ClientError("bad_request", "File is empty");
+    if (file.size > max) throw fileTooLarge(max);
+    const data = new Uint8Array(await file.arrayBuffer());
+    const kind = sniff(data);
+    if (kind === undefined) {
+      throw new ClientError(
+        "unsupported_type",
+        "File type not allowed: use png, jpeg, gif, webp, mp3, ogg, webm, mp4, m4a or wav",
+      );
+    }
+    const name = `${randomHex(16)}.${kind.ext}`;
+    const path = join(uploadsDir, name);
+    await Deno.mkdir(uploadsDir, { recursive: true });
+    await Deno.writeFile(path, data, { createNew: true, mode: 0o640 });
+    try {
+      await store.recordAttachment({
+        name,
+        ownerId: userId,
+        mime: kind.mime,
+        size: data.byteLength,
+        createdAt: deps.now(),
+      });
+    } catch (e) {
+      await Deno.remove(path).catch(() => {});
+      throw e;
+    }
+    logger.info("User {userId} uploaded {name}", {
+      userId,
+      name,
+      mime: kind.mime,
+      size: data.byteLength,
+    });
+    return c.json(ok(`/mnt/${name}`, ""));
+  });
+
+  app.get("/mnt/:name", async (c) => {
+    const name = c.req.param("name");
+    const attachment = NAME.test(name) ? await store.findAttachment(name) : undefined;
+    if (attachment === undefined) {
+      throw new ClientError("not_found", "File not found");
+    }
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(join(uploadsDir, name), { read: true });
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        throw new ClientError("not_found", "File not found");
+      }
+      throw e;
+    }
+    const { size } = await file.stat();
+    return new Response(file.readable, {
+      headers: {
+        "content-type": attachment.mime,
+        "content-length": String(size),
+        "x-content-type-options": "nosniff",
+        "content-security-policy": "default-src 'none'; sandbox",
+        "cross-origin-resource-policy": "same-origin",
+        "cache-control": "private, max-age=86400",
+      },
+    });
+  });
+
+  return app;
+}
+
+async function parseMultipart(
+  bytes: Uint8Array<ArrayBuffer>,
+  contentType: string,
+): Promise<FormData> {
+  try {
+    return await new Response(bytes, {
+      headers: { "content-type": contentType },
+    }).formData();
+  } catch {
+    throw new ClientError("bad_request", "Malformed multipart body");
+  }
+}
+
+function fileTooLarge(max: number): ClientError {
+  return new ClientError("too_large", `File exceeds ${max} bytes`);
+}
+
+function randomHex(bytes: number): string {
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(bytes)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
+}

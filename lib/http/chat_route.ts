@@ -1,0 +1,177 @@
+/**
+ * `GET /chat` (the websocket) and `GET /message/history` (a page of a
+ * conversation). The websocket is refused before the upgrade — 401 without
+ * a valid token, 403 for a foreign Origin or an `id` that is not the
+ * token's user — never opened and then closed.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context } from "hono";
+import type { ContentfulStatusCode } from "hono/utils/http-status";
+import type { TokenVerifier } from "../auth.ts";
+import type { ChatService } from "../chat_service.ts";
+import type { Config } from "../config.ts";
+import { ClientError } from "../errors.ts";
+import { DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, messageFrame } from "../protocol.ts";
+import type { Connection } from "../session.ts";
+import { conversationKey } from "../store.ts";
+import { fail, list } from "./envelope.ts";
+import { requireUser, tokenFromRequest } from "./identity.ts";
+
+/** Dependencies of {@linkcode chatRoutes}. */
+export interface ChatRouteDeps {
+  readonly chat: ChatService;
+  readonly auth: TokenVerifier;
+  /** `origins`: the websocket Origin allow-list (empty = same origin, "*" = any). */
+  readonly config: Pick<Config, "origins">;
+}
+
+/** The Hono sub-app with `/chat` and `/message/history`; mount it with `app.route("/", …)`. */
+export function chatRoutes(deps: ChatRouteDeps): Hono {
+  const app = new Hono();
+  app.get("/chat", (c) => guarded(c, () => upgrade(c, deps)));
+  app.get("/message/history", (c) => guarded(c, () => history(c, deps)));
+  return app;
+}
+
+async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
+  const req = c.req.raw;
+  if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return c.json(fail("Expected a websocket upgrade"), 426);
+  }
+  if (
+    !originAllowed(
+      req.headers.get("origin"),
+      req.headers.get("host"),
+      deps.config.origins,
+    )
+  ) {
+    throw new ClientError("forbidden", "Origin not allowed");
+  }
+  const url = new URL(req.url);
+  const fields: Record<string, string> = {};
+  const token = url.searchParams.get("token");
+  if (token !== null) fields["token"] = token;
+  const id = url.searchParams.get("id");
+  if (id !== null) fields["userid"] = id;
+  const userId = await requireUser(deps.auth, req, fields);
+  const usedToken = tokenFromRequest(req, fields) ?? "";
+  const { socket, response } = Deno.upgradeWebSocket(req);
+  socket.binaryType = "arraybuffer";
+  socket.onopen = () => {
+    const session = deps.chat.open(connectionOf(socket), userId, {
+      async stillValid() {
+        return await deps.auth.resolveToken(usedToken) === userId;
+      },
+    });
+    socket.onmessage = (e: MessageEvent) => session.receive(e.data);
+    socket.onclose = (e: CloseEvent) => session.closedByPeer(e.code);
+  };
+  socket.onerror = () => {
+    // A close event follows; nothing to do here.
+  };
+  return response;
+}
+
+function connectionOf(socket: WebSocket): Connection {
+  return {
+    send(text) {
+      socket.send(text);
+    },
+    close(code, reason) {
+      socket.close(code, reason);
+    },
+    get bufferedAmount() {
+      return socket.bufferedAmount;
+    },
+  };
+}
+
+/**
+ * Whether a websocket from `origin` may connect. No Origin header (not a
+ * browser) is allowed; "*" allows any; an empty list allows only the
+ * origin whose host is the request's Host header.
+ */
+export function originAllowed(
+  origin: string | null,
+  host: string | null,
+  allowed: readonly string[],
+): boolean {
+  if (origin === null) return true;
+  if (allowed.includes("*")) return true;
+  if (allowed.length > 0) return allowed.includes(origin.replace(/\/$/, ""));
+  try {
+    const url = new URL(origin);
+    return (url.protocol === "http:" || url.protocol === "https:") &&
+      host !== null && url.host === host.toLowerCase();
+  } catch {
+    return false;
+  }
+}
+
+async function history(c: Context, deps: ChatRouteDeps): Promise<Response> {
+  const url = new URL(c.req.url);
+  const q = (name: string) => {
+    const v = url.searchParams.get(name);
+    return v === null || v.trim() === "" ? undefined : v.trim();
+  };
+  const fields: Record<string, string> = {};
+  const token = q("token");
+  if (token !== undefined) fields["token"] = token;
+  const userId = await requireUser(deps.auth, c.req.raw, fields);
+  const peer = intParam("peer", q("peer"), 1);
+  const group = intParam("group", q("group"), 1);
+  let conv = q("conv");
+  if (peer !== undefined) conv = conversationKey(10, userId, peer);
+  if (group !== undefined) conv = `g:${group}`;
+  if (conv === undefined) {
+    throw new ClientError("bad_request", "Give conv, peer or group");
+  }
+  if (peer === userId) {
+    throw new ClientError("bad_request", "No conversation with yourself");
+  }
+  const before = intParam("before", q("before"), 1);
+  const after = intParam("after", q("after"), 0);
+  if (before !== undefined && after !== undefined) {
+    throw new ClientError("bad_request", "Give before or after, not both");
+  }
+  const limit = intParam("limit", q("limit"), 1) ?? DEFAULT_HISTORY_LIMIT;
+  const rows = await deps.chat.history(userId, {
+    conv,
+    before,
+    after,
+    limit: Math.min(limit, MAX_HISTORY_LIMIT),
+  });
+  return c.json(list(rows.map(messageFrame)));
+}
+
+function intParam(
+  name: string,
+  raw: string | undefined,
+  min: number,
+): number | undefined {
+  if (raw === undefined) return undefined;
+  const n = /^[0-9]{1,15}$/.test(raw) ? Number(raw) : NaN;
+  if (!(n >= min)) {
+    throw new ClientError(
+      "bad_request",
+      `Parameter "${name}" must be an integer of ${min} or more`,
+    );
+  }
+  return n;
+}
+
+/** This sub-app's error boundary: client errors become envelopes; the rest goes up. */
+async function guarded(
+  c: Context,
+  handler: () => Promise<Response>,
+): Promise<Response> {
+  try {
+    return await handler();
+  } catch (error) {
+    if (!(error instanceof ClientError)) throw error;
+    return c.json(fail(error.message), error.status as ContentfulStatusCode);
+  }
+}

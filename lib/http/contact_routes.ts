@@ -1,0 +1,101 @@
+/**
+ * `/contact/*`: friends and groups ("communities") of the calling user. The
+ * user is always the token's; `userid` / `ownerid` fields are only checked.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import { getLogger } from "@logtape/logtape";
+import { ClientError } from "../errors.ts";
+import { readFields } from "./body.ts";
+import { list, ok } from "./envelope.ts";
+import { parseCreateGroup, parseId } from "./forms.ts";
+import { requireUser } from "./identity.ts";
+import type { MembershipChange, RouteDeps } from "./route_deps.ts";
+import { groupView, userView } from "./views.ts";
+
+const logger = getLogger(["chat", "http", "contact"]);
+
+/** The `/contact/*` routes. */
+export function contactRoutes(deps: RouteDeps): Hono {
+  const { store, auth, config } = deps;
+  const limit = { maxBytes: config.bodyMaxBytes };
+  const app = new Hono();
+  const notify = (change: MembershipChange): void => {
+    try {
+      deps.onMembershipChange?.(change);
+    } catch (error) {
+      logger.error("Membership hook failed", { kind: change.kind, error });
+    }
+  };
+
+  app.post("/contact/addfriend", async (c) => {
+    const fields = await readFields(c.req.raw, limit);
+    const userId = await requireUser(auth, c.req.raw, fields);
+    const dstid = parseId(fields, "dstid");
+    if (dstid === userId) {
+      throw new ClientError("bad_request", "You cannot add yourself as a friend");
+    }
+    const friend = await store.findUser(dstid);
+    if (friend === undefined) {
+      throw new ClientError("not_found", "No user with this id");
+    }
+    const result = await store.addFriendship(userId, dstid, deps.now());
+    if (result === "exists") {
+      throw new ClientError("conflict", "You are already friends");
+    }
+    notify({ kind: "friend_added", userId, friendId: dstid });
+    logger.info("User {userId} added friend {friendId}", {
+      userId,
+      friendId: dstid,
+    });
+    return c.json(ok(userView(friend), "Friend added"));
+  });
+
+  app.on(["GET", "POST"], "/contact/loadfriend", async (c) => {
+    const fields = await readFields(c.req.raw, limit);
+    const userId = await requireUser(auth, c.req.raw, fields);
+    const friends = await store.listFriends(userId);
+    return c.json(list(friends.map(userView)));
+  });
+
+  app.post("/contact/createcommunity", async (c) => {
+    const fields = await readFields(c.req.raw, limit);
+    const userId = await requireUser(auth, c.req.raw, fields);
+    const input = parseCreateGroup(fields);
+    const group = await store.createGroup(
+      { ...input, ownerId: userId },
+      { now: deps.now(), maxPerOwner: config.groupsPerUser },
+    );
+    notify({ kind: "group_joined", userId, groupId: group.id });
+    logger.info("User {userId} created group {groupId}", {
+      userId,
+      groupId: group.id,
+    });
+    return c.json(ok(groupView(group), "Group created"));
+  });
+
+  app.on(["GET", "POST"], "/contact/loadcommunity", async (c) => {
+    const fields = await readFields(c.req.raw, limit);
+    const userId = await requireUser(auth, c.req.raw, fields);
+    const groups = await store.listGroups(userId);
+    return c.json(list(groups.map(groupView)));
+  });
+
+  app.post("/contact/joincommunity", async (c) => {
+    const fields = await readFields(c.req.raw, limit);
+    const userId = await requireUser(auth, c.req.raw, fields);
+    const groupId = parseId(fields, "dstid");
+    const group = await store.findGroup(groupId);
+    if (group === undefined) {
+      throw new ClientError("not_found", "No group with this id");
+    }
+    const result = await store.joinGroup(userId, groupId, deps.now());
+    if (result === "joined") notify({ kind: "group_joined", userId, groupId });
+    const msg = result === "joined" ? "Joined the group" : "Already a member";
+    return c.json(ok(groupView(group), msg));
+  });
+
+  return app;
+}

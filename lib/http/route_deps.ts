@@ -1,0 +1,36 @@
+/**
+ * What the REST route modules share: the store, auth, the settings they read,
+ * the clock, and an optional hook told about membership changes (so the
+ * realtime layer can update its group index and tell other nodes).
+ *
+ * @module
+ */
+
+import type { Auth } from "../auth.ts";
+import type { Config } from "../config.ts";
+import type { Store } from "../store.ts";
+
+/** The settings the REST routes read. */
+export type HttpConfig = Pick<
+  Config,
+  "bodyMaxBytes" | "uploadMaxBytes" | "groupsPerUser" | "tokenTtlSeconds"
+>;
+
+/** A change of friendship or group membership that just committed. */
+export type MembershipChange =
+  | { readonly kind: "friend_added"; readonly userId: number; readonly friendId: number }
+  | { readonly kind: "group_joined"; readonly userId: number; readonly groupId: number };
+
+/** Dependencies of the route modules. */
+export interface RouteDeps {
+  readonly store: Store;
+  readonly auth: Auth;
+  readonly config: HttpConfig;
+  /** Clock in epoch ms. */
+  readonly now: () => number;
+  /**
+   * Told after a friendship or membership is stored (not for "exists").
+   * Must not throw; errors are logged and the request still succeeds.
+   */
+  readonly onMembershipChange?: (change: MembershipChange) => void;
+}

@@ -1,0 +1,96 @@
+/**
+ * `/user/*`: register, login, logout, find and update. Identity comes from the
+ * token; responses carry the caller's own token only on register and login.
+ *
+ * @module
+ */
+
+import { Hono } from "hono";
+import type { Context } from "hono";
+import { deleteCookie, setCookie } from "hono/cookie";
+import { getLogger } from "@logtape/logtape";
+import { ClientError } from "../errors.ts";
+import { readFields } from "./body.ts";
+import { ok } from "./envelope.ts";
+import { parseId, parseLogin, parseProfilePatch, parseRegister } from "./forms.ts";
+import { requireUser, TOKEN_COOKIE, tokenFromRequest } from "./identity.ts";
+import type { RouteDeps } from "./route_deps.ts";
+import { userView } from "./views.ts";
+
+const logger = getLogger(["chat", "http", "user"]);
+
+/** The `/user/*` routes. */
+export function userRoutes(deps: RouteDeps): Hono {
+  const { store, auth, config } = deps;
+  const limit = { maxBytes: config.bodyMaxBytes };
+  const app = new Hono();
+
+  app.post("/user/register", async (c) => {
+    const input = parseRegister(await readFields(c.req.raw, limit));
+    const passwordHash = await auth.hashPassword(input.password);
+    const user = await store.createUser({
+      mobile: input.mobile,
+      passwordHash,
+      nickname: input.nickname,
+      avatar: input.avatar,
+      sex: input.sex,
+      memo: input.memo,
+    }, deps.now());
+    const token = await auth.issueToken(user.id);
+    setTokenCookie(c, token, config.tokenTtlSeconds);
+    logger.info("User {userId} registered", { userId: user.id });
+    return c.json(ok({ ...userView(user), token }, "Registered"));
+  });
+
+  app.post("/user/login", async (c) => {
+    const input = parseLogin(await readFields(c.req.raw, limit));
+    let result;
+    try {
+      result = await auth.login(input.mobile, input.password);
+    } catch (e) {
+      if (e instanceof ClientError) logger.info("Login failed", {});
+      throw e;
+    }
+    setTokenCookie(c, result.token, config.tokenTtlSeconds);
+    logger.info("User {userId} logged in", { userId: result.user.id });
+    return c.json(ok({ ...userView(result.user), token: result.token }, ""));
+  });
+
+  app.post("/user/logout", async (c) => {
+    const fields = await readFields(c.req.raw, limit);
+    const token = tokenFromRequest(c.req.raw, fields);
+    if (token !== undefined) await auth.revokeToken(token);
+    deleteCookie(c, TOKEN_COOKIE, { path: "/" });
+    return c.json(ok(undefined, "Logged out"));
+  });
+
+  app.on(["GET", "POST"], "/user/find", async (c) => {
+    const fields = await readFields(c.req.raw, limit);
+    await requireUser(auth, c.req.raw, fields);
+    const id = parseId(fields, "id");
+    const user = await store.findUser(id);
+    if (user === undefined) throw new ClientError("not_found", "User not found");
+    return c.json(ok(userView(user), ""));
+  });
+
+  app.post("/user/update", async (c) => {
+    const fields = await readFields(c.req.raw, limit);
+    const userId = await requireUser(auth, c.req.raw, fields);
+    const patch = parseProfilePatch(fields);
+    const user = await store.updateProfile(userId, patch);
+    if (user === undefined) throw new ClientError("not_found", "User not found");
+    return c.json(ok(userView(user), "Profile updated"));
+  });
+
+  return app;
+}
+
+function setTokenCookie(c: Context, token: string, ttlSeconds: number): void {
+  setCookie(c, TOKEN_COOKIE, token, {
+    httpOnly: true,
+    sameSite: "Strict",
+    path: "/",
+    maxAge: ttlSeconds,
+    secure: new URL(c.req.url).protocol === "https:",
+  });
+}

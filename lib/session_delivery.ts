@@ -1,0 +1,235 @@
+/**
+ * Exactly-once, in-order delivery to one session on top of an at-most-once
+ * bus. For each conversation the session keeps the range of seqs it has
+ * sent; a live message that would leave a hole first pulls the missing ones
+ * from the store, a repeat is skipped, and a catch-up frame replays what the
+ * client lacks without sending anything twice.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import type { DeliveryTarget } from "./dispatcher.ts";
+import { type AckFrame, CMD_CATCHUP_DONE, encode, messageFrame } from "./protocol.ts";
+import type { Session } from "./session.ts";
+import type { MessageStore, StoredMessage } from "./store.ts";
+
+const logger = getLogger(["chat", "session_delivery"]);
+
+/** The slice of {@linkcode MessageStore} delivery reads. */
+export type HistoryReader = Pick<MessageStore, "listMessages" | "lastSeqs">;
+
+/** Tunables of {@linkcode SessionDelivery}. */
+export interface SessionDeliveryOptions {
+  /** Rows per store read during gap fill and catch-up. @default {200} */
+  pageSize?: number;
+}
+
+/** Seqs `[low, next)` of one conversation have been sent (or the client has them). */
+interface Cursor {
+  low: number;
+  next: number;
+}
+
+/** The delivery side of one session; the dispatcher's target for it. */
+export class SessionDelivery implements DeliveryTarget {
+  #session: Session;
+  #store: HistoryReader;
+  #pageSize: number;
+  #cursors = new Map<string, Cursor>();
+  #chain: Promise<void> = Promise.resolve();
+  #busy = 0;
+  /** Live messages held until the gate opens (see {@linkcode openGate}). */
+  #gated: { message: StoredMessage; text: string }[] | undefined = [];
+
+  /** Deliver to `session`, filling gaps from `store`. */
+  constructor(
+    session: Session,
+    store: HistoryReader,
+    options: SessionDeliveryOptions = {},
+  ) {
+    this.#session = session;
+    this.#store = store;
+    this.#pageSize = options.pageSize ?? 200;
+  }
+
+  /** The session id. */
+  get id(): string {
+    return this.#session.id;
+  }
+
+  /** The session's user. */
+  get userId(): number {
+    return this.#session.userId;
+  }
+
+  /**
+   * A live message from the dispatcher. Until {@linkcode openGate} is called
+   * live messages are held (and counted against the queue limit), so a
+   * catch-up sent as the client's first frame is replayed before them and
+   * the client sees each conversation strictly in seq order.
+   */
+  deliver(message: StoredMessage, text: string): void {
+    if (this.#gated !== undefined) {
+      if (this.#session.hold(text.length)) this.#gated.push({ message, text });
+      return;
+    }
+    this.#accept(message, text, false);
+  }
+
+  /** Start passing live messages, first the held ones in arrival order. Idempotent. */
+  openGate(): void {
+    const held = this.#gated;
+    if (held === undefined) return;
+    this.#gated = undefined;
+    for (const { message, text } of held) {
+      this.#session.release(text.length);
+      this.#accept(message, text, false);
+    }
+  }
+
+  /**
+   * The session's own message was stored: send `ack` in its place (the
+   * sender already shows the message) and count the seq as delivered.
+   */
+  own(message: StoredMessage, ack: AckFrame): void {
+    this.#accept(message, encode(ack), true);
+  }
+
+  /**
+   * Replay what the client lacks. `clientSeqs` is the client's last seq per
+   * conversation; with `all`, every other conversation of the user counts as
+   * seq 0. Only conversations the store lists for this user are replayed
+   * (so a client cannot read others' conversations). Ends with a
+   * catch-up-done frame.
+   */
+  catchUp(clientSeqs: ReadonlyMap<string, number>, all: boolean): Promise<void> {
+    return this.#enqueue(async () => {
+      const known = await this.#store.lastSeqs(this.userId);
+      const done: Record<string, number> = {};
+      for (const [conv, last] of known) {
+        const have = clientSeqs.get(conv) ?? (all ? 0 : undefined);
+        if (have === undefined) continue;
+        await this.#replay(conv, have, last);
+        if (this.#session.closed) return;
+        done[conv] = (this.#cursors.get(conv)?.next ?? have + 1) - 1;
+      }
+      this.#session.sendFrame({ cmd: CMD_CATCHUP_DONE, seqs: done });
+    });
+  }
+
+  /** Resolves when every queued delivery step has run. */
+  idle(): Promise<void> {
+    return this.#chain;
+  }
+
+  #accept(message: StoredMessage, text: string, ack: boolean): void {
+    if (this.#busy > 0) {
+      // Keep order behind a running store read; count the bytes meanwhile.
+      if (!this.#session.hold(text.length)) return;
+      void this.#enqueue(async () => {
+        this.#session.release(text.length);
+        await this.#place(message, text, ack);
+      });
+      return;
+    }
+    const { conv, seq } = message;
+    const cursor = this.#cursors.get(conv);
+    if (cursor === undefined) {
+      this.#cursors.set(conv, { low: seq, next: seq + 1 });
+      this.#session.send(text);
+    } else if (seq >= cursor.low && seq < cursor.next) {
+      if (ack) this.#session.send(text);
+    } else if (seq === cursor.next) {
+      cursor.next++;
+      this.#session.send(text);
+    } else {
+      void this.#enqueue(() => this.#place(message, text, ack));
+    }
+  }
+
+  /** Send `message` (or its ack) in order, pulling any hole from the store. */
+  async #place(message: StoredMessage, text: string, ack: boolean) {
+    const { conv, seq } = message;
+    const cursor = this.#cursors.get(conv);
+    if (cursor === undefined) {
+      this.#cursors.set(conv, { low: seq, next: seq + 1 });
+      this.#session.send(text);
+      return;
+    }
+    if (seq >= cursor.low && seq < cursor.next) {
+      if (ack) this.#session.send(text);
+      return;
+    }
+    if (seq >= cursor.next) {
+      await this.#fill(conv, cursor.next, seq);
+      cursor.next = seq + 1;
+      this.#session.send(text);
+      return;
+    }
+    // Older than anything sent yet: send it, then what lies between.
+    this.#session.send(text);
+    await this.#fill(conv, seq + 1, cursor.low);
+    cursor.low = seq;
+  }
+
+  async #replay(conv: string, have: number, last: number): Promise<void> {
+    const cursor = this.#cursors.get(conv);
+    if (cursor === undefined) {
+      const sent = await this.#fill(conv, have + 1, Infinity, last);
+      this.#cursors.set(conv, { low: 1, next: Math.max(have, sent) + 1 });
+      return;
+    }
+    if (have + 1 < cursor.low) await this.#fill(conv, have + 1, cursor.low);
+    cursor.low = 1;
+    cursor.next = Math.max(cursor.next, have + 1);
+    if (cursor.next <= last) {
+      const sent = await this.#fill(conv, cursor.next, Infinity, last);
+      cursor.next = Math.max(cursor.next, sent + 1);
+    }
+  }
+
+  /**
+   * Send stored messages of `conv` with `from <= seq < to` in order, reading
+   * at least up to `atLeast`. Returns the last seq sent (`from - 1` if none).
+   */
+  async #fill(
+    conv: string,
+    from: number,
+    to: number,
+    atLeast = 0,
+  ): Promise<number> {
+    let cursor = from;
+    while (cursor < to && !this.#session.closed) {
+      const limit = Math.min(this.#pageSize, to - cursor);
+      const rows = await this.#store.listMessages(conv, {
+        afterSeq: cursor - 1,
+        limit,
+      });
+      for (const row of rows) {
+        if (row.seq < cursor || row.seq >= to) continue;
+        if (!this.#session.send(encode(messageFrame(row)))) return cursor - 1;
+        cursor = row.seq + 1;
+      }
+      if (rows.length < limit && cursor > atLeast) break;
+      if (rows.length === 0) break;
+    }
+    return cursor - 1;
+  }
+
+  #enqueue(step: () => Promise<void>): Promise<void> {
+    this.#busy++;
+    const run = this.#chain.then(step).catch((error) => {
+      logger.error("Delivery to session {session} failed: {error}", {
+        session: this.id,
+        userId: this.userId,
+        error,
+      });
+      this.#session.close("internal");
+    }).finally(() => {
+      this.#busy--;
+    });
+    this.#chain = run;
+    return run;
+  }
+}

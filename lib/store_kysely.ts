@@ -1,0 +1,340 @@
+/**
+ * The SQL store: {@linkcode Store} on Kysely, over SQLite (`node:sqlite`,
+ * the embedded default) or PostgreSQL (`pg`, for a cluster). Opening runs
+ * the migrations; two nodes opening one database at once is safe.
+ *
+ * Friendships and groups live in `store_kysely_social.ts`, messages in
+ * `store_kysely_messages.ts`.
+ *
+ * @module
+ */
+
+import { dirname } from "node:path";
+import { getLogger } from "@logtape/logtape";
+import { type Dialect, Kysely, sql } from "kysely";
+import { Migrator } from "kysely/migration";
+import { ConflictError, NotFoundError } from "./errors.ts";
+import type { DbSetting } from "./config.ts";
+import { type Database, migrationProvider, type SqlDialectKind } from "./migrations.ts";
+import { sqliteDialect } from "./_sqlite_dialect.ts";
+import { parseSchemaName, postgresDialect } from "./_pg_dialect.ts";
+import type {
+  Attachment,
+  Group,
+  NewGroup,
+  NewMessage,
+  NewUser,
+  ProfilePatch,
+  PublicUser,
+  Store,
+  StoredMessage,
+} from "./store.ts";
+import {
+  isForeignKeyViolation,
+  isUniqueViolation,
+  PUBLIC_USER_COLUMNS,
+  type StoreDb,
+  toPublicUser,
+} from "./_store_kysely_rows.ts";
+import * as social from "./store_kysely_social.ts";
+import * as messages from "./store_kysely_messages.ts";
+
+const log = getLogger(["chat", "store"]);
+
+/** Options for {@linkcode openKyselyStore}. */
+export interface KyselyStoreOptions {
+  /** Postgres schema for every table (tests isolate in their own). @default {"public"} */
+  schema?: string;
+  /** Postgres connections in the pool. @default {10} */
+  poolSize?: number;
+  /** How long SQLite waits for another connection's write lock, ms. @default {5000} */
+  busyTimeoutMs?: number;
+}
+
+/**
+ * Open the store `setting` names, run pending migrations and return it.
+ * For SQLite the parent folder of the file is created. Needs read and
+ * write permission on the file's folder (SQLite) or net to the server
+ * (Postgres).
+ */
+export async function openKyselyStore(
+  setting: DbSetting,
+  options: KyselyStoreOptions = {},
+): Promise<KyselyStore> {
+  let dialect: Dialect;
+  let schema: string | undefined;
+  if (setting.kind === "sqlite") {
+    if (setting.path !== ":memory:" && !setting.path.startsWith("file:")) {
+      await Deno.mkdir(dirname(setting.path), { recursive: true });
+    }
+    const dialectOptions = options.busyTimeoutMs === undefined
+      ? {}
+      : { busyTimeoutMs: options.busyTimeoutMs };
+    dialect = sqliteDialect(setting.path, dialectOptions);
+  } else {
+    schema = parseSchemaName(options.schema ?? "public");
+    dialect = postgresDialect(setting.url, {
+      schema,
+      poolSize: options.poolSize ?? 10,
+    });
+  }
+  const db = new Kysely<Database>({ dialect });
+  try {
+    await migrate(db, { dialect: setting.kind, schema });
+  } catch (error) {
+    await db.destroy();
+    throw error;
+  }
+  return new KyselyStore({ db, dialect: setting.kind });
+}
+
+async function migrate(
+  db: Kysely<Database>,
+  options: { dialect: SqlDialectKind; schema: string | undefined },
+): Promise<void> {
+  const migrator = new Migrator({
+    db,
+    provider: migrationProvider(options.dialect),
+    ...(options.schema === undefined ? {} : { migrationTableSchema: options.schema }),
+  });
+  const { error, results } = await migrator.migrateToLatest();
+  for (const r of results ?? []) {
+    log.info("Migration {name} {status}", {
+      name: r.migrationName,
+      status: r.status,
+    });
+  }
+  if (error !== undefined) throw error;
+}
+
+/** {@linkcode Store} over a Kysely database whose schema is migrated. */
+export class KyselyStore implements Store {
+  #s: StoreDb;
+  #closing: Promise<void> | undefined;
+
+  /** Wrap an open, migrated database; {@linkcode openKyselyStore} is the usual way. */
+  constructor(store: StoreDb) {
+    this.#s = store;
+  }
+
+  /** Which SQL engine this store talks to. */
+  get dialect(): SqlDialectKind {
+    return this.#s.dialect;
+  }
+
+  async createUser(user: NewUser, now: number): Promise<PublicUser> {
+    try {
+      const row = await this.#s.db.insertInto("users")
+        .values({
+          mobile: user.mobile,
+          password_hash: user.passwordHash,
+          nickname: user.nickname,
+          avatar: user.avatar,
+          sex: user.sex,
+          memo: user.memo,
+          created_at: now,
+        })
+        .returning(PUBLIC_USER_COLUMNS)
+        .executeTakeFirstOrThrow();
+      return toPublicUser(row);
+    } catch (error) {
+      if (isUniqueViolation(error)) {
+        throw new ConflictError("Mobile number already registered", {
+          cause: error,
+        });
+      }
+      throw error;
+    }
+  }
+
+  async findUser(id: number): Promise<PublicUser | undefined> {
+    const row = await this.#s.db.selectFrom("users")
+      .select(PUBLIC_USER_COLUMNS).where("id", "=", id).executeTakeFirst();
+    return row === undefined ? undefined : toPublicUser(row);
+  }
+
+  async findCredentials(
+    mobile: string,
+  ): Promise<{ user: PublicUser; passwordHash: string } | undefined> {
+    const row = await this.#s.db.selectFrom("users")
+      .select([...PUBLIC_USER_COLUMNS, "password_hash"])
+      .where("mobile", "=", mobile).executeTakeFirst();
+    if (row === undefined) return undefined;
+    return { user: toPublicUser(row), passwordHash: row.password_hash };
+  }
+
+  async updateProfile(
+    id: number,
+    patch: ProfilePatch,
+  ): Promise<PublicUser | undefined> {
+    const set: ProfilePatch = {
+      ...(patch.nickname === undefined ? {} : { nickname: patch.nickname }),
+      ...(patch.avatar === undefined ? {} : { avatar: patch.avatar }),
+      ...(patch.sex === undefined ? {} : { sex: patch.sex }),
+      ...(patch.memo === undefined ? {} : { memo: patch.memo }),
+    };
+    if (Object.keys(set).length === 0) return await this.findUser(id);
+    const row = await this.#s.db.updateTable("users").set(set)
+      .where("id", "=", id).returning(PUBLIC_USER_COLUMNS)
+      .executeTakeFirst();
+    return row === undefined ? undefined : toPublicUser(row);
+  }
+
+  async createToken(
+    tokenHash: string,
+    userId: number,
+    expiresAt: number,
+  ): Promise<void> {
+    try {
+      await this.#s.db.insertInto("tokens")
+        .values({ token_hash: tokenHash, user_id: userId, expires_at: expiresAt })
+        .execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) {
+        throw new ConflictError("Token already exists", { cause: error });
+      }
+      if (isForeignKeyViolation(error)) {
+        throw new NotFoundError("User not found", { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  async findTokenUser(
+    tokenHash: string,
+    now: number,
+  ): Promise<number | undefined> {
+    const row = await this.#s.db.selectFrom("tokens").select("user_id")
+      .where("token_hash", "=", tokenHash)
+      .where("revoked", "=", 0)
+      .where("expires_at", ">", now)
+      .executeTakeFirst();
+    return row === undefined ? undefined : Number(row.user_id);
+  }
+
+  async revokeToken(tokenHash: string): Promise<void> {
+    await this.#s.db.updateTable("tokens").set({ revoked: 1 })
+      .where("token_hash", "=", tokenHash).execute();
+  }
+
+  async purgeExpiredTokens(now: number): Promise<number> {
+    const result = await this.#s.db.deleteFrom("tokens")
+      .where("expires_at", "<", now).executeTakeFirst();
+    return Number(result.numDeletedRows);
+  }
+
+  addFriendship(a: number, b: number, now: number): Promise<"added" | "exists"> {
+    return social.addFriendship(this.#s, { a, b }, now);
+  }
+
+  listFriends(userId: number): Promise<PublicUser[]> {
+    return social.listFriends(this.#s, userId);
+  }
+
+  areFriends(a: number, b: number): Promise<boolean> {
+    return social.areFriends(this.#s, { a, b });
+  }
+
+  createGroup(
+    group: NewGroup,
+    options: { now: number; maxPerOwner: number },
+  ): Promise<Group> {
+    return social.createGroup(this.#s, group, options);
+  }
+
+  findGroup(id: number): Promise<Group | undefined> {
+    return social.findGroup(this.#s, id);
+  }
+
+  joinGroup(
+    userId: number,
+    groupId: number,
+    now: number,
+  ): Promise<"joined" | "exists"> {
+    return social.joinGroup(this.#s, { userId, groupId }, now);
+  }
+
+  listGroups(userId: number): Promise<Group[]> {
+    return social.listGroups(this.#s, userId);
+  }
+
+  listMembers(groupId: number): Promise<number[]> {
+    return social.listMembers(this.#s, groupId);
+  }
+
+  isMember(userId: number, groupId: number): Promise<boolean> {
+    return social.isMember(this.#s, { userId, groupId });
+  }
+
+  async recordAttachment(attachment: Attachment): Promise<void> {
+    try {
+      await this.#s.db.insertInto("attachments")
+        .values({
+          name: attachment.name,
+          owner_id: attachment.ownerId,
+          mime: attachment.mime,
+          size: attachment.size,
+          created_at: attachment.createdAt,
+        })
+        .execute();
+    } catch (error) {
+      if (isUniqueViolation(error)) {
+        throw new ConflictError("Attachment name already exists", {
+          cause: error,
+        });
+      }
+      if (isForeignKeyViolation(error)) {
+        throw new NotFoundError("User not found", { cause: error });
+      }
+      throw error;
+    }
+  }
+
+  async findAttachment(name: string): Promise<Attachment | undefined> {
+    const row = await this.#s.db.selectFrom("attachments").selectAll()
+      .where("name", "=", name).executeTakeFirst();
+    if (row === undefined) return undefined;
+    return {
+      name: row.name,
+      ownerId: Number(row.owner_id),
+      mime: row.mime,
+      size: Number(row.size),
+      createdAt: Number(row.created_at),
+    };
+  }
+
+  async attachmentBytes(ownerId: number): Promise<number> {
+    const row = await this.#s.db.selectFrom("attachments")
+      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>("size"), sql<number>`0`).as("total"))
+      .where("owner_id", "=", ownerId)
+      .executeTakeFirstOrThrow();
+    return Number(row.total);
+  }
+
+  appendMessage(
+    message: NewMessage,
+    now: number,
+  ): Promise<{ message: StoredMessage; duplicate: boolean }> {
+    return messages.appendMessage(this.#s, message, now);
+  }
+
+  listMessages(
+    conv: string,
+    options: { afterSeq?: number; beforeSeq?: number; limit: number },
+  ): Promise<StoredMessage[]> {
+    return messages.listMessages(this.#s, conv, options);
+  }
+
+  lastSeqs(userId: number): Promise<Map<string, number>> {
+    return messages.lastSeqs(this.#s, userId);
+  }
+
+  async ping(): Promise<void> {
+    await sql`select 1`.execute(this.#s.db);
+  }
+
+  close(): Promise<void> {
+    this.#closing ??= this.#s.db.destroy();
+    return this.#closing;
+  }
+}

@@ -1,0 +1,400 @@
+/**
+ * Shared helpers for the realtime tests: a manual clock, a recording fake
+ * Connection, and a real chat server on 127.0.0.1 port 0 over a real store
+ * (SQLite `:memory:`, or Postgres in its own schema) with real WebSocket
+ * clients.
+ */
+
+import pg from "pg";
+import { Auth } from "../lib/auth.ts";
+import { LocalBus } from "../lib/bus_local.ts";
+import { ChatService } from "../lib/chat_service.ts";
+import { chatRoutes } from "../lib/http/chat_route.ts";
+import type { Connection, SessionOptions, Timers } from "../lib/session.ts";
+import type { Store } from "../lib/store.ts";
+import { pgConnectionConfig } from "../lib/_pg_dialect.ts";
+import { openKyselyStore } from "../lib/store_kysely.ts";
+
+/** Postgres URL for the delivery tests, when set (read lazily: core tests need no env access). */
+export function pgUrl(): string | undefined {
+  return Deno.env.get("CHAT_TEST_PG_URL");
+}
+
+/** Timers that fire only when the test advances them. */
+export class ManualTimers implements Timers {
+  #now = 1_000_000;
+  #next = 1;
+  #due = new Map<number, { at: number; fn: () => void }>();
+
+  /** Current fake time. */
+  now(): number {
+    return this.#now;
+  }
+
+  /** Schedule `fn` at now + `ms`. */
+  setTimeout(fn: () => void, ms: number): number {
+    const id = this.#next++;
+    this.#due.set(id, { at: this.#now + ms, fn });
+    return id;
+  }
+
+  /** Cancel a timer. */
+  clearTimeout(id: unknown): void {
+    this.#due.delete(id as number);
+  }
+
+  /** Timers not yet fired or cleared. */
+  get pending(): number {
+    return this.#due.size;
+  }
+
+  /** Move time forward, firing due timers in order. */
+  advance(ms: number): void {
+    const end = this.#now + ms;
+    for (;;) {
+      let first: [number, { at: number; fn: () => void }] | undefined;
+      for (const entry of this.#due) {
+        if (entry[1].at <= end && (!first || entry[1].at < first[1].at)) {
+          first = entry;
+        }
+      }
+      if (first === undefined) break;
+      this.#due.delete(first[0]);
+      this.#now = first[1].at;
+      first[1].fn();
+    }
+    this.#now = end;
+  }
+}
+
+/** A Connection that records what is sent; `bufferedAmount` is set by the test. */
+export class FakeConnection implements Connection {
+  /** Every text frame sent, in order. */
+  readonly sent: string[] = [];
+  /** The close call, once made. */
+  closed: { code: number; reason: string } | undefined;
+  /** Pretend bytes are stuck in the socket. */
+  bufferedAmount = 0;
+
+  /** Record a frame; throws after close like a real socket. */
+  send(text: string): void {
+    if (this.closed) throw new Error("Socket is closed");
+    this.sent.push(text);
+  }
+
+  /** Record the close. */
+  close(code: number, reason: string): void {
+    this.closed ??= { code, reason };
+  }
+
+  /** The sent frames, parsed. */
+  frames(): Record<string, unknown>[] {
+    return this.sent.map((s) => JSON.parse(s));
+  }
+}
+
+/** A real WebSocket client that keeps every frame it gets. */
+export class TestSocket {
+  readonly ws: WebSocket;
+  readonly frames: Record<string, unknown>[] = [];
+  /** Arrival time (performance.now()) of each frame in `frames`. */
+  readonly times: number[] = [];
+  /** Resolves with the close code. */
+  readonly closed: Promise<number>;
+  readonly opened: Promise<void>;
+  #waiters = new Set<() => void>();
+
+  constructor(url: string, init?: { headers?: Record<string, string> }) {
+    this.ws = init?.headers
+      // Deno accepts extra handshake headers as a second argument.
+      ? new WebSocket(url, { headers: init.headers } as unknown as string)
+      : new WebSocket(url);
+    this.opened = new Promise((resolve, reject) => {
+      this.ws.onopen = () => resolve();
+      this.ws.onerror = () => reject(new Error("Websocket failed"));
+    });
+    this.opened.catch(() => {});
+    this.closed = new Promise((resolve) => {
+      this.ws.onclose = (e) => {
+        resolve(e.code);
+        this.#wake();
+      };
+    });
+    this.ws.onmessage = (e) => {
+      this.frames.push(JSON.parse(String(e.data)));
+      this.times.push(performance.now());
+      this.#wake();
+    };
+  }
+
+  #wake(): void {
+    for (const w of [...this.#waiters]) w();
+  }
+
+  /** Send a JSON frame. */
+  send(frame: unknown): void {
+    this.ws.send(typeof frame === "string" ? frame : JSON.stringify(frame));
+  }
+
+  /** Wait until `count` frames match `pred`; returns them. */
+  async waitFor(
+    pred: (f: Record<string, unknown>) => boolean,
+    count = 1,
+    timeoutMs = 5000,
+  ): Promise<Record<string, unknown>[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = this.frames.filter(pred);
+      if (found.length >= count) return found;
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(
+          `Timed out waiting for ${count} frames, have ${found.length}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const id = setTimeout(done, left);
+        const waiters = this.#waiters;
+        function done() {
+          clearTimeout(id);
+          waiters.delete(done);
+          resolve();
+        }
+        waiters.add(done);
+      });
+    }
+  }
+
+  /** Close (if open) and wait for the close event. */
+  async close(): Promise<number> {
+    if (this.ws.readyState <= WebSocket.OPEN) this.ws.close();
+    return await this.closed;
+  }
+}
+
+/** The store kinds the delivery tests run on. */
+export function storeKinds(): readonly ("sqlite" | "postgres")[] {
+  return pgUrl() === undefined ? ["sqlite"] : ["sqlite", "postgres"];
+}
+
+/** Open a fresh store; Postgres gets its own schema, dropped on dispose. */
+export async function openTestStore(
+  kind: "sqlite" | "postgres",
+): Promise<{ store: Store; dispose(): Promise<void> }> {
+  if (kind === "sqlite") {
+    const store = await openKyselyStore({ kind: "sqlite", path: ":memory:" });
+    return { store, dispose: () => store.close() };
+  }
+  const url = pgUrl() ?? "";
+  const schema = `t_chat_${crypto.randomUUID().replaceAll("-", "")}`;
+  const store = await openKyselyStore({ kind: "postgres", url }, {
+    schema,
+    poolSize: 5,
+  });
+  return {
+    store,
+    async dispose() {
+      await store.close();
+      const client = new pg.Client(pgConnectionConfig(url));
+      await client.connect();
+      try {
+        await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+/** Options for {@linkcode startChatServer}. */
+export interface ChatServerOptions {
+  store?: "sqlite" | "postgres";
+  session?: SessionOptions;
+  allowStrangers?: boolean;
+  origins?: readonly string[];
+  catchUpGraceMs?: number;
+}
+
+/** A running chat server for one test. */
+export interface ChatServer extends AsyncDisposable {
+  readonly port: number;
+  readonly store: Store;
+  readonly auth: Auth;
+  readonly chat: ChatService;
+  /** A user and a login token for them. */
+  user(name: string): Promise<{ id: number; token: string }>;
+  /**
+   * Connect `token` to /chat (query token), wait for the open, then do what
+   * a client should: send `{cmd:30, all:true}` first and wait for cmd 31.
+   */
+  connect(
+    user: { id: number; token: string },
+    options?: { headers?: Record<string, string>; catchUp?: boolean },
+  ): Promise<TestSocket>;
+  /** ws:// URL of /chat with a query string. */
+  url(query: string): string;
+}
+
+/** Start a chat server on 127.0.0.1 port 0. */
+export async function startChatServer(
+  options: ChatServerOptions = {},
+): Promise<ChatServer> {
+  const { store, dispose } = await openTestStore(options.store ?? "sqlite");
+  const auth = new Auth({ store, tokenTtlSeconds: 3600, iterations: 1000 });
+  const bus = new LocalBus();
+  const chat = new ChatService({
+    store,
+    bus,
+    allowStrangers: options.allowStrangers ?? false,
+    session: options.session ?? {},
+    ...(options.catchUpGraceMs === undefined ? {} : { catchUpGraceMs: options.catchUpGraceMs }),
+  });
+  const app = chatRoutes({
+    chat,
+    auth,
+    config: { origins: options.origins ?? [] },
+  });
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
+    app.fetch,
+  );
+  const sockets: TestSocket[] = [];
+  let n = 0;
+  const port = server.addr.port;
+  const url = (query: string) => `ws://127.0.0.1:${port}/chat?${query}`;
+  return {
+    port,
+    store,
+    auth,
+    chat,
+    url,
+    async user(name) {
+      const u = await store.createUser({
+        mobile: `139${String(++n).padStart(8, "0")}`,
+        passwordHash: "x",
+        nickname: name,
+        avatar: "",
+        sex: "U",
+        memo: "",
+      }, Date.now());
+      return { id: u.id, token: await auth.issueToken(u.id) };
+    },
+    async connect(user, options = {}) {
+      const s = new TestSocket(
+        url(`id=${user.id}&token=${encodeURIComponent(user.token)}`),
+        options.headers === undefined ? undefined : { headers: options.headers },
+      );
+      sockets.push(s);
+      await s.opened;
+      if (options.catchUp ?? true) {
+        s.send({ cmd: 30, all: true });
+        await s.waitFor((f) => f["cmd"] === 31);
+      }
+      return s;
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.all(sockets.map((s) => s.close()));
+      chat.close();
+      await bus.close();
+      ac.abort();
+      await server.finished;
+      await dispose();
+    },
+  };
+}
+
+/** Resolve after `ms` real milliseconds. */
+export function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** A websocket handshake over a raw TCP socket, so a test sees the HTTP status and can refuse to read. */
+export async function rawHandshake(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ conn: Deno.TcpConn; status: number; rest: Uint8Array }> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+  const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("");
+  await conn.write(new TextEncoder().encode(
+    `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\n` +
+      `Connection: Upgrade\r\nSec-WebSocket-Key: ${btoa("0123456789abcdef")}\r\n` +
+      `Sec-WebSocket-Version: 13\r\n${extra}\r\n`,
+  ));
+  let buf: Uint8Array = new Uint8Array(0);
+  for (;;) {
+    const chunk = new Uint8Array(4096);
+    const n = await conn.read(chunk);
+    if (n === null) break;
+    buf = concat(buf, chunk.subarray(0, n));
+    const text = new TextDecoder().decode(buf);
+    const end = text.indexOf("\r\n\r\n");
+    if (end >= 0) {
+      const head = new TextEncoder().encode(text.slice(0, end + 4)).length;
+      return {
+        conn,
+        status: Number(text.split(" ")[1]),
+        rest: buf.subarray(head),
+      };
+    }
+  }
+  return { conn, status: 0, rest: buf };
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/**
+ * Read unmasked server frames from a raw socket until a close frame; returns
+ * the count of text frames and the close code (0 if the socket ended first).
+ */
+export async function readUntilClose(
+  conn: Deno.TcpConn,
+  start: Uint8Array,
+): Promise<{ texts: number; closeCode: number }> {
+  let buf: Uint8Array = start;
+  let texts = 0;
+  for (;;) {
+    // Parse as many whole frames as the buffer holds.
+    for (;;) {
+      if (buf.length < 2) break;
+      const opcode = buf[0]! & 0x0f;
+      let len = buf[1]! & 0x7f;
+      let off = 2;
+      if (len === 126) {
+        if (buf.length < 4) break;
+        len = (buf[2]! << 8) | buf[3]!;
+        off = 4;
+      } else if (len === 127) {
+        if (buf.length < 10) break;
+        len = Number(new DataView(buf.buffer, buf.byteOffset + 2, 8).getBigUint64(0));
+        off = 10;
+      }
+      if (buf.length < off + len) break;
+      if (opcode === 0x8) {
+        const code = len >= 2 ? (buf[off]! << 8) | buf[off + 1]! : 1005;
+        return { texts, closeCode: code };
+      }
+      if (opcode === 0x1) texts++;
+      buf = buf.subarray(off + len);
+    }
+    const chunk = new Uint8Array(256 * 1024);
+    const n = await conn.read(chunk);
+    if (n === null) return { texts, closeCode: 0 };
+    buf = concat(buf, chunk.subarray(0, n));
+  }
+}
+
+/** Write one small masked text frame (under 126 bytes) on a raw socket. */
+export async function rawSendText(conn: Deno.TcpConn, text: string): Promise<void> {
+  const payload = new TextEncoder().encode(text);
+  if (payload.length >= 126) throw new RangeError("Frame too long for rawSendText");
+  // A zero mask key leaves the payload as is.
+  await conn.write(concat(new Uint8Array([0x81, 0x80 | payload.length, 0, 0, 0, 0]), payload));
+}

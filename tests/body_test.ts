@@ -1,0 +1,151 @@
+/** readFields() and readLimited(): bodies with a byte limit, JSON and form fields (L8). */
+
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { ClientError } from "../lib/errors.ts";
+import { parseJsonFields, readFields, readLimited } from "../lib/http/body.ts";
+
+const LIMIT = { maxBytes: 100 };
+
+function post(body: BodyInit, type: string | undefined, query = ""): Request {
+  const headers: Record<string, string> = type === undefined ? {} : { "content-type": type };
+  return new Request(`http://h/x${query}`, { method: "POST", body, headers });
+}
+
+function streamOf(chunks: Uint8Array[]): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    pull(controller) {
+      const next = chunks.shift();
+      if (next === undefined) controller.close();
+      else controller.enqueue(next);
+    },
+  });
+}
+
+function isClientError(code: string, msgPart: string) {
+  return (e: unknown) => {
+    ok(e instanceof ClientError, String(e));
+    strictEqual(e.code, code);
+    ok(e.message.includes(msgPart), e.message);
+    return true;
+  };
+}
+
+Deno.test("readFields() reads a JSON object, turning numbers and booleans into strings", async () => {
+  const fields = await readFields(
+    post(
+      JSON.stringify({ a: "x", n: 12, f: 1.5, b: true, z: null }),
+      "application/json; charset=utf-8",
+    ),
+    LIMIT,
+  );
+  deepStrictEqual({ ...fields }, { a: "x", n: "12", f: "1.5", b: "true" });
+});
+
+Deno.test("L8: readFields() keeps & = + # in form-urlencoded values", async () => {
+  const body = new URLSearchParams({ passwd: "a&b=c+d#e f%", mobile: "1" }).toString();
+  const fields = await readFields(post(body, "application/x-www-form-urlencoded"), LIMIT);
+  strictEqual(fields["passwd"], "a&b=c+d#e f%");
+  strictEqual(fields["mobile"], "1");
+});
+
+Deno.test("readFields() falls back to the query string and lets the body win", async () => {
+  const fields = await readFields(
+    post("id=2", "application/x-www-form-urlencoded", "?id=1&token=t"),
+    LIMIT,
+  );
+  deepStrictEqual({ ...fields }, { id: "2", token: "t" });
+  const get = await readFields(new Request("http://h/x?id=5&id=6"), LIMIT);
+  deepStrictEqual({ ...get }, { id: "5" }, "first value wins");
+});
+
+Deno.test("readFields() accepts an empty body of any type", async () => {
+  deepStrictEqual({ ...(await readFields(post("", "text/plain", "?a=1"), LIMIT)) }, { a: "1" });
+});
+
+Deno.test("readFields() rejects bad bodies with a clear message", async (t) => {
+  const cases = [
+    {
+      name: "junk JSON",
+      req: () => post("{nope", "application/json"),
+      code: "bad_request",
+      msg: "not valid JSON",
+    },
+    {
+      name: "JSON array",
+      req: () => post("[1]", "application/json"),
+      code: "bad_request",
+      msg: "must be an object",
+    },
+    {
+      name: "JSON string",
+      req: () => post('"x"', "application/json"),
+      code: "bad_request",
+      msg: "must be an object",
+    },
+    {
+      name: "nested object",
+      req: () => post('{"a":{"b":1}}', "application/json"),
+      code: "bad_request",
+      msg: 'Field "a" must be',
+    },
+    {
+      name: "nested array",
+      req: () => post('{"a":[1]}', "application/json"),
+      code: "bad_request",
+      msg: 'Field "a"',
+    },
+    {
+      name: "bad UTF-8",
+      req: () => post(new Uint8Array([0x61, 0x3d, 0xff]), "application/x-www-form-urlencoded"),
+      code: "bad_request",
+      msg: "UTF-8",
+    },
+    {
+      name: "text/plain body",
+      req: () => post("a=1", "text/plain"),
+      code: "unsupported_type",
+      msg: "application/json",
+    },
+    {
+      name: "no content type",
+      req: () => post("a=1", undefined),
+      code: "unsupported_type",
+      msg: "application/json",
+    },
+    {
+      name: "oversized",
+      req: () => post("a=" + "x".repeat(200), "application/x-www-form-urlencoded"),
+      code: "too_large",
+      msg: "100 bytes",
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      await rejects(readFields(c.req(), LIMIT), isClientError(c.code, c.msg));
+    });
+  }
+});
+
+Deno.test("readLimited() stops a streamed body that lies about its length", async () => {
+  const chunks = Array.from({ length: 10 }, () => new Uint8Array(30));
+  const req = new Request("http://h/x", {
+    method: "POST",
+    body: streamOf(chunks),
+    headers: { "content-length": "10" },
+  });
+  await rejects(readLimited(req, LIMIT), isClientError("too_large", "Body exceeds 100 bytes"));
+  ok(chunks.length >= 5, "stopped reading early");
+});
+
+Deno.test("readLimited() returns a body at exactly the limit", async () => {
+  const req = post(new Uint8Array(100).fill(7), "application/octet-stream");
+  strictEqual((await readLimited(req, LIMIT)).byteLength, 100);
+});
+
+Deno.test("parseJsonFields() drops nothing but nulls", () => {
+  deepStrictEqual({ ...parseJsonFields('{"a":"","b":0,"c":false}') }, {
+    a: "",
+    b: "0",
+    c: "false",
+  });
+});

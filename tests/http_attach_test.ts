@@ -1,0 +1,197 @@
+/** /attach/upload and /mnt/<name>: limits, content allow-list, safe serving (S9). */
+
+import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
+import { join } from "node:path";
+import { call, makeTestApp, register } from "./_http_helpers.ts";
+
+const PNG = new Uint8Array([
+  0x89,
+  0x50,
+  0x4e,
+  0x47,
+  0x0d,
+  0x0a,
+  0x1a,
+  0x0a,
+  0,
+  0,
+  0,
+  13,
+  73,
+  72,
+  68,
+  82,
+]);
+const HTML = new TextEncoder().encode("<!doctype html><script>alert(document.cookie)</script>");
+const SVG = new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>');
+
+function form(
+  file: Uint8Array<ArrayBuffer> | string | undefined,
+  name = "a.png",
+  extra: Record<string, string> = {},
+): FormData {
+  const fd = new FormData();
+  if (typeof file === "string") fd.append("file", file);
+  else if (file !== undefined) fd.append("file", new File([file], name));
+  for (const [k, v] of Object.entries(extra)) fd.append(k, v);
+  return fd;
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return names;
+}
+
+Deno.test("/attach/upload stores a png under a random name and /mnt serves it safely", async () => {
+  await using t = await makeTestApp();
+  const { id, token } = await register(t.app, "13800000001");
+  const r = await call(t.app, "/attach/upload", {
+    body: form(PNG, "x.html", { filetype: ".html" }),
+    token,
+  });
+  strictEqual(r.status, 200);
+  strictEqual(r.body.code, 0);
+  strictEqual(r.body.msg, "");
+  match(r.body.data, /^\/mnt\/[0-9a-f]{32}\.png$/);
+  const name = r.body.data.slice("/mnt/".length);
+  deepStrictEqual(await listDir(t.uploadsDir), [name]);
+  const meta = await t.store.findAttachment(name);
+  deepStrictEqual({ ...meta, createdAt: 0 }, {
+    name,
+    ownerId: id,
+    mime: "image/png",
+    size: PNG.length,
+    createdAt: 0,
+  });
+  const res = await t.app.fetch(new Request(`http://127.0.0.1${r.body.data}`));
+  strictEqual(res.status, 200);
+  strictEqual(res.headers.get("content-type"), "image/png");
+  strictEqual(res.headers.get("x-content-type-options"), "nosniff");
+  strictEqual(res.headers.get("content-security-policy"), "default-src 'none'; sandbox");
+  deepStrictEqual(new Uint8Array(await res.arrayBuffer()), PNG);
+});
+
+Deno.test("S9: html and svg uploads are refused whatever their name or filetype", async (t) => {
+  await using h = await makeTestApp();
+  const { token } = await register(h.app, "13800000001");
+  const cases = [
+    { name: "html as .html", body: form(HTML, "x.html") },
+    { name: "html named .png", body: form(HTML, "x.png", { filetype: ".png" }) },
+    { name: "svg", body: form(SVG, "x.svg", { filetype: ".svg" }) },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const r = await call(h.app, "/attach/upload", { body: c.body, token });
+      strictEqual(r.status, 415);
+      strictEqual(r.body.code, -1);
+      match(r.body.msg, /^File type not allowed/);
+    });
+  }
+  deepStrictEqual(await listDir(h.uploadsDir), []);
+});
+
+Deno.test('S9: an empty upload is answered "File is empty"', async () => {
+  await using t = await makeTestApp();
+  const { token } = await register(t.app, "13800000001");
+  const r = await call(t.app, "/attach/upload", { body: form(new Uint8Array(0)), token });
+  strictEqual(r.status, 400);
+  deepStrictEqual(r.body, { code: -1, msg: "File is empty" });
+});
+
+Deno.test("S9: uploads over the limit are refused with 413 while reading", async () => {
+  await using t = await makeTestApp({ config: { uploadMaxBytes: 1024 } });
+  const { token } = await register(t.app, "13800000001");
+  const big = new Uint8Array(1025);
+  big.set(PNG);
+  const r = await call(t.app, "/attach/upload", { body: form(big), token });
+  strictEqual(r.status, 413);
+  deepStrictEqual(r.body, { code: -1, msg: "File exceeds 1024 bytes" });
+  const huge = await call(t.app, "/attach/upload", { body: form(new Uint8Array(200_000)), token });
+  strictEqual(huge.status, 413);
+  const exact = new Uint8Array(1024);
+  exact.set(PNG);
+  strictEqual((await call(t.app, "/attach/upload", { body: form(exact), token })).body.code, 0);
+});
+
+Deno.test("/attach/upload refuses bad requests with a clear message", async (t) => {
+  await using h = await makeTestApp();
+  const { id, token } = await register(h.app, "13800000001");
+  const cases = [
+    { name: "no login", opts: { body: form(PNG) }, status: 401, msg: "Please log in first" },
+    {
+      name: "missing file field",
+      opts: { body: form(undefined, "", { x: "1" }), token },
+      status: 400,
+      msg: 'Missing file field "file"',
+    },
+    {
+      name: "file as text",
+      opts: { body: form("hello"), token },
+      status: 400,
+      msg: 'Field "file" must be a file',
+    },
+    {
+      name: "json body",
+      opts: { fields: { file: "x" }, token },
+      status: 415,
+      msg: "Upload must be multipart/form-data",
+    },
+    {
+      name: "multipart without a boundary",
+      opts: {
+        body: "--x\r\nnope",
+        headers: { "content-type": "multipart/form-data" },
+        token,
+      },
+      status: 400,
+      msg: "Malformed multipart body",
+    },
+    {
+      name: "someone else's userid",
+      opts: { body: form(PNG, "a.png", { userid: String(id + 1) }), token },
+      status: 403,
+      msg: "userid",
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const r = await call(h.app, "/attach/upload", c.opts);
+      strictEqual(r.status, c.status);
+      strictEqual(r.body.code, -1);
+      ok(r.body.msg.includes(c.msg), r.body.msg);
+    });
+  }
+  deepStrictEqual(await listDir(h.uploadsDir), []);
+});
+
+Deno.test("S9: /mnt has no listing, no traversal and serves only recorded uploads", async (t) => {
+  await using h = await makeTestApp();
+  const { token } = await register(h.app, "13800000001");
+  await call(h.app, "/attach/upload", { body: form(PNG), token });
+  await Deno.writeTextFile(
+    join(h.uploadsDir, "0123456789abcdef0123456789abcdef.png"),
+    "not recorded",
+  );
+  await Deno.writeTextFile(join(h.dir, "secret.txt"), "secret");
+  for (
+    const path of [
+      "/mnt/",
+      "/mnt",
+      "/mnt/0123456789abcdef0123456789abcdef.png",
+      "/mnt/..%2fsecret.txt",
+      "/mnt/../secret.txt",
+      "/mnt/%2e%2e/secret.txt",
+    ]
+  ) {
+    await t.step(path, async () => {
+      const r = await call(h.app, path, { method: "GET" });
+      strictEqual(r.status, 404);
+      strictEqual(r.body.code, -1);
+    });
+  }
+});

@@ -1,0 +1,209 @@
+/** /user/*: register, login, logout, find, update (S1, S2, S7, S8, L3, L8). */
+
+import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
+import { call, makeTestApp, register } from "./_http_helpers.ts";
+
+const USER_KEYS = ["avatar", "createat", "id", "memo", "mobile", "nickname", "sex"];
+
+Deno.test("/user/register returns the new user with a token and logs the client in by cookie", async () => {
+  await using t = await makeTestApp();
+  const r = await call(t.app, "/user/register", {
+    fields: {
+      mobile: "13800000001",
+      passwd: "secret-pass",
+      nickname: "Ann",
+      avatar: "/mnt/a.png",
+      sex: "W",
+    },
+  });
+  strictEqual(r.status, 200);
+  strictEqual(r.body.code, 0);
+  deepStrictEqual(Object.keys(r.body.data).sort(), [...USER_KEYS, "token"].sort());
+  strictEqual(r.body.data.nickname, "Ann");
+  strictEqual(r.body.data.sex, "W");
+  match(r.body.data.createat, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/);
+  const cookie = r.headers.get("set-cookie") ?? "";
+  match(cookie, new RegExp(`^lanchat_token=${r.body.data.token};`));
+  match(cookie, /HttpOnly/);
+  match(cookie, /SameSite=Strict/);
+  match(cookie, /Path=\//);
+  strictEqual(await t.auth.resolveToken(r.body.data.token), r.body.data.id);
+});
+
+Deno.test("L3: /user/register keeps memo", async () => {
+  await using t = await makeTestApp();
+  const r = await call(t.app, "/user/register", {
+    fields: { mobile: "13800000001", passwd: "secret-pass", memo: "Hello, I like tea" },
+  });
+  strictEqual(r.body.data.memo, "Hello, I like tea");
+  strictEqual((await t.store.findUser(r.body.data.id))?.memo, "Hello, I like tea");
+});
+
+Deno.test("/user/register refuses a taken mobile with 409", async () => {
+  await using t = await makeTestApp();
+  await register(t.app, "13800000001");
+  const r = await call(t.app, "/user/register", {
+    fields: { mobile: "13800000001", passwd: "other-pass" },
+  });
+  strictEqual(r.status, 409);
+  strictEqual(r.body.code, -1);
+  ok(r.body.msg.length > 0);
+});
+
+Deno.test("S8: passwords are stored as PBKDF2 hashes, and empty or short passwords are refused", async () => {
+  await using t = await makeTestApp();
+  await register(t.app, "13800000001");
+  const creds = await t.store.findCredentials("13800000001");
+  match(creds?.passwordHash ?? "", /^pbkdf2-sha256\$\d+\$/);
+  for (const passwd of ["", "12345"]) {
+    const r = await call(t.app, "/user/register", { fields: { mobile: "13800000002", passwd } });
+    strictEqual(r.status, 400);
+    match(r.body.msg, /Password/);
+  }
+  const empty = await call(t.app, "/user/register", {
+    fields: { mobile: "", passwd: "secret-pass" },
+  });
+  strictEqual(empty.status, 400);
+  strictEqual(empty.body.msg, "Mobile is required");
+  strictEqual(await t.store.findCredentials("13800000002"), undefined);
+});
+
+Deno.test("S8: /user/login answers an unknown mobile and a wrong password alike", async () => {
+  await using t = await makeTestApp();
+  await register(t.app, "13800000001");
+  const wrong = await call(t.app, "/user/login", {
+    fields: { mobile: "13800000001", passwd: "bad-pass" },
+    form: true,
+  });
+  const unknown = await call(t.app, "/user/login", {
+    fields: { mobile: "13900000000", passwd: "bad-pass" },
+    form: true,
+  });
+  strictEqual(wrong.status, 401);
+  deepStrictEqual(wrong.body, unknown.body);
+  strictEqual(wrong.status, unknown.status);
+  strictEqual(wrong.headers.get("set-cookie"), null);
+});
+
+Deno.test("/user/login with a form body returns the user, a new token and the cookie", async () => {
+  await using t = await makeTestApp();
+  const { id, token: first } = await register(t.app, "13800000001");
+  const r = await call(t.app, "/user/login", {
+    fields: { mobile: "13800000001", passwd: "secret-pass" },
+    form: true,
+  });
+  strictEqual(r.status, 200);
+  strictEqual(r.body.data.id, id);
+  ok(r.body.data.token !== first);
+  match(r.headers.get("set-cookie") ?? "", /^lanchat_token=.+HttpOnly/);
+  strictEqual(await t.auth.resolveToken(first), id, "an older session stays valid");
+});
+
+Deno.test("L8: a password with & = + # survives form registration and JSON login", async () => {
+  await using t = await makeTestApp();
+  const passwd = "a&b=c+d#e %20x";
+  const reg = await call(t.app, "/user/register", {
+    fields: { mobile: "13800000001", passwd },
+    form: true,
+  });
+  strictEqual(reg.body.code, 0);
+  const login = await call(t.app, "/user/login", { fields: { mobile: "13800000001", passwd } });
+  strictEqual(login.body.code, 0);
+  const truncated = await call(t.app, "/user/login", {
+    fields: { mobile: "13800000001", passwd: "a" },
+  });
+  strictEqual(truncated.status, 401);
+});
+
+Deno.test("S7: /user/logout revokes the token and clears the cookie", async () => {
+  await using t = await makeTestApp();
+  const { token } = await register(t.app, "13800000001");
+  const out = await call(t.app, "/user/logout", { headers: { cookie: `lanchat_token=${token}` } });
+  strictEqual(out.body.code, 0);
+  match(out.headers.get("set-cookie") ?? "", /^lanchat_token=;.*Max-Age=0/);
+  strictEqual(await t.auth.resolveToken(token), undefined);
+  const after = await call(t.app, "/user/find", { fields: { id: 1 }, token });
+  strictEqual(after.status, 401);
+  strictEqual((await call(t.app, "/user/logout")).body.code, 0, "logging out twice is fine");
+});
+
+Deno.test("S1: /user/find needs a login and never returns a token, hash or salt", async () => {
+  await using t = await makeTestApp();
+  const a = await register(t.app, "13800000001");
+  const b = await register(t.app, "13800000002", { memo: "bee" });
+  const anonymous = await call(t.app, "/user/find", { fields: { id: b.id } });
+  strictEqual(anonymous.status, 401);
+  strictEqual(anonymous.body.code, -1);
+  const r = await call(t.app, "/user/find", { fields: { id: b.id }, token: a.token });
+  strictEqual(r.body.code, 0);
+  deepStrictEqual(Object.keys(r.body.data).sort(), USER_KEYS);
+  const text = JSON.stringify(r.body);
+  ok(!text.includes(b.token) && !/token|passw|hash|salt/i.test(text), text);
+  strictEqual(r.body.data.memo, "bee");
+  const viaGet = await call(t.app, `/user/find?id=${b.id}`, { method: "GET", token: a.token });
+  deepStrictEqual(viaGet.body, r.body);
+  const missing = await call(t.app, "/user/find", { fields: { id: 999 }, token: a.token });
+  strictEqual(missing.status, 404);
+});
+
+Deno.test("the token is accepted from the Bearer header, the cookie and the old token field", async (t) => {
+  await using h = await makeTestApp();
+  const { id, token } = await register(h.app, "13800000001");
+  const ways = [
+    { name: "bearer", opts: { token, fields: { id } } },
+    {
+      name: "cookie",
+      opts: { headers: { cookie: `x=1; lanchat_token=${token}` }, fields: { id } },
+    },
+    { name: "token field (form)", opts: { fields: { id, token, userid: id }, form: true } },
+    { name: "token in the query", opts: { fields: { id } }, query: `?token=${token}` },
+  ];
+  for (const way of ways) {
+    await t.step(way.name, async () => {
+      const r = await call(h.app, `/user/find${way.query ?? ""}`, way.opts);
+      strictEqual(r.body.code, 0, JSON.stringify(r.body));
+      strictEqual(r.body.data.id, id);
+    });
+  }
+  await t.step("a bad token is refused", async () => {
+    const r = await call(h.app, "/user/find", { token: "x" + token.slice(1), fields: { id } });
+    strictEqual(r.status, 401);
+  });
+});
+
+Deno.test("/user/update changes the caller's own profile only", async () => {
+  await using t = await makeTestApp();
+  const a = await register(t.app, "13800000001");
+  const b = await register(t.app, "13800000002");
+  const r = await call(t.app, "/user/update", {
+    fields: { nickname: "Zed", memo: "new memo", sex: "M" },
+    token: a.token,
+  });
+  strictEqual(r.body.code, 0);
+  strictEqual(r.body.data.nickname, "Zed");
+  strictEqual((await t.store.findUser(a.id))?.memo, "new memo");
+  const spoof = await call(t.app, "/user/update", {
+    fields: { nickname: "Pwned", userid: b.id },
+    token: a.token,
+  });
+  strictEqual(spoof.status, 403);
+  strictEqual((await t.store.findUser(b.id))?.nickname, "n13800000002");
+  const bad = await call(t.app, "/user/update", {
+    fields: { avatar: "javascript:alert(1)" },
+    token: a.token,
+  });
+  strictEqual(bad.status, 400);
+  const none = await call(t.app, "/user/update", { fields: {}, token: a.token });
+  strictEqual(none.status, 400);
+});
+
+Deno.test("S7: an expired token is refused by the routes", async () => {
+  let clock = 1_700_000_000_000;
+  await using t = await makeTestApp({ now: () => clock, config: { tokenTtlSeconds: 60 } });
+  const { id, token } = await register(t.app, "13800000001");
+  strictEqual((await call(t.app, "/user/find", { fields: { id }, token })).status, 200);
+  clock += 61_000;
+  const r = await call(t.app, "/user/find", { fields: { id }, token });
+  strictEqual(r.status, 401);
+  strictEqual(r.body.msg, "Login expired or invalid, please log in again");
+});

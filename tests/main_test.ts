@@ -1,0 +1,157 @@
+/**
+ * main.ts as a user runs it: a real `deno run` child process with scoped
+ * permissions, on 127.0.0.1 with a free port and a temporary data folder.
+ */
+
+import { deepStrictEqual, match, strictEqual } from "node:assert/strict";
+import { join } from "node:path";
+import { ENV_NAMES } from "../lib/config.ts";
+
+const MAIN = join(import.meta.dirname!, "..", "main.ts");
+const ROOT = join(import.meta.dirname!, "..");
+
+function baseFlags(dataDir: string): string[] {
+  return [
+    "run",
+    "--quiet",
+    "--no-prompt",
+    `--allow-read=${ROOT},${dataDir}`,
+    `--allow-write=${dataDir}`,
+    `--allow-env=${ENV_NAMES.join(",")}`,
+  ];
+}
+
+function childEnv(dataDir: string, extra: Record<string, string> = {}): Record<string, string> {
+  return {
+    NO_COLOR: "1",
+    HOST: "127.0.0.1",
+    PORT: "0",
+    CHAT_DATA: dataDir,
+    CHAT_BUS: "local",
+    ...extra,
+  };
+}
+
+async function runToEnd(args: string[], env: Record<string, string>) {
+  const out = await new Deno.Command("deno", {
+    args,
+    env,
+    stdout: "piped",
+    stderr: "piped",
+    clearEnv: false,
+  })
+    .output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr).trim() };
+}
+
+Deno.test("main.ts stops with one line and exit code 2 on a bad setting", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await runToEnd(
+      [...baseFlags(dir), "--allow-net=127.0.0.1", MAIN],
+      childEnv(dir, { CHAT_TOKEN_TTL: "soon" }),
+    );
+    strictEqual(r.code, 2);
+    strictEqual(
+      r.stderr,
+      'Invalid CHAT_TOKEN_TTL: must be an integer from 60 to 31536000, got "soon"',
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts names the missing --allow-net flag in one line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const r = await runToEnd([...baseFlags(dir), MAIN], childEnv(dir));
+    strictEqual(r.code, 2);
+    strictEqual(
+      r.stderr,
+      "Missing permission to listen on HOST:PORT: add --allow-net=127.0.0.1 to the deno run command",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts names the missing --allow-env flag in one line", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const flags = baseFlags(dir).filter((f) => !f.startsWith("--allow-env"));
+    const r = await runToEnd(
+      [...flags, "--allow-env=HOST", "--allow-net=127.0.0.1", MAIN],
+      childEnv(dir),
+    );
+    strictEqual(r.code, 2);
+    match(r.stderr, /^Missing permission to read settings: add --allow-env=HOST,PORT,CHAT_DATA,/);
+    strictEqual(r.stderr.includes("\n"), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts serves on SQLite in its data folder and stops cleanly on SIGTERM", async () => {
+  const dir = await Deno.makeTempDir();
+  const child = new Deno.Command("deno", {
+    args: [...baseFlags(dir), "--allow-net=127.0.0.1", MAIN],
+    env: childEnv(dir),
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const port = await readListenPort(child.stdout);
+    const base = `http://127.0.0.1:${port}`;
+    const root = await fetch(base + "/", { redirect: "manual" });
+    await root.body?.cancel();
+    strictEqual(root.status, 302);
+    strictEqual(root.headers.get("location"), "/user/login.shtml");
+
+    const reg = await fetch(base + "/user/register", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ mobile: "13800000001", passwd: "secret-pass", nickname: "Ann" }),
+    });
+    const body = await reg.json();
+    strictEqual(body.code, 0, JSON.stringify(body));
+
+    const files = [];
+    for await (const e of Deno.readDir(dir)) files.push(e.name);
+    deepStrictEqual(
+      files.includes("chat.db") && files.includes("secret") && files.includes("mnt"),
+      true,
+    );
+  } finally {
+    child.kill("SIGTERM");
+    const status = await child.status;
+    await child.stderr.cancel();
+    strictEqual(status.code, 0);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Read the child's log until its "Listening on" line; leaves the rest unread but drained. */
+async function readListenPort(stream: ReadableStream<Uint8Array>): Promise<number> {
+  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
+  let seen = "";
+  // A server that never logs its port must fail the test, not hang it.
+  const timer = setTimeout(() => reader.cancel(), 30_000);
+  while (true) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    seen += value;
+    const m = seen.match(/Listening on "http:\/\/127\.0\.0\.1:(\d+)"/);
+    if (m) {
+      clearTimeout(timer);
+      // Keep draining so the child never blocks on a full pipe.
+      (async () => {
+        try {
+          while (!(await reader.read()).done) { /* drain */ }
+        } catch { /* closed */ }
+      })();
+      return Number(m[1]);
+    }
+  }
+  clearTimeout(timer);
+  throw new Error(`Server did not report its port; output so far: ${seen}`);
+}

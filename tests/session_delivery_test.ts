@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import { CMD_ACK, encode, messageFrame } from "../lib/protocol.ts";
+import { Session, type SessionHandler } from "../lib/session.ts";
+import { type HistoryReader, SessionDelivery } from "../lib/session_delivery.ts";
+import type { StoredMessage } from "../lib/store.ts";
+import { FakeConnection, ManualTimers } from "./_chat_helpers.ts";
+
+const CONV = "u:1:2";
+
+function msg(seq: number, userid = 2): StoredMessage {
+  return {
+    id: seq,
+    userid,
+    cmd: 10,
+    dstid: userid === 2 ? 1 : 2,
+    media: 1,
+    content: `m${seq}`,
+    pic: "",
+    url: "",
+    memo: "",
+    amount: 0,
+    cid: `c${seq}`,
+    conv: CONV,
+    seq,
+    ts: seq,
+  };
+}
+
+/** Messages 1..n of one conversation; records reads; can fail. */
+class FakeHistory implements HistoryReader {
+  readonly reads: string[] = [];
+  fail = false;
+  constructor(public last: number) {}
+  listMessages(
+    conv: string,
+    options: { afterSeq?: number; beforeSeq?: number; limit: number },
+  ): Promise<StoredMessage[]> {
+    if (this.fail) return Promise.reject(new Error("store down"));
+    const after = options.afterSeq ?? 0;
+    this.reads.push(`${after}+${options.limit}`);
+    const rows = [];
+    for (let s = after + 1; s <= this.last && rows.length < options.limit; s++) {
+      rows.push(msg(s));
+    }
+    return Promise.resolve(conv === CONV ? rows : []);
+  }
+  lastSeqs(): Promise<Map<string, number>> {
+    return Promise.resolve(new Map([[CONV, this.last]]));
+  }
+}
+
+const noop: SessionHandler = { onFrame: () => Promise.resolve(), onClose() {} };
+
+function setup(last: number, options: { gate?: boolean } = {}) {
+  const conn = new FakeConnection();
+  const session = new Session(conn, {
+    id: "s",
+    userId: 1,
+    handler: noop,
+    timers: new ManualTimers(),
+  });
+  const store = new FakeHistory(last);
+  const delivery = new SessionDelivery(session, store, { pageSize: 3 });
+  if (!(options.gate ?? false)) delivery.openGate();
+  const live = (seq: number) => delivery.deliver(msg(seq), encode(messageFrame(msg(seq))));
+  const seqs = () => conn.frames().filter((f) => f["cmd"] === 10).map((f) => f["seq"]);
+  return { conn, session, store, delivery, live, seqs };
+}
+
+Deno.test("SessionDelivery fills a hole left by the bus from the store", async () => {
+  const { delivery, live, seqs, session } = setup(7);
+  live(1);
+  live(2);
+  live(7); // 3-6 were dropped on the bus
+  live(8);
+  await delivery.idle();
+  assert.deepStrictEqual(seqs(), [1, 2, 3, 4, 5, 6, 7, 8]);
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery skips a message it already sent", async () => {
+  const { delivery, live, seqs, store, session } = setup(3);
+  live(1);
+  live(2);
+  live(2);
+  live(1);
+  live(3);
+  await delivery.idle();
+  assert.deepStrictEqual(seqs(), [1, 2, 3]);
+  assert.deepStrictEqual(store.reads, [], "in-order traffic never reads the store");
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery.own() sends the ack instead of an echo and counts the seq", async () => {
+  const { conn, delivery, live, seqs, session } = setup(4);
+  live(1);
+  live(2);
+  const ack = { cmd: CMD_ACK, cid: "c3", seq: 3, id: 3, conv: CONV, ts: 3, dup: false } as const;
+  delivery.own(msg(3, 1), ack);
+  delivery.own(msg(3, 1), { ...ack, dup: true }); // a retry is acked again
+  live(4);
+  await delivery.idle();
+  assert.deepStrictEqual(seqs(), [1, 2, 4]);
+  assert.deepStrictEqual(conn.frames().filter((f) => f["cmd"] === 20).map((f) => f["dup"]), [
+    false,
+    true,
+  ]);
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery replays a catch-up before held live messages, each once", async () => {
+  const { conn, delivery, live, seqs, session } = setup(10, { gate: true });
+  live(9); // arrives while the gate is shut
+  live(10);
+  assert.deepStrictEqual(seqs(), []);
+  assert.equal(session.queuedBytes > 0, true, "held bytes count against the queue");
+  await delivery.catchUp(new Map([[CONV, 4]]), false);
+  delivery.openGate();
+  live(11);
+  await delivery.idle();
+  assert.deepStrictEqual(seqs(), [5, 6, 7, 8, 9, 10, 11]);
+  assert.deepStrictEqual(conn.frames().find((f) => f["cmd"] === 31), {
+    cmd: 31,
+    seqs: { [CONV]: 10 },
+  });
+  assert.equal(session.queuedBytes, 0);
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery sends a late catch-up's older messages once, after live ones", async () => {
+  const { delivery, live, seqs, session } = setup(6);
+  live(5);
+  live(6);
+  await delivery.catchUp(new Map([[CONV, 2]]), false);
+  await delivery.idle();
+  assert.deepStrictEqual(seqs(), [5, 6, 3, 4]);
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery ignores catch-up for conversations the user is not in", async () => {
+  const { conn, delivery, session } = setup(3);
+  await delivery.catchUp(new Map([["g:99", 0]]), false);
+  assert.deepStrictEqual(conn.frames(), [{ cmd: 31, seqs: {} }]);
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery closes the session with 1011 when the store fails", async () => {
+  const { conn, delivery, live, store } = setup(5);
+  live(1);
+  store.fail = true;
+  live(5);
+  await delivery.idle();
+  assert.equal(conn.closed?.code, 1011);
+});

@@ -1,0 +1,273 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import pg from "pg";
+import { openKyselyStore } from "../lib/store_kysely.ts";
+import { pgConnectionConfig } from "../lib/_pg_dialect.ts";
+import { newMessage, newUser, storeContract } from "./store_contract.ts";
+
+const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
+
+/** A Postgres schema name no other test uses. */
+function freshSchema(): string {
+  return `t_${crypto.randomUUID().replaceAll("-", "")}`;
+}
+
+async function dropSchema(url: string, schema: string): Promise<void> {
+  const client = new pg.Client(pgConnectionConfig(url));
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+async function pgQuery(url: string, text: string): Promise<Record<string, unknown>[]> {
+  const client = new pg.Client(pgConnectionConfig(url));
+  await client.connect();
+  try {
+    return (await client.query(text)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+storeContract("KyselyStore on SQLite :memory:", async () => {
+  const store = await openKyselyStore({ kind: "sqlite", path: ":memory:" });
+  return { store, [Symbol.asyncDispose]: () => store.close() };
+});
+
+storeContract("KyselyStore on a SQLite file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanchat_store_" });
+  const store = await openKyselyStore({ kind: "sqlite", path: join(dir, "chat.db") });
+  return {
+    store,
+    async [Symbol.asyncDispose]() {
+      await store.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+});
+
+storeContract(
+  "KyselyStore on Postgres",
+  async () => {
+    const url = PG_URL ?? "";
+    const schema = freshSchema();
+    const store = await openKyselyStore({ kind: "postgres", url }, { schema, poolSize: 5 });
+    return {
+      store,
+      async [Symbol.asyncDispose]() {
+        await store.close();
+        await dropSchema(url, schema);
+      },
+    };
+  },
+  { ignore: PG_URL === undefined },
+);
+
+Deno.test("openKyselyStore() lets two stores open one new SQLite file at once", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanchat_store_" });
+  try {
+    // A nested path also proves the parent folder is created.
+    const setting = { kind: "sqlite", path: join(dir, "nested", "chat.db") } as const;
+    const [one, two] = await Promise.all([openKyselyStore(setting), openKyselyStore(setting)]);
+    try {
+      const ann = await one.createUser(newUser("13800000001"), 1);
+      const bob = await two.createUser(newUser("13800000002"), 2);
+      assert.deepStrictEqual(await two.findUser(ann.id), ann);
+      assert.deepStrictEqual(await one.findUser(bob.id), bob);
+      // Both connections append to one conversation at once: BEGIN IMMEDIATE
+      // and the busy retry keep the seq gap-free across connections.
+      const results = await Promise.all(
+        Array.from(
+          { length: 60 },
+          (_, i) =>
+            (i % 2 ? one : two).appendMessage(
+              newMessage(i % 3 ? ann.id : bob.id, { dstid: i % 3 ? bob.id : ann.id, cid: `c${i}` }),
+              i,
+            ),
+        ),
+      );
+      const seqs = results.map((r) => r.message.seq).sort((a, b) => a - b);
+      assert.deepStrictEqual(seqs, Array.from({ length: 60 }, (_, i) => i + 1));
+      await assert.rejects(two.createUser(newUser("13800000001"), 3), { name: "ConflictError" });
+    } finally {
+      await one.close();
+      await two.close();
+    }
+    const raw = new DatabaseSync(setting.path);
+    try {
+      const rows = raw.prepare("SELECT name FROM kysely_migration").all();
+      assert.deepStrictEqual(rows.map((r) => (r as { name: string }).name), ["0001_initial"]);
+      const mode = raw.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
+      assert.equal(mode.journal_mode, "wal");
+    } finally {
+      raw.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Child-process side of the two-process test: open, register, append 100. */
+async function childAppends(path: string, tag: string): Promise<void> {
+  const store = await openKyselyStore({ kind: "sqlite", path });
+  try {
+    const me = await store.createUser(newUser(`1390000000${tag}`), 1);
+    await Promise.all(
+      Array.from(
+        { length: 100 },
+        (_, i) => store.appendMessage(newMessage(me.id, { cmd: 11, dstid: 1, cid: `c${i}` }), i),
+      ),
+    );
+  } finally {
+    await store.close();
+  }
+}
+
+if (import.meta.main) {
+  const [path, tag] = Deno.args;
+  if (path === undefined || tag === undefined) throw new TypeError("Usage: <db path> <tag>");
+  await childAppends(path, tag);
+}
+
+Deno.test("openKyselyStore() lets two processes migrate and write one new SQLite file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanchat_store_" });
+  try {
+    const path = join(dir, "chat.db");
+    const config = new URL("../deno.json", import.meta.url).pathname;
+    const self = new URL(import.meta.url).pathname;
+    const children = ["1", "2", "3"].map((tag) =>
+      new Deno.Command("deno", {
+        args: [
+          "run",
+          `--config=${config}`,
+          `--allow-read=${dir}`,
+          `--allow-write=${dir}`,
+          "--allow-env=CHAT_TEST_PG_URL",
+          self,
+          path,
+          tag,
+        ],
+        stdout: "piped",
+        stderr: "piped",
+      }).output()
+    );
+    for (const out of await Promise.all(children)) {
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    }
+    const raw = new DatabaseSync(path);
+    try {
+      const seqs = raw.prepare("SELECT seq FROM messages ORDER BY seq").all()
+        .map((r) => (r as { seq: number }).seq);
+      assert.deepStrictEqual(seqs, Array.from({ length: 300 }, (_, i) => i + 1));
+      assert.equal(raw.prepare("SELECT name FROM kysely_migration").all().length, 1);
+    } finally {
+      raw.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("openKyselyStore() reopens an existing SQLite file without migrating twice", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanchat_store_" });
+  try {
+    const setting = { kind: "sqlite", path: join(dir, "chat.db") } as const;
+    const first = await openKyselyStore(setting);
+    const ann = await first.createUser(newUser("13800000001"), 1);
+    await first.close();
+    const raw = new DatabaseSync(setting.path);
+    const before = raw.prepare("SELECT name, timestamp FROM kysely_migration").all();
+    raw.close();
+    const again = await openKyselyStore(setting);
+    try {
+      assert.deepStrictEqual(await again.findUser(ann.id), ann);
+    } finally {
+      await again.close();
+    }
+    const raw2 = new DatabaseSync(setting.path);
+    const after = raw2.prepare("SELECT name, timestamp FROM kysely_migration").all();
+    raw2.close();
+    assert.equal(before.length, 1);
+    assert.deepStrictEqual(after, before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test({
+  name: "openKyselyStore() lets two nodes migrate one fresh Postgres schema at once",
+  ignore: PG_URL === undefined,
+  async fn() {
+    const url = PG_URL ?? "";
+    const schema = freshSchema();
+    try {
+      const setting = { kind: "postgres", url } as const;
+      const opened = await Promise.all(
+        Array.from({ length: 3 }, () => openKyselyStore(setting, { schema, poolSize: 3 })),
+      );
+      const [one, two] = opened;
+      assert.ok(one && two);
+      try {
+        const ann = await one.createUser(newUser("13800000001"), 1);
+        assert.deepStrictEqual(await two.findUser(ann.id), ann);
+      } finally {
+        await Promise.all(opened.map((s) => s.close()));
+      }
+      const rows = await pgQuery(url, `SELECT name FROM ${schema}.kysely_migration`);
+      assert.deepStrictEqual(rows.map((r) => r.name), ["0001_initial"]);
+      // Reopening finds everything applied and changes nothing.
+      const again = await openKyselyStore(setting, { schema, poolSize: 1 });
+      await again.ping();
+      await again.close();
+      const after = await pgQuery(url, `SELECT name FROM ${schema}.kysely_migration`);
+      assert.equal(after.length, 1);
+      const tables = await pgQuery(
+        url,
+        `SELECT table_name FROM information_schema.tables WHERE table_schema = '${schema}'
+         ORDER BY table_name`,
+      );
+      assert.ok(tables.some((t) => t.table_name === "messages"));
+    } finally {
+      await dropSchema(url, schema);
+    }
+  },
+});
+
+Deno.test({
+  name: "openKyselyStore() returns Postgres ids and times as numbers",
+  ignore: PG_URL === undefined,
+  async fn() {
+    const url = PG_URL ?? "";
+    const schema = freshSchema();
+    const store = await openKyselyStore({ kind: "postgres", url }, { schema, poolSize: 1 });
+    try {
+      const user = await store.createUser(newUser("13800000001"), 1_700_000_000_123);
+      assert.equal(typeof user.id, "number");
+      assert.equal(user.createdAt, 1_700_000_000_123);
+      await store.recordAttachment({
+        name: "a.png",
+        ownerId: user.id,
+        mime: "image/png",
+        size: 5_000_000_000,
+        createdAt: 1,
+      });
+      assert.equal(await store.attachmentBytes(user.id), 5_000_000_000);
+    } finally {
+      await store.close();
+      await dropSchema(url, schema);
+    }
+  },
+});
+
+Deno.test("openKyselyStore() rejects a schema name that is not a plain identifier", async () => {
+  await assert.rejects(
+    openKyselyStore({ kind: "postgres", url: "postgres://127.0.0.1:1/x" }, {
+      schema: "x; drop table users",
+    }),
+    RangeError,
+  );
+});
