@@ -14,11 +14,24 @@ import { loadOrCreateSecret } from "./lib/secret.ts";
 import { openKyselyStore } from "./lib/store_kysely.ts";
 import { Auth } from "./lib/auth.ts";
 import { createApp } from "./lib/http/app.ts";
+import { type Bus, storeMessageLoader } from "./lib/bus.ts";
 import { LocalBus } from "./lib/bus_local.ts";
+import { openUdpBus } from "./lib/bus_udp.ts";
+import { openRedisBus } from "./lib/bus_redis.ts";
+import type { MessageStore } from "./lib/store.ts";
 import { ChatService } from "./lib/chat_service.ts";
 import { chatRoutes } from "./lib/http/chat_route.ts";
+import { Registry } from "./lib/metrics.ts";
+import { ChatMetrics } from "./lib/chat_metrics.ts";
+import { timedStore } from "./lib/store_timed.ts";
+import { DrainState, waitUntil } from "./lib/drain.ts";
+import { drainGate, opsRoutes, type ReadinessCheck } from "./lib/http/ops_routes.ts";
 
 const ROOT = import.meta.dirname ?? ".";
+/** Whether this runs from a `deno compile` binary (its modules live under deno-compile-*). */
+const EMBEDDED = import.meta.url.includes("deno-compile-");
+/** How long a drain waits for sessions to finish their in-flight frames. */
+const DRAIN_TIMEOUT_MS = 10_000;
 
 /** Write one line to stderr; used before logging is configured. */
 function printLine(line: string): void {
@@ -57,7 +70,11 @@ async function main(): Promise<number> {
     throw e;
   }
   const paths = { staticDir: join(ROOT, "static"), templatesDir: join(ROOT, "templates") };
-  const missing = firstMissing(neededPermissions(config, paths), Deno.permissions);
+  // In a `deno compile` binary static/ and templates/ are embedded and read without a grant.
+  const needs = neededPermissions(config, paths).filter((n) =>
+    !(EMBEDDED && n.descriptor.name === "read" && n.descriptor.path?.toString().startsWith(ROOT))
+  );
+  const missing = firstMissing(needs, Deno.permissions);
   if (missing !== undefined) {
     printLine(missingPermissionMessage(missing));
     return 2;
@@ -77,16 +94,32 @@ async function main(): Promise<number> {
   await Deno.mkdir(uploadsDir, { recursive: true });
   const secret = config.secret ?? await loadOrCreateSecret(config.dataDir);
 
-  const store = await openKyselyStore(config.db);
+  const rawStore = await openKyselyStore(config.db);
+  const registry = new Registry();
+  const drain = new DrainState();
+  // Read at scrape time; `chat` and `bus` exist by then.
+  const metrics = new ChatMetrics(registry, {
+    sessions: () => chat.stats().entries,
+    busStats: () => bus.stats(),
+    draining: () => drain.draining,
+  });
+  // Everything else uses the store through the timing wrapper (lanchat_store_seconds).
+  const store = timedStore(rawStore, (op, seconds) => metrics.storeCall(op, seconds));
   const auth = new Auth({ store, tokenTtlSeconds: config.tokenTtlSeconds });
-  if (config.bus.kind !== "local") {
-    // TODO(#4): the UDP and Redis buses; until then every node is its own cluster.
-    log.warn("CHAT_BUS={bus} is not available yet; this node delivers to its own sessions only", {
-      bus: config.bus.kind,
-    });
+  let bus: Bus;
+  try {
+    bus = await openBus(config, secret, store);
+  } catch (error) {
+    log.fatal("Cannot open the bus (CHAT_BUS={bus}): {error}", { bus: config.bus.kind, error });
+    await rawStore.close();
+    return 1;
   }
-  const bus = new LocalBus();
   const chat = new ChatService({ store, bus, allowStrangers: config.allowStrangers });
+  const checks: ReadinessCheck[] = [
+    { name: "store", check: () => rawStore.ping() },
+    { name: "bus", check: () => busReady(bus) },
+  ];
+  const separateMetrics = config.metricsAddr !== undefined;
   const app = createApp({
     store,
     auth,
@@ -94,7 +127,10 @@ async function main(): Promise<number> {
     staticDir: paths.staticDir,
     templatesDir: paths.templatesDir,
     uploadsDir,
-    extraRoutes: [chatRoutes({ chat, auth, config })],
+    extraRoutes: [
+      chatRoutes({ chat, auth, config, meter: metrics }),
+      opsRoutes({ drain, checks, ...(separateMetrics ? {} : { registry }) }),
+    ],
     onMembershipChange(change) {
       if (change.kind === "group_joined") chat.memberJoined(change.groupId, change.userId);
     },
@@ -102,10 +138,18 @@ async function main(): Promise<number> {
 
   const shutdown = new AbortController();
   const onSignal = () => {
-    if (shutdown.signal.aborted) return;
-    // Sockets first (1001 "going away": clients reconnect and catch up), then the listener.
-    chat.close();
-    shutdown.abort();
+    if (!drain.start()) return;
+    // /readyz turns 503 and new websocket upgrades get 503 (nginx tries the next
+    // node); each socket finishes the frames it has, then closes with 4002
+    // "reconnect elsewhere"; then the listener stops and in-flight requests end.
+    log.info("Draining: closing sockets with 4002, then stopping", {});
+    void chat.drain(DRAIN_TIMEOUT_MS)
+      // Let the close handshakes finish, or aborting the listener cuts them off.
+      .then(() => waitUntil(() => metrics.openSockets === 0, { timeoutMs: 2000 }))
+      .finally(() => {
+        chat.close();
+        shutdown.abort();
+      });
   };
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
@@ -124,13 +168,47 @@ async function main(): Promise<number> {
         secretBytes: secret.length,
       });
     },
-  }, app.fetch);
+  }, drainGate(app.fetch, drain));
+
+  const metricsServer = config.metricsAddr === undefined ? undefined : Deno.serve({
+    hostname: config.metricsAddr.host,
+    port: config.metricsAddr.port,
+    signal: shutdown.signal,
+    onListen: ({ hostname, port }) => {
+      log.info("Metrics on {url}", { url: `http://${hostname}:${port}/metrics` });
+    },
+  }, opsRoutes({ drain, checks, registry }).fetch);
 
   await server.finished;
+  await metricsServer?.finished;
   log.info("Stopped; closing the bus and the store");
   await bus.close();
-  await store.close();
+  await rawStore.close();
   return 0;
+}
+
+/** The bus `config.bus` names: UDP broadcast (default), Redis pub/sub, or in-process. */
+function openBus(config: Config, secret: string, store: MessageStore): Promise<Bus> {
+  const loadMessage = storeMessageLoader(store);
+  switch (config.bus.kind) {
+    case "local":
+      return Promise.resolve(new LocalBus());
+    case "redis":
+      return openRedisBus({ url: config.bus.url, secret, nodeId: config.nodeId, loadMessage });
+    case "udp":
+      return openUdpBus({
+        secret,
+        nodeId: config.nodeId,
+        port: config.udpPort,
+        broadcast: config.broadcast,
+        loadMessage,
+      });
+  }
+}
+
+/** Resolves when the bus answers: its own `ping()` if it has one, else at once. */
+async function busReady(bus: object): Promise<void> {
+  if ("ping" in bus && typeof bus.ping === "function") await bus.ping();
 }
 
 if (import.meta.main) {

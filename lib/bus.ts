@@ -6,7 +6,23 @@
  * @module
  */
 
-import type { StoredMessage } from "./store.ts";
+import { getLogger } from "@logtape/logtape";
+import type { MessageStore, StoredMessage } from "./store.ts";
+
+const logger = getLogger(["chat", "bus"]);
+
+/** Where a stored message is: enough to load it again from the store. */
+export interface MessageRef {
+  readonly id: number;
+  readonly conv: string;
+  readonly seq: number;
+}
+
+/** The newest seq of one conversation, as its sending node knows it. */
+export interface ConvHead {
+  readonly conv: string;
+  readonly seq: number;
+}
 
 /** What travels on the bus. */
 export type BusEnvelope =
@@ -22,7 +38,34 @@ export type BusEnvelope =
     readonly kind: "member";
     readonly groupId: number;
     readonly userId: number;
+  }
+  | {
+    /**
+     * Conversations recently written through the sending node, with their
+     * newest seq, announced every second for a while after each message,
+     * so sessions elsewhere can pull a lost tail from the store.
+     */
+    readonly kind: "heads";
+    readonly heads: readonly ConvHead[];
   };
+
+/** What a bus counts; every field only goes up. */
+export interface BusStats {
+  /** Envelopes (datagrams, Redis messages) sent to other nodes. */
+  readonly sent: number;
+  /** Envelopes from other nodes accepted and handed to subscribers. */
+  readonly received: number;
+  /** Envelopes not sent or not delivered for a transport or store failure. */
+  readonly dropped: number;
+  /** Packets refused for a missing or wrong HMAC signature. */
+  readonly badSignature: number;
+  /** Packets refused as replays (counter seen, or too old). */
+  readonly replayed: number;
+  /** Packets refused as malformed. */
+  readonly malformed: number;
+  /** Packets refused, or envelopes not sent, for being too large. */
+  readonly oversized: number;
+}
 
 /**
  * A publish/subscribe channel to every node of the cluster, this one included.
@@ -41,4 +84,47 @@ export interface Bus {
   subscribe(handler: (envelope: BusEnvelope) => void): () => void;
   /** Stop receiving and release resources. Idempotent. */
   close(): Promise<void>;
+  /** The counters so far. */
+  stats(): BusStats;
+}
+
+/** Loads a message a packet named by reference; undefined if it is not there. */
+export type MessageLoader = (ref: MessageRef) => Promise<StoredMessage | undefined>;
+
+/** A {@linkcode MessageLoader} reading `store` (one row by conversation and seq). */
+export function storeMessageLoader(store: Pick<MessageStore, "listMessages">): MessageLoader {
+  return async function loadMessage(ref: MessageRef): Promise<StoredMessage | undefined> {
+    const [row] = await store.listMessages(ref.conv, { afterSeq: ref.seq - 1, limit: 1 });
+    return row !== undefined && row.id === ref.id && row.seq === ref.seq ? row : undefined;
+  };
+}
+
+/** The subscriber list of a bus: handlers run synchronously, in subscription order. */
+export class BusHandlers {
+  #handlers = new Set<(envelope: BusEnvelope) => void>();
+
+  /** Add a handler; the returned function removes it. */
+  add(handler: (envelope: BusEnvelope) => void): () => void {
+    const wrapped = (e: BusEnvelope) => handler(e);
+    this.#handlers.add(wrapped);
+    return () => {
+      this.#handlers.delete(wrapped);
+    };
+  }
+
+  /** Call every handler with `envelope`; a throwing handler is logged and skipped. */
+  emit(envelope: BusEnvelope): void {
+    for (const handler of [...this.#handlers]) {
+      try {
+        handler(envelope);
+      } catch (error) {
+        logger.error("Bus handler failed: {error}", { error });
+      }
+    }
+  }
+
+  /** Drop every handler. */
+  clear(): void {
+    this.#handlers.clear();
+  }
 }

@@ -5,35 +5,24 @@
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
-import type { Bus, BusEnvelope } from "./bus.ts";
-
-const logger = getLogger(["chat", "bus_local"]);
+import { type Bus, type BusEnvelope, BusHandlers, type BusStats } from "./bus.ts";
 
 /** An in-process bus. Handlers run synchronously, in subscription order. */
 export class LocalBus implements Bus {
-  #handlers = new Set<(envelope: BusEnvelope) => void>();
+  #handlers = new BusHandlers();
   #closed = false;
+  #published = 0;
 
   /** Call every handler with `envelope`; a throwing handler is logged and skipped. */
   publish(envelope: BusEnvelope): void {
     if (this.#closed) return;
-    for (const handler of [...this.#handlers]) {
-      try {
-        handler(envelope);
-      } catch (error) {
-        logger.error("Bus handler failed: {error}", { error });
-      }
-    }
+    this.#published++;
+    this.#handlers.emit(envelope);
   }
 
   /** Add a handler; the returned function removes it. */
   subscribe(handler: (envelope: BusEnvelope) => void): () => void {
-    const wrapped = (e: BusEnvelope) => handler(e);
-    this.#handlers.add(wrapped);
-    return () => {
-      this.#handlers.delete(wrapped);
-    };
+    return this.#handlers.add(handler);
   }
 
   /** Drop all handlers; later publishes do nothing. */
@@ -41,5 +30,18 @@ export class LocalBus implements Bus {
     this.#closed = true;
     this.#handlers.clear();
     return Promise.resolve();
+  }
+
+  /** Nothing crosses a process: only `sent` counts (envelopes published). */
+  stats(): BusStats {
+    return {
+      sent: this.#published,
+      received: 0,
+      dropped: 0,
+      badSignature: 0,
+      replayed: 0,
+      malformed: 0,
+      oversized: 0,
+    };
   }
 }

@@ -119,6 +119,8 @@ export class ChatService implements SessionHandler {
   #onEnvelope(envelope: BusEnvelope): void {
     if (envelope.kind === "member") {
       this.#dispatcher.memberJoined(envelope.groupId, envelope.userId);
+    } else if (envelope.kind === "heads") {
+      for (const { conv, seq } of envelope.heads) this.#dispatcher.head(conv, seq);
     } else {
       this.#dispatcher.deliver(envelope.message, {
         exceptSession: envelope.exceptSession,
@@ -319,6 +321,33 @@ export class ChatService implements SessionHandler {
   /** Counts of live sessions and the dispatcher's tables. */
   stats(): DispatcherStats & { readonly entries: number } {
     return { ...this.#dispatcher.stats(), entries: this.#entries.size };
+  }
+
+  /**
+   * Graceful drain: let every open session finish the frames it has
+   * received (their stores complete and acks go out), then close it with
+   * 4002 "reconnect elsewhere". Sessions still busy after `timeoutMs` are
+   * closed anyway; their unacked frames are resent by the client (same
+   * `cid`) on the node it reconnects to. Stays subscribed to the bus;
+   * call {@linkcode close} afterwards.
+   */
+  async drain(timeoutMs = 10_000): Promise<void> {
+    const sessions = [...this.#entries.values()].map((e) => e.session);
+    const settleThenClose = async (session: Session): Promise<void> => {
+      for (;;) {
+        const inbound = session.settled();
+        await inbound;
+        if (session.closed || inbound === session.settled()) break;
+      }
+      session.close("reconnectElsewhere");
+    };
+    let timer: unknown;
+    const timeout = new Promise<void>((resolve) => {
+      timer = this.#timers.setTimeout(resolve, timeoutMs);
+    });
+    await Promise.race([Promise.all(sessions.map(settleThenClose)), timeout]);
+    this.#timers.clearTimeout(timer);
+    for (const session of sessions) session.close("reconnectElsewhere");
   }
 
   /** Close every session with "going away" and leave the bus. Idempotent. */

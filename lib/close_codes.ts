@@ -27,6 +27,16 @@ export const CLOSE = {
    * behaviour will be refused again; fix the client.
    */
   abuse: { code: 1008, reason: "Too many bad frames", reconnect: false },
+  /**
+   * The node is draining (SIGTERM): it finished storing the frames it had
+   * received, then closed. Reconnect at once (through the load balancer, to
+   * another node) and catch up; nothing acked is lost.
+   */
+  reconnectElsewhere: {
+    code: 4002,
+    reason: "Server draining, reconnect elsewhere",
+    reconnect: true,
+  },
   /** An unexpected server fault; reconnect with backoff and catch up. */
   internal: { code: 1011, reason: "Internal error", reconnect: true },
   /**

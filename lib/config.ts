@@ -66,6 +66,17 @@ export interface Config {
   readonly allowStrangers: boolean;
   /** Lowest log level written. @default {"info"} */
   readonly logLevel: LogLevel;
+  /**
+   * Separate listener for `/metrics` (and `/healthz`, `/readyz`); undefined
+   * serves them on the main listener. @default {undefined}
+   */
+  readonly metricsAddr: ListenAddr | undefined;
+}
+
+/** A host and port to listen on. */
+export interface ListenAddr {
+  readonly host: string;
+  readonly port: number;
 }
 
 /** A setting that could not be parsed; the message names it. */
@@ -99,6 +110,7 @@ export const ENV_NAMES = [
   "CHAT_GROUPS_PER_USER",
   "CHAT_ALLOW_STRANGERS",
   "CHAT_LOG_LEVEL",
+  "CHAT_METRICS_ADDR",
 ] as const;
 
 /** The environment as the parser sees it. */
@@ -124,6 +136,7 @@ const FLAGS = {
   "node-id": { env: "CHAT_NODE_ID" },
   origins: { env: "CHAT_ORIGINS" },
   "log-level": { env: "CHAT_LOG_LEVEL" },
+  "metrics-addr": { env: "CHAT_METRICS_ADDR" },
 } as const;
 
 /**
@@ -196,6 +209,7 @@ export function parseConfig(
       false,
     ),
     logLevel: parseLogLevel(get("CHAT_LOG_LEVEL")),
+    metricsAddr: parseListenAddr("CHAT_METRICS_ADDR", get("CHAT_METRICS_ADDR")),
   };
   return Object.freeze(config);
 }
@@ -281,6 +295,17 @@ function parseHost(name: string, raw: string): string {
     name,
     `must be an IP address or host name, got "${raw}"`,
   );
+}
+
+function parseListenAddr(name: string, raw: string | undefined): ListenAddr | undefined {
+  if (raw === undefined) return undefined;
+  const m = raw.match(/^(?:\[([0-9a-fA-F:]+)\]|([^:\s]+)):([0-9]+)$/);
+  if (m === null) {
+    throw new ConfigError(name, `must be host:port, e.g. 127.0.0.1:9090, got "${raw}"`);
+  }
+  const host = parseHost(name, m[1] ?? m[2] ?? "");
+  const port = parseInteger(name, m[3], 0, 0, 65535);
+  return { host, port };
 }
 
 function parseDb(raw: string | undefined, dataDir: string): DbSetting {

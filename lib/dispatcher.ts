@@ -8,7 +8,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { GroupStore, StoredMessage } from "./store.ts";
-import { CMD_ROOM_MSG, encode, messageFrame } from "./protocol.ts";
+import { CMD_ROOM_MSG, encode, messageFrame, parseConv } from "./protocol.ts";
 
 const logger = getLogger(["chat", "dispatcher"]);
 
@@ -28,6 +28,11 @@ export interface DeliveryTarget {
   readonly userId: number;
   /** Take one message; `text` is its encoded frame, shared by all targets. */
   deliver(message: StoredMessage, text: string): void;
+  /**
+   * `conv` has messages up to `seq` in the store (a node's announcement):
+   * a target that is behind pulls the rest. Must not block or throw.
+   */
+  head?(conv: string, seq: number): void;
 }
 
 /** Counts of the dispatcher's tables; all zero when nobody is connected. */
@@ -156,6 +161,37 @@ export class Dispatcher {
           count++;
         } catch (error) {
           logger.error("Session {session} failed to take a message: {error}", {
+            session: target.id,
+            error,
+          });
+        }
+      }
+    }
+    return count;
+  }
+
+  /**
+   * A node announced that `conv` reached `seq`: tell the local sessions
+   * that should see it (so a lost tail is pulled from the store). Returns
+   * how many sessions were told; an unparsable key tells nobody.
+   */
+  head(conv: string, seq: number): number {
+    let users: Iterable<number>;
+    try {
+      const ref = parseConv(conv);
+      users = ref.kind === "group" ? this.#groups.get(ref.groupId) ?? [] : [ref.a, ref.b];
+    } catch {
+      return 0;
+    }
+    let count = 0;
+    for (const userId of users) {
+      for (const target of this.#users.get(userId) ?? []) {
+        if (target.head === undefined) continue;
+        try {
+          target.head(conv, seq);
+          count++;
+        } catch (error) {
+          logger.error("Session {session} failed to take a head: {error}", {
             session: target.id,
             error,
           });

@@ -17,6 +17,9 @@ export interface NeededPermission {
   readonly reason: string;
 }
 
+/** Environment variables the `redis` npm client reads (CHAT_BUS=redis://…). */
+export const REDIS_ENV = ["REDIS_DEBUG_MAINTENANCE", "REDIS_EMIT_DIAGNOSTICS"] as const;
+
 /** Paths the server reads besides the data folder. */
 export interface AppPaths {
   /** Folder of `static/` assets. */
@@ -37,6 +40,14 @@ export function neededPermissions(
     flag: `--allow-net=${hostForFlag(config.host)}`,
     reason: "to listen on HOST:PORT",
   });
+  if (config.metricsAddr !== undefined) {
+    const host = hostForFlag(config.metricsAddr.host);
+    needs.push({
+      descriptor: { name: "net", host: `${host}:${config.metricsAddr.port}` },
+      flag: `--allow-net=${host}`,
+      reason: "to listen on CHAT_METRICS_ADDR",
+    });
+  }
   const dataDir = resolve(config.dataDir);
   needs.push(
     {
@@ -100,6 +111,14 @@ export function neededPermissions(
       flag: `--allow-net=${host}`,
       reason: "to reach CHAT_BUS",
     });
+    // The redis client reads these two whatever the URL says.
+    for (const variable of REDIS_ENV) {
+      needs.push({
+        descriptor: { name: "env", variable },
+        flag: `--allow-env=${variable}`,
+        reason: "for the Redis client",
+      });
+    }
   }
   if (config.bus.kind === "udp") {
     needs.push(

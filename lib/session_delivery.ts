@@ -12,12 +12,17 @@ import { getLogger } from "@logtape/logtape";
 import type { DeliveryTarget } from "./dispatcher.ts";
 import { type AckFrame, CMD_CATCHUP_DONE, encode, messageFrame } from "./protocol.ts";
 import type { Session } from "./session.ts";
-import type { MessageStore, StoredMessage } from "./store.ts";
+import type { GroupStore, MessageStore, StoredMessage } from "./store.ts";
 
 const logger = getLogger(["chat", "session_delivery"]);
 
-/** The slice of {@linkcode MessageStore} delivery reads. */
-export type HistoryReader = Pick<MessageStore, "listMessages" | "lastSeqs">;
+/**
+ * The slice of the store delivery reads. With `listGroups`, a group that
+ * had no messages at catch-up is followed from seq 1 like a new 1:1.
+ */
+export type HistoryReader =
+  & Pick<MessageStore, "listMessages" | "lastSeqs">
+  & Partial<Pick<GroupStore, "listGroups">>;
 
 /** Tunables of {@linkcode SessionDelivery}. */
 export interface SessionDeliveryOptions {
@@ -39,6 +44,14 @@ export class SessionDelivery implements DeliveryTarget {
   #cursors = new Map<string, Cursor>();
   #chain: Promise<void> = Promise.resolve();
   #busy = 0;
+  /**
+   * Conversations the store listed at the last catch-up, and the groups the
+   * user was in then. Once set, a 1:1 conversation outside `convs`, or a
+   * group in `groups` outside it, had no messages at catch-up: it is
+   * followed from seq 1 (so even its first message, if the bus lost it, is
+   * filled in). A group joined later starts at its first live message.
+   */
+  #known: { convs: ReadonlySet<string>; groups: ReadonlySet<string> } | undefined;
   /** Live messages held until the gate opens (see {@linkcode openGate}). */
   #gated: { message: StoredMessage; text: string }[] | undefined = [];
 
@@ -106,6 +119,11 @@ export class SessionDelivery implements DeliveryTarget {
   catchUp(clientSeqs: ReadonlyMap<string, number>, all: boolean): Promise<void> {
     return this.#enqueue(async () => {
       const known = await this.#store.lastSeqs(this.userId);
+      const groups = await this.#store.listGroups?.(this.userId) ?? [];
+      this.#known = {
+        convs: new Set(known.keys()),
+        groups: new Set(groups.map((g) => `g:${g.id}`)),
+      };
       const done: Record<string, number> = {};
       for (const [conv, last] of known) {
         const have = clientSeqs.get(conv) ?? (all ? 0 : undefined);
@@ -116,6 +134,42 @@ export class SessionDelivery implements DeliveryTarget {
       }
       this.#session.sendFrame({ cmd: CMD_CATCHUP_DONE, seqs: done });
     });
+  }
+
+  /**
+   * The store holds `conv` up to `seq` (a node's head announcement): if this
+   * session is behind, send the missing tail in order. Conversations the
+   * session is not following (no catch-up, nothing received) are ignored;
+   * so are announcements before the gate opens (the catch-up covers them).
+   */
+  head(conv: string, seq: number): void {
+    if (this.#gated !== undefined) return;
+    const cursor = this.#cursors.get(conv);
+    if (cursor !== undefined && cursor.next > seq) return;
+    if (cursor === undefined && !this.#isNew(conv)) return;
+    void this.#enqueue(async () => {
+      const current = this.#cursor(conv);
+      if (current === undefined || current.next > seq) return;
+      const sent = await this.#fill(conv, current.next, seq + 1, seq);
+      current.next = Math.max(current.next, sent + 1);
+    });
+  }
+
+  /** Whether `conv` appeared after the last catch-up (so it starts at seq 1). */
+  #isNew(conv: string): boolean {
+    const known = this.#known;
+    if (known === undefined || known.convs.has(conv)) return false;
+    return conv.startsWith("u:") || known.groups.has(conv);
+  }
+
+  /** The cursor of `conv`; a new conversation's starts at seq 1. */
+  #cursor(conv: string): Cursor | undefined {
+    let cursor = this.#cursors.get(conv);
+    if (cursor === undefined && this.#isNew(conv)) {
+      cursor = { low: 1, next: 1 };
+      this.#cursors.set(conv, cursor);
+    }
+    return cursor;
   }
 
   /** Resolves when every queued delivery step has run. */
@@ -134,7 +188,7 @@ export class SessionDelivery implements DeliveryTarget {
       return;
     }
     const { conv, seq } = message;
-    const cursor = this.#cursors.get(conv);
+    const cursor = this.#cursor(conv);
     if (cursor === undefined) {
       this.#cursors.set(conv, { low: seq, next: seq + 1 });
       this.#session.send(text);
@@ -151,7 +205,7 @@ export class SessionDelivery implements DeliveryTarget {
   /** Send `message` (or its ack) in order, pulling any hole from the store. */
   async #place(message: StoredMessage, text: string, ack: boolean) {
     const { conv, seq } = message;
-    const cursor = this.#cursors.get(conv);
+    const cursor = this.#cursor(conv);
     if (cursor === undefined) {
       this.#cursors.set(conv, { low: seq, next: seq + 1 });
       this.#session.send(text);

@@ -40,6 +40,8 @@ Deno.test("neededPermissions() asks for the Postgres and Redis hosts of a cluste
   const flags = needs.map((n) => n.flag);
   strictEqual(flags.includes("--allow-net=db.lan:5432"), true);
   strictEqual(flags.includes("--allow-net=cache.lan:6380"), true);
+  strictEqual(flags.includes("--allow-env=REDIS_DEBUG_MAINTENANCE"), true);
+  strictEqual(flags.includes("--allow-env=REDIS_EMIT_DIAGNOSTICS"), true);
   strictEqual(flags.some((f) => f.includes("255")), false);
 });
 

@@ -12,6 +12,7 @@ import type { Context } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { TokenVerifier } from "../auth.ts";
 import type { ChatService } from "../chat_service.ts";
+import type { ConnectionMeter } from "../chat_metrics.ts";
 import type { Config } from "../config.ts";
 import { ClientError } from "../errors.ts";
 import { DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, messageFrame } from "../protocol.ts";
@@ -26,6 +27,8 @@ export interface ChatRouteDeps {
   readonly auth: TokenVerifier;
   /** `origins`: the websocket Origin allow-list (empty = same origin, "*" = any). */
   readonly config: Pick<Config, "origins">;
+  /** Counts messages in/out and server closes of every socket. @default {none} */
+  readonly meter?: ConnectionMeter;
 }
 
 /** The Hono sub-app with `/chat` and `/message/history`; mount it with `app.route("/", …)`. */
@@ -61,13 +64,20 @@ async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
   const { socket, response } = Deno.upgradeWebSocket(req);
   socket.binaryType = "arraybuffer";
   socket.onopen = () => {
-    const session = deps.chat.open(connectionOf(socket), userId, {
+    deps.meter?.socketOpened();
+    const session = deps.chat.open(connectionOf(socket, deps.meter), userId, {
       async stillValid() {
         return await deps.auth.resolveToken(usedToken) === userId;
       },
     });
-    socket.onmessage = (e: MessageEvent) => session.receive(e.data);
-    socket.onclose = (e: CloseEvent) => session.closedByPeer(e.code);
+    socket.onmessage = (e: MessageEvent) => {
+      deps.meter?.messageIn();
+      session.receive(e.data);
+    };
+    socket.onclose = (e: CloseEvent) => {
+      deps.meter?.socketClosed();
+      session.closedByPeer(e.code);
+    };
   };
   socket.onerror = () => {
     // A close event follows; nothing to do here.
@@ -75,12 +85,14 @@ async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
   return response;
 }
 
-function connectionOf(socket: WebSocket): Connection {
+function connectionOf(socket: WebSocket, meter: ConnectionMeter | undefined): Connection {
   return {
     send(text) {
       socket.send(text);
+      meter?.messageOut();
     },
     close(code, reason) {
+      meter?.serverClosed(code);
       socket.close(code, reason);
     },
     get bufferedAmount() {

@@ -1,7 +1,10 @@
 /**
- * Pages and static files: `/` redirects to the login page, `/user/login.shtml`
- * renders `templates/user/login.html`, `/asset/*` serves `static/` through
- * Hono's `serveStatic` (no listing; dot segments refused).
+ * Pages and static files: `/` redirects to the login page, the original
+ * `.shtml` paths render their template under `templates/` (the chat pages
+ * redirect to the login page without a valid login cookie), `/asset/*`
+ * serves `static/` through Hono's `serveStatic` (no listing; dot segments
+ * refused). Every page gets a fresh CSP nonce; scripts and styles come only
+ * from this server.
  *
  * @module
  */
@@ -9,7 +12,9 @@
 import { Hono } from "hono";
 import { serveStatic } from "hono/deno";
 import { join } from "node:path";
+import type { TokenVerifier } from "../auth.ts";
 import { ClientError } from "../errors.ts";
+import { tokenFromRequest } from "./identity.ts";
 
 /** Options for {@linkcode pageRoutes}. */
 export interface PageOptions {
@@ -17,23 +22,50 @@ export interface PageOptions {
   readonly staticDir: string;
   /** Folder holding `user/login.html` and other page templates. */
   readonly templatesDir: string;
+  /**
+   * Resolves the login cookie of pages that need a login; such a page
+   * redirects to the login page without a valid one. Without `auth` no page
+   * checks a login (and `{{userId}}` renders empty).
+   */
+  readonly auth?: TokenVerifier;
 }
 
-/** Pages routed to their template file (relative to the templates folder). */
-const PAGES: Readonly<Record<string, string>> = {
-  "/user/login.shtml": "user/login.html",
+/** A page: its template (relative to the templates folder) and whether it needs a login. */
+interface PageSpec {
+  readonly file: string;
+  readonly login: boolean;
+}
+
+/** The original system's page paths. */
+const PAGES: Readonly<Record<string, PageSpec>> = {
+  "/user/login.shtml": { file: "user/login.html", login: false },
+  "/user/register.shtml": { file: "user/register.html", login: false },
+  "/chat/index.shtml": { file: "chat/index.html", login: true },
+  "/chat/createcom.shtml": { file: "chat/createcom.html", login: true },
 };
+
+/** Where a page that needs a login sends a visitor without one. */
+const LOGIN_PAGE = "/user/login.shtml";
 
 /** The page and static-file routes. */
 export function pageRoutes(options: PageOptions): Hono {
   const app = new Hono();
   app.get("/", (c) => c.redirect("/user/login.shtml", 302));
-  for (const [path, file] of Object.entries(PAGES)) {
+  for (const [path, page] of Object.entries(PAGES)) {
     app.get(path, async (c) => {
+      let userId = "";
+      if (page.login && options.auth !== undefined) {
+        const token = tokenFromRequest(c.req.raw);
+        const id = token === undefined ? undefined : await options.auth.resolveToken(token);
+        if (id === undefined) {
+          return c.redirect(LOGIN_PAGE, 302);
+        }
+        userId = String(id);
+      }
       const nonce = crypto.randomUUID().replaceAll("-", "");
       const html = renderTemplate(
-        await readTemplate(join(options.templatesDir, file)),
-        { nonce },
+        await readTemplate(join(options.templatesDir, page.file)),
+        { nonce, userId },
       );
       return c.html(html, 200, pageHeaders(nonce));
     });
@@ -73,7 +105,7 @@ export function pageHeaders(nonce: string): Record<string, string> {
     "content-security-policy": [
       "default-src 'self'",
       `script-src 'self' 'nonce-${nonce}'`,
-      "style-src 'self' 'unsafe-inline'",
+      "style-src 'self'",
       "img-src 'self' data: blob:",
       "media-src 'self' blob:",
       "connect-src 'self'",

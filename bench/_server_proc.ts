@@ -1,0 +1,148 @@
+/**
+ * Start the server under test as a child process on 127.0.0.1 with its own
+ * data folder and scoped permissions, wait until it answers, and stop it.
+ * Two kinds: `lanchat` (main.ts over the fixture's SQLite file, logging at
+ * `warning` so per-session info lines do not count, and `CHAT_BUS=local`:
+ * one node) and `ref`
+ * (bench/ref_server.ts, no store).
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import { ENV_NAMES } from "../lib/config.ts";
+
+/** Which server to run. */
+export type ServerKind = "lanchat" | "ref";
+
+/** Options of {@linkcode startServer}. */
+export interface StartOptions {
+  /** The repository root (cwd of the child, where deno.json and main.ts are). */
+  readonly root: string;
+  /** Data folder: `chat.db` and `tokens.json` of the fixture live here. */
+  readonly dataDir: string;
+  /** Write a V8 CPU profile into this folder when the server stops. */
+  readonly cpuProfDir?: string | undefined;
+  /** How long to wait for the first answer, ms. @default {20000} */
+  readonly readyTimeoutMs?: number;
+}
+
+/** A running server child. */
+export interface ServerProcess {
+  readonly kind: ServerKind;
+  readonly pid: number;
+  readonly port: number;
+  /** Stop with SIGTERM (SIGKILL after 10 s); resolves with the exit code. */
+  stop(): Promise<number>;
+}
+
+/** A free TCP port on 127.0.0.1 (closed again at once; a tiny race is accepted). */
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr as Deno.NetAddr;
+  listener.close();
+  return port;
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Spawn the server `kind` and resolve once it answers HTTP. */
+export async function startServer(
+  kind: ServerKind,
+  options: StartOptions,
+): Promise<ServerProcess> {
+  const port = freePort();
+  const prof = options.cpuProfDir === undefined
+    ? []
+    : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`];
+  const tokens = join(options.dataDir, "tokens.json");
+  const args = kind === "lanchat"
+    ? [
+      "run",
+      ...prof,
+      "--allow-net=127.0.0.1",
+      `--allow-read=${options.root},${options.dataDir}`,
+      `--allow-write=${options.dataDir}`,
+      `--allow-env=${ENV_NAMES.join(",")}`,
+      "main.ts",
+    ]
+    : [
+      "run",
+      ...prof,
+      "--allow-net=127.0.0.1",
+      `--allow-read=${options.dataDir}`,
+      "bench/ref_server.ts",
+      "--port",
+      String(port),
+      "--tokens",
+      tokens,
+    ];
+  const child = new Deno.Command("deno", {
+    args,
+    cwd: options.root,
+    env: {
+      HOST: "127.0.0.1",
+      PORT: String(port),
+      CHAT_DATA: options.dataDir,
+      CHAT_LOG_LEVEL: "warning",
+      CHAT_BUS: "local",
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const logs = await Promise.all(
+    ["out", "err"].map((name) =>
+      Deno.open(join(options.dataDir, `${kind}.${name}.log`), { create: true, append: true })
+    ),
+  );
+  const done = Promise.all([
+    child.stdout.pipeTo(logs[0]!.writable),
+    child.stderr.pipeTo(logs[1]!.writable),
+  ]);
+  let exited = false;
+  void child.status.then(() => exited = true);
+  const deadline = Date.now() + (options.readyTimeoutMs ?? 20_000);
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/chat`);
+      await res.body?.cancel();
+      break;
+    } catch {
+      if (exited || Date.now() > deadline) {
+        if (!exited) child.kill("SIGKILL");
+        await child.status;
+        await done;
+        throw new Error(
+          `Server ${kind} did not answer on port ${port}; see ${options.dataDir}/${kind}.err.log`,
+        );
+      }
+      await delay(100);
+    }
+  }
+  return {
+    kind,
+    pid: child.pid,
+    port,
+    async stop() {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already gone.
+      }
+      const timer = setTimeout(() => {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Already gone.
+        }
+      }, 10_000);
+      const status = await child.status;
+      clearTimeout(timer);
+      await done;
+      return status.code;
+    },
+  };
+}

@@ -1,0 +1,354 @@
+/**
+ * The load generator (the `bench` task). For each server kind it makes a
+ * fresh fixture in a temp folder, starts the server as a child process on
+ * 127.0.0.1, and runs (c) a connect storm, (a) 1:1 at rising rates and
+ * (b) group fan-out at rising rates, each until delivery falls behind. It
+ * reports delivered msgs/s, latency p50/p99, failures, server RSS per
+ * connection and both processes' CPU, appends one JSON line per scenario
+ * and server to bench/results.jsonl, and prints a markdown summary with
+ * lanchat/ref ratios. Everything is bounded in count and time. See
+ * docs/bench.md.
+ *
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { join, resolve } from "node:path";
+import { closeClients, openClients, Recorder } from "./_clients.ts";
+import { createFixture, type Fixture, writeFixtureFiles } from "./fixture.ts";
+import { cpuPercent, cpuTimes, loadAverage, rssKiB } from "./_procfs.ts";
+import { groupSender, oneToOneSender, runSteps, type StepResult } from "./_scenarios.ts";
+import { type ServerKind, type ServerProcess, startServer } from "./_server_proc.ts";
+
+const ROOT = resolve(import.meta.dirname ?? ".", "..");
+
+interface Settings {
+  conns: number;
+  storm: number;
+  servers: ServerKind[];
+  scenarios: Set<string>;
+  stepSeconds: number;
+  groupSize: number;
+  rates1to1: number[];
+  ratesGroup: number[];
+  stormConcurrency: number;
+  profileDir: string | undefined;
+  budgetSeconds: number;
+  results: string;
+  label: string;
+}
+
+function numbers(raw: string): number[] {
+  return raw.split(",").map(Number).filter((n) => n > 0);
+}
+
+function readSettings(): Settings {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      conns: { type: "string", default: "1000" },
+      storm: { type: "string", default: "10000" },
+      servers: { type: "string", default: "ref,lanchat" },
+      scenarios: { type: "string", default: "storm,1to1,group" },
+      "step-seconds": { type: "string", default: "3" },
+      "group-size": { type: "string", default: "100" },
+      "rates-1to1": {
+        type: "string",
+        default: "100,1000,2000,4000,8000,12000,16000,24000,32000,48000,64000",
+      },
+      "rates-group": { type: "string", default: "10,50,100,200,300,450,700,1000,1500" },
+      "storm-concurrency": { type: "string", default: "500" },
+      profile: { type: "string" },
+      "budget-seconds": { type: "string", default: "600" },
+      results: { type: "string", default: join(ROOT, "bench", "results.jsonl") },
+      label: { type: "string", default: "" },
+    },
+  });
+  const servers = values.servers.split(",").filter((s): s is ServerKind =>
+    s === "ref" || s === "lanchat"
+  );
+  return {
+    conns: Number(values.conns),
+    storm: Number(values.storm),
+    servers,
+    scenarios: new Set(values.scenarios.split(",")),
+    stepSeconds: Number(values["step-seconds"]),
+    groupSize: Number(values["group-size"]),
+    rates1to1: numbers(values["rates-1to1"]),
+    ratesGroup: numbers(values["rates-group"]),
+    stormConcurrency: Number(values["storm-concurrency"]),
+    profileDir: values.profile,
+    budgetSeconds: Number(values["budget-seconds"]),
+    results: values.results,
+    label: values.label,
+  };
+}
+
+function say(line: string): void {
+  Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** One JSON line of results.jsonl. */
+type ResultLine = Record<string, unknown> & { server: ServerKind; scenario: string };
+
+/** Which limit a saturated step hit, judged from main-thread CPU (≥ 90 % of a core). */
+function limitOf(step: StepResult | undefined): string {
+  if (step === undefined) return "none";
+  if (step.keptUp) return "not reached (rates list ended)";
+  if (step.genCpu.main >= 90) return "generator CPU";
+  if (step.serverCpu.main >= 90) return "server CPU (main thread, includes node:sqlite)";
+  return "neither main thread ≥ 90 % (machine shared / latency)";
+}
+
+function summarizeSteps(steps: StepResult[]) {
+  const ok = steps.filter((s) => s.keptUp);
+  const best = ok.reduce((m, s) => Math.max(m, s.deliveredPerSec), 0);
+  const peak = steps.reduce((m, s) => Math.max(m, s.deliveredPerSec), 0);
+  return {
+    sustainedDeliveredPerSec: best,
+    peakDeliveredPerSec: peak,
+    lightP50Ms: steps[0]?.p50Ms ?? 0,
+    lightP99Ms: steps[0]?.p99Ms ?? 0,
+    lightRate: steps[0]?.rate ?? 0,
+    limit: limitOf(steps.at(-1)),
+  };
+}
+
+async function runServer(
+  kind: ServerKind,
+  s: Settings,
+  fixture: Fixture,
+  dataDir: string,
+  base: Record<string, unknown>,
+): Promise<ResultLine[]> {
+  const lines: ResultLine[] = [];
+  const budgetEnd = performance.now() + s.budgetSeconds * 1000;
+  const profile = kind === "lanchat" && s.profileDir !== undefined ? s.profileDir : undefined;
+  const server: ServerProcess = await startServer(kind, {
+    root: ROOT,
+    dataDir,
+    cpuProfDir: profile,
+  });
+  const url = `ws://127.0.0.1:${server.port}/chat`;
+  const rec = new Recorder();
+  const live = new Set<WebSocket>();
+  const heartbeat = setInterval(() => {
+    for (const ws of live) if (ws.readyState === WebSocket.OPEN) ws.send('{"cmd":0}');
+  }, 20_000);
+  try {
+    await delay(500);
+    const rssBase = await rssKiB(server.pid);
+    say(`[${kind}] pid ${server.pid} port ${server.port} rss ${rssBase} KiB`);
+    if (s.scenarios.has("storm") && s.storm > 0) {
+      const server0 = await cpuTimes(server.pid);
+      const gen0 = await cpuTimes(Deno.pid);
+      const t0 = performance.now();
+      const opened = await openClients(url, fixture.users.slice(0, s.storm), rec, {
+        concurrency: s.stormConcurrency,
+        timeoutMs: 120_000,
+      });
+      const wall = (performance.now() - t0) / 1000;
+      for (const c of opened.clients) live.add(c.ws);
+      await delay(2000);
+      const rss = await rssKiB(server.pid);
+      const n = opened.clients.length;
+      const line: ResultLine = {
+        ...base,
+        server: kind,
+        scenario: "storm",
+        conns: s.storm,
+        opened: n,
+        failed: opened.failed,
+        connectsPerSec: Math.round(n / opened.seconds),
+        connectP50Ms: opened.p50Ms,
+        connectP99Ms: opened.p99Ms,
+        rssBaseKiB: rssBase,
+        rssKiB: rss,
+        rssPerConnKiB: n === 0 ? 0 : Math.round(((rss - rssBase) / n) * 10) / 10,
+        serverCpu: cpuPercent(server0, await cpuTimes(server.pid), wall),
+        genCpu: cpuPercent(gen0, await cpuTimes(Deno.pid), wall),
+        loadavg: await loadAverage(),
+      };
+      lines.push(line);
+      say(`[${kind}] storm ${JSON.stringify(line)}`);
+      await closeClients(opened.clients);
+      for (const c of opened.clients) live.delete(c.ws);
+      await delay(1000);
+    }
+    const wantsTraffic = s.scenarios.has("1to1") || s.scenarios.has("group");
+    if (wantsTraffic && performance.now() < budgetEnd) {
+      // After a storm the heap keeps some of it; per-connection RSS is only clean with --storm 0.
+      const rssBefore = await rssKiB(server.pid);
+      const opened = await openClients(url, fixture.users.slice(0, s.conns), rec, {
+        concurrency: 200,
+      });
+      for (const c of opened.clients) live.add(c.ws);
+      await delay(1500); // Past the server's 1 s catch-up grace.
+      const rssActive = await rssKiB(server.pid);
+      const n = opened.clients.length;
+      say(`[${kind}] ${n} clients open (${opened.failed} failed), rss ${rssActive} KiB`);
+      const runId = crypto.randomUUID().slice(0, 8);
+      const common = {
+        ...base,
+        server: kind,
+        conns: s.conns,
+        opened: n,
+        failed: opened.failed,
+        rssBaseKiB: rssBase,
+        rssActiveKiB: rssActive,
+        rssBeforeOpenKiB: rssBefore,
+        rssPerConnKiB: n === 0 ? 0 : Math.round(((rssActive - rssBefore) / n) * 10) / 10,
+      };
+      const scenarios: [string, () => Promise<StepResult[]>][] = [];
+      if (s.scenarios.has("1to1")) {
+        scenarios.push([
+          "1to1",
+          () =>
+            runSteps(oneToOneSender(opened.clients, runId, partnerOf(fixture)), rec, {
+              rates: s.rates1to1,
+              stepSeconds: s.stepSeconds,
+              serverPid: server.pid,
+              budgetSeconds: Math.max(0, (budgetEnd - performance.now()) / 1000),
+              onStep: (st) => say(`[${kind}] 1to1 ${JSON.stringify(st)}`),
+            }),
+        ]);
+      }
+      if (s.scenarios.has("group")) {
+        const groupOf = new Map<number, number>();
+        for (const g of fixture.groups) for (const m of g.members) groupOf.set(m, g.id);
+        scenarios.push(["group", () =>
+          runSteps(
+            groupSender(opened.clients, `${runId}g`, { groupOf, fanout: s.groupSize - 1 }),
+            rec,
+            {
+              rates: s.ratesGroup,
+              stepSeconds: s.stepSeconds,
+              serverPid: server.pid,
+              budgetSeconds: Math.max(0, (budgetEnd - performance.now()) / 1000),
+              onStep: (st) => say(`[${kind}] group ${JSON.stringify(st)}`),
+            },
+          )]);
+      }
+      for (const [name, run] of scenarios) {
+        rec.errorSamples.length = 0;
+        const steps = await run();
+        lines.push({
+          ...common,
+          scenario: name,
+          ...(name === "group" ? { groupSize: s.groupSize } : {}),
+          ...summarizeSteps(steps),
+          rssAfterKiB: await rssKiB(server.pid),
+          errorSamples: rec.errorSamples.slice(),
+          steps,
+          loadavg: await loadAverage(),
+        });
+      }
+      await closeClients(opened.clients);
+    }
+  } finally {
+    clearInterval(heartbeat);
+    const code = await server.stop();
+    say(`[${kind}] stopped with ${code}`);
+  }
+  return lines;
+}
+
+/** Friend of each fixture user: users 2k and 2k+1 (by fixture order) are friends. */
+function partnerOf(fixture: Fixture): Map<number, number> {
+  const map = new Map<number, number>();
+  for (let i = 0; i + 1 < fixture.users.length; i += 2) {
+    const a = fixture.users[i]?.id ?? 0;
+    const b = fixture.users[i + 1]?.id ?? 0;
+    map.set(a, b);
+    map.set(b, a);
+  }
+  return map;
+}
+
+function ratio(a: unknown, b: unknown): string {
+  return typeof a === "number" && typeof b === "number" && b > 0 ? (a / b).toFixed(2) : "–";
+}
+
+function markdown(lines: ResultLine[], command: string, loadavg: string): string {
+  const get = (server: string, scenario: string) =>
+    lines.find((l) => l.server === server && l.scenario === scenario);
+  const out = [
+    `Command: \`${command}\` — loadavg at end ${loadavg}`,
+    "",
+    "| scenario | figure | lanchat | ref | lanchat/ref | limit (lanchat) |",
+    "| --- | --- | ---: | ---: | ---: | --- |",
+  ];
+  for (const sc of ["1to1", "group"]) {
+    const l = get("lanchat", sc);
+    const r = get("ref", sc);
+    if (l === undefined && r === undefined) continue;
+    for (const f of ["sustainedDeliveredPerSec", "peakDeliveredPerSec", "lightP99Ms"]) {
+      out.push(
+        `| ${sc} @${(l ?? r)?.["conns"]} | ${f} | ${l?.[f] ?? "–"} | ${r?.[f] ?? "–"} | ${
+          ratio(l?.[f], r?.[f])
+        } | ${l?.["limit"] ?? "–"} |`,
+      );
+    }
+  }
+  const l = get("lanchat", "storm");
+  const r = get("ref", "storm");
+  if (l !== undefined || r !== undefined) {
+    for (const f of ["opened", "failed", "connectsPerSec", "connectP99Ms", "rssPerConnKiB"]) {
+      out.push(
+        `| storm @${(l ?? r)?.["conns"]} | ${f} | ${l?.[f] ?? "–"} | ${r?.[f] ?? "–"} | ${
+          ratio(l?.[f], r?.[f])
+        } | |`,
+      );
+    }
+  }
+  return out.join("\n");
+}
+
+async function main(): Promise<void> {
+  const s = readSettings();
+  const command = `deno task bench ${Deno.args.join(" ")}`.trim();
+  const tmp = await Deno.makeTempDir({ prefix: "lanchat-bench-" });
+  const base = {
+    at: new Date().toISOString(),
+    label: s.label,
+    command,
+    deno: Deno.version.deno,
+    loadavgStart: await loadAverage(),
+    stepSeconds: s.stepSeconds,
+  };
+  const all: ResultLine[] = [];
+  let keep = s.profileDir !== undefined;
+  try {
+    for (const kind of s.servers) {
+      const dataDir = join(tmp, kind);
+      await Deno.mkdir(dataDir, { recursive: true });
+      const t0 = performance.now();
+      const fixture = await createFixture({ kind: "sqlite", path: join(dataDir, "chat.db") }, {
+        users: Math.max(s.conns, s.storm),
+        groupSize: s.groupSize,
+      });
+      await writeFixtureFiles(fixture, join(dataDir, "tokens.json"));
+      const fixtureSeconds = Math.round(performance.now() - t0) / 1000;
+      say(`[${kind}] fixture ${fixture.users.length} users in ${fixtureSeconds} s`);
+      const lines = await runServer(kind, s, fixture, dataDir, { ...base, fixtureSeconds });
+      for (const line of lines) {
+        await Deno.writeTextFile(s.results, JSON.stringify(line) + "\n", { append: true });
+      }
+      all.push(...lines);
+    }
+  } catch (error) {
+    keep = true;
+    throw error;
+  } finally {
+    if (!keep) await Deno.remove(tmp, { recursive: true });
+    else say(`kept ${tmp} (server logs)`);
+  }
+  say("");
+  say(markdown(all, command, await loadAverage()));
+}
+
+if (import.meta.main) await main();

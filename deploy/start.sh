@@ -1,0 +1,24 @@
+#!/bin/sh
+# Start lanchat from this release folder (Linux, macOS).
+# Settings are environment variables (CONFIG.md); data goes to ./data.
+# Hosts beyond loopback (CHAT_BROADCAST, a Postgres or Redis host) go in
+# LANCHAT_ALLOW_NET, e.g. LANCHAT_ALLOW_NET=192.168.0.255,db.lan:5432
+# (a compiled ./lanchat has its permissions built in: rebuild it with
+# "deno task release --allow-net-extra ..." instead).
+set -eu
+cd "$(dirname "$0")"
+mkdir -p data
+if [ -x ./lanchat ]; then
+  exec ./lanchat "$@"
+fi
+NET="0.0.0.0,127.0.0.1,127.255.255.255${LANCHAT_ALLOW_NET:+,$LANCHAT_ALLOW_NET}"
+ENVS="HOST,PORT,CHAT_DATA,CHAT_DB,CHAT_BUS,CHAT_UDP_PORT,CHAT_BROADCAST,CHAT_SECRET,CHAT_NODE_ID,CHAT_ORIGINS,CHAT_UPLOAD_MAX_BYTES,CHAT_BODY_MAX_BYTES,CHAT_TOKEN_TTL,CHAT_GROUPS_PER_USER,CHAT_ALLOW_STRANGERS,CHAT_LOG_LEVEL,CHAT_METRICS_ADDR,PGBINARY,PGREPLICATION"
+if command -v deno >/dev/null 2>&1; then
+  DENO="deno"
+else
+  DENO="npx -y deno@2.9.6"
+fi
+# $DENO is split on purpose (it may be "npx -y deno@2.9.6").
+# shellcheck disable=SC2086
+exec $DENO run --unstable-net --no-prompt --allow-net="$NET" --allow-read=. \
+  --allow-write=./data --allow-env="$ENVS" server.js "$@"

@@ -1,0 +1,174 @@
+/**
+ * The bus for clusters that outgrow one LAN: the same signed envelopes as
+ * the UDP bus, carried by Redis pub/sub (`CHAT_BUS=redis://host:port`)
+ * through the official `redis` npm client. The client reconnects by itself
+ * after a Redis restart and subscribes again; envelopes published while
+ * Redis is down are dropped and counted (no offline queue), and once the
+ * link is back this node announces its recent conversation heads, so
+ * sessions elsewhere pull what they missed from the store.
+ *
+ * Needs `--allow-net=<redis host:port>` and
+ * `--allow-env=REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS` (the client
+ * reads these two).
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { Buffer } from "node:buffer";
+import { createClient } from "redis";
+import type { MessageLoader } from "./bus.ts";
+import { type Transport, type TransportListener, WireBus } from "./bus_wire.ts";
+import { EnvelopeCodec } from "./envelope.ts";
+
+const logger = getLogger(["chat", "bus_redis"]);
+
+/** Largest envelope on Redis; bigger messages still go by reference. */
+export const REDIS_MAX_BYTES = 256 * 1024;
+
+/** Options of {@linkcode openRedisBus}. */
+export interface RedisBusOptions {
+  /** `redis://host:port[/db]`. */
+  readonly url: string;
+  /** Cluster secret (HMAC key). */
+  readonly secret: string;
+  /** This node's id. */
+  readonly nodeId: string;
+  /** Loads messages that came by reference. */
+  readonly loadMessage: MessageLoader;
+  /** Pub/sub channel. @default {"lanchat:bus"} */
+  readonly channel?: string;
+  /** How long the first connection may take. @default {5000} */
+  readonly connectTimeoutMs?: number;
+  /** How often recent conversation heads are announced. @default {1000} */
+  readonly headIntervalMs?: number;
+  /** Clock in epoch ms. @default {Date.now} */
+  readonly now?: () => number;
+}
+
+type Client = ReturnType<typeof createClient>;
+
+/**
+ * Connect (publisher and subscriber) and start the bus. Throws when Redis
+ * does not answer within `connectTimeoutMs`.
+ */
+export async function openRedisBus(options: RedisBusOptions): Promise<WireBus> {
+  const codec = await EnvelopeCodec.create({
+    secret: options.secret,
+    nodeId: options.nodeId,
+    maxBytes: REDIS_MAX_BYTES,
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
+  const transport = new RedisTransport(options.url, options.channel ?? "lanchat:bus");
+  await transport.connect(options.connectTimeoutMs ?? 5000);
+  return new WireBus({
+    codec,
+    transport,
+    loadMessage: options.loadMessage,
+    ...(options.headIntervalMs === undefined ? {} : { headIntervalMs: options.headIntervalMs }),
+    ...(options.now === undefined ? {} : { now: options.now }),
+  });
+}
+
+/** A publishing and a subscribed connection to one Redis. */
+class RedisTransport implements Transport {
+  #pub: Client;
+  #sub: Client;
+  #channel: string;
+  #listener: TransportListener | undefined;
+  #closed = false;
+  #where: string;
+
+  constructor(url: string, channel: string) {
+    this.#channel = channel;
+    const u = new URL(url);
+    this.#where = `${u.hostname}:${u.port === "" ? "6379" : u.port}`;
+    this.#pub = createClient({
+      url,
+      disableOfflineQueue: true,
+      socket: { reconnectStrategy: (retries: number) => Math.min(100 * 2 ** retries, 2000) },
+    });
+    this.#sub = this.#pub.duplicate();
+    this.#watch(this.#pub, "publisher");
+    this.#watch(this.#sub, "subscriber");
+  }
+
+  #watch(client: Client, role: string): void {
+    let up = false;
+    let everUp = false;
+    client.on("error", (error: unknown) => {
+      if (!up) return;
+      up = false;
+      logger.warn("Redis {role} connection to {where} lost: {error}", {
+        role,
+        where: this.#where,
+        error,
+      });
+    });
+    client.on("ready", () => {
+      up = true;
+      if (!everUp) {
+        everUp = true;
+        return;
+      }
+      logger.info("Redis {role} connection to {where} is back", { role, where: this.#where });
+      this.#listener?.reconnected();
+    });
+  }
+
+  async connect(timeoutMs: number): Promise<void> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Redis at ${this.#where} did not answer in ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+    });
+    try {
+      await Promise.race([
+        Promise.all([this.#pub.connect(), this.#sub.connect()]),
+        timeout,
+      ]);
+      await Promise.race([
+        this.#sub.subscribe(this.#channel, (message: Uint8Array) => {
+          if (!this.#closed) this.#listener?.packet(new Uint8Array(message));
+        }, true),
+        timeout,
+      ]);
+    } catch (error) {
+      await this.close();
+      throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  start(listener: TransportListener): void {
+    this.#listener = listener;
+  }
+
+  async send(packet: Uint8Array): Promise<void> {
+    if (this.#closed) return;
+    // The client takes strings or Buffers; a Buffer view shares the bytes.
+    await this.#pub.publish(
+      this.#channel,
+      Buffer.from(packet.buffer, packet.byteOffset, packet.byteLength),
+    );
+  }
+
+  async ping(): Promise<void> {
+    await this.#pub.ping();
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#listener = undefined;
+    for (const client of [this.#sub, this.#pub]) {
+      try {
+        client.destroy();
+      } catch { /* not open */ }
+    }
+    await Promise.resolve();
+  }
+}

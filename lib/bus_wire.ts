@@ -1,0 +1,248 @@
+/**
+ * A {@linkcode Bus} over a packet transport (UDP broadcast, Redis pub/sub):
+ * signs every envelope with the cluster secret, delivers this node's own
+ * envelopes to its handlers at once (never waiting for an echo), drops its
+ * echo by node id, refuses and counts bad packets, loads messages sent by
+ * reference from the store, and announces conversation heads so a lost
+ * tail is repaired (see `bus_heads.ts`).
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import {
+  type Bus,
+  type BusEnvelope,
+  BusHandlers,
+  type BusStats,
+  type MessageLoader,
+} from "./bus.ts";
+import { HeadTracker, type HeadTrackerOptions } from "./bus_heads.ts";
+import { type EnvelopeCodec, EnvelopeError, type WirePayload } from "./envelope.ts";
+
+const logger = getLogger(["chat", "bus"]);
+
+/** What the transport tells the bus. */
+export interface TransportListener {
+  /** One packet arrived (from any node, this one included). */
+  packet(bytes: Uint8Array): void;
+  /** The link came back after a break: packets may have been lost meanwhile. */
+  reconnected(): void;
+}
+
+/**
+ * Moves packets to every node. Contract: `send` rejects on failure and
+ * never blocks for long; after `close()` nothing more reaches the listener.
+ */
+export interface Transport {
+  /** Begin receiving. Called once. */
+  start(listener: TransportListener): void;
+  /** Send one packet to every node. */
+  send(packet: Uint8Array): Promise<void>;
+  /** Stop and release sockets or connections. Idempotent. */
+  close(): Promise<void>;
+  /** Resolves when the transport can send (readiness). */
+  ping(): Promise<void>;
+}
+
+/** Options of {@linkcode WireBus}. */
+export interface WireBusOptions {
+  readonly codec: EnvelopeCodec;
+  readonly transport: Transport;
+  /** Loads messages that came by reference. */
+  readonly loadMessage: MessageLoader;
+  /** How often recent conversation heads are announced. @default {1000} */
+  readonly headIntervalMs?: number;
+  /** Head tracking tunables. */
+  readonly heads?: HeadTrackerOptions;
+  /** Membership envelopes are sent again after each of these delays (lossy links). @default {[]} */
+  readonly memberRepeatMs?: readonly number[];
+  /** Clock in epoch ms. @default {Date.now} */
+  readonly now?: () => number;
+}
+
+type Counts = { -readonly [K in keyof BusStats]: number };
+
+/** The signed-packet bus; see the module doc. */
+export class WireBus implements Bus {
+  #codec: EnvelopeCodec;
+  #transport: Transport;
+  #loadMessage: MessageLoader;
+  #handlers = new BusHandlers();
+  #heads: HeadTracker;
+  #memberRepeatMs: readonly number[];
+  #now: () => number;
+  #closed = false;
+  #interval: ReturnType<typeof setInterval>;
+  #repeats = new Set<ReturnType<typeof setTimeout>>();
+  #inbound: Promise<void> = Promise.resolve();
+  #counts: Counts = {
+    sent: 0,
+    received: 0,
+    dropped: 0,
+    badSignature: 0,
+    replayed: 0,
+    malformed: 0,
+    oversized: 0,
+  };
+
+  /** Start receiving from `options.transport` and announcing heads. */
+  constructor(options: WireBusOptions) {
+    this.#codec = options.codec;
+    this.#transport = options.transport;
+    this.#loadMessage = options.loadMessage;
+    this.#heads = new HeadTracker(options.heads);
+    this.#memberRepeatMs = options.memberRepeatMs ?? [];
+    this.#now = options.now ?? Date.now;
+    this.#interval = setInterval(() => this.#announce(false), options.headIntervalMs ?? 1000);
+    this.#transport.start({
+      packet: (bytes) => {
+        if (this.#closed) return;
+        // One packet at a time, in arrival order; a failure never stops the chain.
+        this.#inbound = this.#inbound.then(() => this.#receive(bytes)).catch((error) => {
+          logger.error("Bus packet handling failed: {error}", { error });
+        });
+      },
+      reconnected: () => this.#announce(true),
+    });
+  }
+
+  /** This node's id (as carried in its envelopes). */
+  get nodeId(): string {
+    return this.#codec.nodeId;
+  }
+
+  /** Deliver to this node's handlers now, then send to the other nodes. */
+  publish(envelope: BusEnvelope): void {
+    if (this.#closed) return;
+    this.#handlers.emit(envelope);
+    if (envelope.kind === "message") {
+      this.#heads.note(envelope.message.conv, envelope.message.seq, this.#now());
+    }
+    void this.#send(envelope);
+    if (envelope.kind === "member") {
+      for (const ms of this.#memberRepeatMs) {
+        const id = setTimeout(() => {
+          this.#repeats.delete(id);
+          void this.#send(envelope);
+        }, ms);
+        this.#repeats.add(id);
+      }
+    }
+  }
+
+  /** Add a handler; the returned function removes it. */
+  subscribe(handler: (envelope: BusEnvelope) => void): () => void {
+    return this.#handlers.add(handler);
+  }
+
+  /** Resolves when the transport can send. */
+  ping(): Promise<void> {
+    return this.#transport.ping();
+  }
+
+  /** Stop timers, the transport and the handlers. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#interval);
+    for (const id of this.#repeats) clearTimeout(id);
+    this.#repeats.clear();
+    this.#handlers.clear();
+    await this.#transport.close();
+    await this.#inbound;
+  }
+
+  /** The counters so far (a copy). */
+  stats(): BusStats {
+    return { ...this.#counts };
+  }
+
+  #announce(all: boolean): void {
+    if (this.#closed) return;
+    for (const heads of this.#heads.due(this.#now(), all)) {
+      void this.#send({ kind: "heads", heads });
+    }
+  }
+
+  async #send(envelope: WirePayload): Promise<void> {
+    let packet: Uint8Array;
+    try {
+      packet = await this.#codec.seal(envelope);
+    } catch (error) {
+      if (error instanceof EnvelopeError) this.#counts.oversized++;
+      else this.#counts.dropped++;
+      logger.error("Envelope not sent: {error}", { error });
+      return;
+    }
+    if (this.#closed) return;
+    try {
+      await this.#transport.send(packet);
+      this.#counts.sent++;
+    } catch (error) {
+      this.#counts.dropped++;
+      logger.warn("Bus send failed; receivers repair from the store: {error}", { error });
+    }
+  }
+
+  async #receive(bytes: Uint8Array): Promise<void> {
+    let opened;
+    try {
+      opened = await this.#codec.open(bytes);
+    } catch (error) {
+      if (!(error instanceof EnvelopeError)) throw error;
+      this.#refused(error);
+      return;
+    }
+    if (opened.self || this.#closed) return;
+    const { payload, nodeId } = opened;
+    if (payload.kind !== "message_ref") {
+      this.#counts.received++;
+      this.#handlers.emit(payload);
+      return;
+    }
+    let message;
+    try {
+      message = await this.#loadMessage(payload.ref);
+    } catch (error) {
+      logger.warn("Cannot load message {ref} from the store: {error}", { ref: payload.ref, error });
+    }
+    if (message === undefined) {
+      this.#counts.dropped++;
+      logger.warn("Message {ref} from node {nodeId} is not in the store", {
+        ref: payload.ref,
+        nodeId,
+      });
+      return;
+    }
+    if (this.#closed) return;
+    this.#counts.received++;
+    this.#handlers.emit({
+      kind: "message",
+      message,
+      ...(payload.exceptSession === undefined ? {} : { exceptSession: payload.exceptSession }),
+    });
+  }
+
+  #refused(error: EnvelopeError): void {
+    switch (error.reason) {
+      case "oversized":
+        this.#counts.oversized++;
+        break;
+      case "unsigned":
+      case "bad_signature":
+        this.#counts.badSignature++;
+        break;
+      case "malformed":
+        this.#counts.malformed++;
+        break;
+      case "replayed":
+        this.#counts.replayed++;
+        break;
+    }
+    logger.debug("Dropped a bus packet ({reason}): {error}", {
+      reason: error.reason,
+      error: error.message,
+    });
+  }
+}

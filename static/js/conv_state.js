@@ -1,0 +1,130 @@
+// What this device knows of each conversation: the last seq seen, the last
+// seq read, the unread count and a preview of the last message. Kept in
+// localStorage per user so a reload catches up from where it was.
+
+/** Short text for a conversation list row. */
+export function previewOf(msg) {
+  switch (msg.media) {
+    case 1:
+      return msg.content;
+    case 2:
+      return `[News] ${msg.content}`;
+    case 3:
+      return `[Voice ${msg.amount || 0}"]`;
+    case 4:
+      return "[Photo]";
+    case 5:
+      return `[Red packet] ${msg.memo || ""}`.trim();
+    case 6:
+      return "[Sticker]";
+    case 7:
+      return `[Link] ${msg.content || msg.url}`;
+    case 8:
+      return "[Video]";
+    case 9:
+      return `[Contact] ${msg.memo || msg.content}`;
+    default:
+      return "[Message]";
+  }
+}
+
+/** Per-conversation counters of one user on this device. */
+export class ConvState {
+  #key;
+  #storage;
+  #convs;
+
+  constructor(userId, storage = globalThis.localStorage) {
+    this.#key = `lanchat:convs:${userId}`;
+    this.#storage = storage;
+    try {
+      this.#convs = JSON.parse(storage.getItem(this.#key) ?? "{}") ?? {};
+    } catch {
+      this.#convs = {};
+    }
+  }
+
+  #save() {
+    try {
+      this.#storage.setItem(this.#key, JSON.stringify(this.#convs));
+    } catch {
+      // Storage full or disabled: counters live in memory only.
+    }
+  }
+
+  /** A copy of the state of `conv`, or undefined when unknown. */
+  get(conv) {
+    const st = this.#convs[conv];
+    return st ? { ...st } : undefined;
+  }
+
+  /** `{conv: lastSeq}` for the catch-up frame. */
+  lastSeqs() {
+    const out = {};
+    for (const [conv, st] of Object.entries(this.#convs)) out[conv] = st.last;
+    return out;
+  }
+
+  /**
+   * First sight of a conversation on this device: its newest message (or
+   * none) counts as read. Known conversations only get a fresher preview.
+   */
+  seed(conv, newest) {
+    const st = this.#convs[conv];
+    if (st === undefined) {
+      const seq = newest?.seq ?? 0;
+      this.#convs[conv] = {
+        last: seq,
+        read: seq,
+        unread: 0,
+        preview: newest ? previewOf(newest) : "",
+        ts: newest?.ts ?? 0,
+      };
+    } else if (newest && newest.seq >= st.last) {
+      st.preview = previewOf(newest);
+      st.ts = newest.ts;
+    }
+    this.#save();
+  }
+
+  /**
+   * Count a message that arrived live or by catch-up. Returns false for one
+   * already seen. `mine`: sent by this user; `open`: its window is open.
+   */
+  record(msg, { mine, open }) {
+    const st = this.#convs[msg.conv] ??
+      (this.#convs[msg.conv] = { last: 0, read: 0, unread: 0, preview: "", ts: 0 });
+    if (msg.seq <= st.last) return false;
+    st.last = msg.seq;
+    st.preview = previewOf(msg);
+    st.ts = msg.ts;
+    if (open || mine) {
+      st.read = msg.seq;
+      if (open) st.unread = 0;
+    } else {
+      st.unread += 1;
+    }
+    this.#save();
+    return true;
+  }
+
+  /** Our own message was stored as `seq`: advance when nothing is missing before it. */
+  acked(conv, seq, msg) {
+    const st = this.#convs[conv];
+    if (st === undefined || seq !== st.last + 1) return;
+    st.last = seq;
+    st.read = Math.max(st.read, seq);
+    st.preview = previewOf(msg);
+    st.ts = msg.ts ?? Date.now();
+    this.#save();
+  }
+
+  /** Everything in `conv` has been seen. */
+  markRead(conv) {
+    const st = this.#convs[conv];
+    if (st === undefined) return;
+    st.read = st.last;
+    st.unread = 0;
+    this.#save();
+  }
+}

@@ -1,0 +1,74 @@
+/** The web client's pure pieces (static/js), run under Deno: backoff, counters, URL checks. */
+
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { backoffDelay } from "../static/js/connection.js";
+import { ConvState, previewOf } from "../static/js/conv_state.js";
+import { safeUrl } from "../static/js/dom.js";
+
+Deno.test("backoffDelay() doubles from 1 s to 30 s with half of it random", async (t) => {
+  const table = [
+    { name: "first retry", attempt: 0, min: 500, max: 1000 },
+    { name: "third retry", attempt: 2, min: 2000, max: 4000 },
+    { name: "capped", attempt: 9, min: 15000, max: 30000 },
+  ];
+  for (const { name, attempt, min, max } of table) {
+    await t.step(name, () => {
+      strictEqual(backoffDelay(attempt, () => 0), min);
+      strictEqual(backoffDelay(attempt, () => 1), max);
+    });
+  }
+});
+
+Deno.test("safeUrl() keeps same-site paths and http(s) URLs only", async (t) => {
+  const table = [
+    { name: "upload path", input: "/mnt/ab.png", want: "/mnt/ab.png" },
+    { name: "http URL", input: "https://lan.example/x", want: "https://lan.example/x" },
+    { name: "protocol-relative", input: "//evil.example/x", want: undefined },
+    { name: "backslash trick", input: "/\\evil.example", want: undefined },
+    { name: "javascript:", input: "javascript:alert(1)", want: undefined },
+    { name: "data:", input: "data:text/html,<b>", want: undefined },
+    { name: "empty", input: "", want: undefined },
+  ];
+  for (const { name, input, want } of table) {
+    await t.step(name, () => strictEqual(safeUrl(input), want));
+  }
+});
+
+/** A Storage-shaped map. */
+function memoryStorage(): Storage {
+  const map = new Map<string, string>();
+  const storage = {
+    getItem: (k: string) => map.get(k) ?? null,
+    setItem: (k: string, v: string) => void map.set(k, v),
+  };
+  return storage as unknown as Storage;
+}
+
+Deno.test("ConvState counts unread messages once and survives a reload", () => {
+  const storage = memoryStorage();
+  const state = new ConvState(7, storage);
+  state.seed("u:3:7", { seq: 4, ts: 1, media: 1, content: "old" });
+  deepStrictEqual(state.lastSeqs(), { "u:3:7": 4 });
+  const msg = (seq: number, userid: number) => ({
+    conv: "u:3:7",
+    seq,
+    ts: seq,
+    userid,
+    media: 1,
+    content: `m${seq}`,
+  });
+  ok(state.record(msg(5, 3), { mine: false, open: false }));
+  ok(!state.record(msg(5, 3), { mine: false, open: false }), "a replay is not counted again");
+  ok(state.record(msg(6, 7), { mine: true, open: false }));
+  strictEqual(state.get("u:3:7")?.unread, 1);
+  strictEqual(state.get("u:3:7")?.preview, "m6");
+  const reloaded = new ConvState(7, storage);
+  deepStrictEqual(reloaded.lastSeqs(), { "u:3:7": 6 });
+  reloaded.markRead("u:3:7");
+  strictEqual(reloaded.get("u:3:7")?.unread, 0);
+  reloaded.acked("u:3:7", 8, { media: 4, ts: 9 });
+  strictEqual(reloaded.get("u:3:7")?.last, 6, "an ack past a gap does not skip the gap");
+  reloaded.acked("u:3:7", 7, { media: 4, ts: 9 });
+  strictEqual(reloaded.get("u:3:7")?.last, 7);
+  strictEqual(previewOf({ media: 3, amount: 4 }), '[Voice 4"]');
+});
