@@ -10,6 +10,7 @@ import { join } from "node:path";
 import pg from "pg";
 import { ENV_NAMES } from "../lib/config.ts";
 import { REDIS_ENV } from "../lib/permissions.ts";
+import { pgConnectionConfig } from "../lib/_pg_dialect.ts";
 import { pgUrl } from "./_chat_helpers.ts";
 import { befriend, connectUser, postOk, register, ROOT, startNode } from "./_node_helpers.ts";
 
@@ -104,7 +105,7 @@ Deno.test({
   name: "two nodes on Redis and Postgres: 1:1, group, join",
   ignore: redis === undefined || pgUrl() === undefined,
   async fn() {
-    const admin = new pg.Client({ connectionString: pgUrl() });
+    const admin = new pg.Client(pgConnectionConfig(pgUrl()!));
     await admin.connect();
     const db = `lanchat_cluster_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
     await admin.query(`create database ${db}`);
