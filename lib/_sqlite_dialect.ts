@@ -59,28 +59,48 @@ export interface SqliteDialectOptions {
   busyTimeoutMs?: number;
 }
 
+/** How many prepared statements one connection keeps for reuse. */
+const STATEMENT_CACHE_SIZE = 256;
+
 /** Adapts a `node:sqlite` database to the shape Kysely's SQLite driver calls. */
 export class NodeSqliteAdapter implements SqliteDatabase {
   #db: NodeSqliteDatabase;
+  /** Prepared statements by SQL text, oldest first (Map keeps insertion order). */
+  #statements = new Map<string, SqliteStatement>();
 
   /** Wrap an open database; {@linkcode close} closes it. */
   constructor(db: NodeSqliteDatabase) {
     this.#db = db;
   }
 
-  /** Prepare `sql`; a statement that yields columns is a reader. */
+  /**
+   * Prepare `sql`, reusing an earlier statement for the same text: Kysely
+   * compiles the same few queries on every message, and preparing is a large
+   * part of a store call. Safe because Kysely's driver runs one query at a
+   * time on this connection; SQLite re-prepares a statement itself after a
+   * schema change.
+   */
   prepare(sql: string): SqliteStatement {
+    const cached = this.#statements.get(sql);
+    if (cached !== undefined) return cached;
     const stmt = this.#db.prepare(sql);
-    return {
+    const statement: SqliteStatement = {
       reader: stmt.columns().length > 0,
       all: (params) => stmt.all(...(params as SqlValue[])),
       run: (params) => stmt.run(...(params as SqlValue[])),
       iterate: (params) => stmt.iterate(...(params as SqlValue[])),
     };
+    if (this.#statements.size >= STATEMENT_CACHE_SIZE) {
+      const oldest = this.#statements.keys().next();
+      if (!oldest.done) this.#statements.delete(oldest.value);
+    }
+    this.#statements.set(sql, statement);
+    return statement;
   }
 
   /** Close the database. */
   close(): void {
+    this.#statements.clear();
     this.#db.close();
   }
 }
