@@ -20,6 +20,7 @@ import { openUdpBus } from "./lib/bus_udp.ts";
 import { openRedisBus } from "./lib/bus_redis.ts";
 import type { MessageStore } from "./lib/store.ts";
 import { ChatService } from "./lib/chat_service.ts";
+import { AbuseLimits } from "./lib/abuse_limits.ts";
 import { chatRoutes } from "./lib/http/chat_route.ts";
 import { Registry } from "./lib/metrics.ts";
 import { ChatMetrics } from "./lib/chat_metrics.ts";
@@ -114,10 +115,16 @@ async function main(): Promise<number> {
     await rawStore.close();
     return 1;
   }
-  const chat = new ChatService({ store, bus, allowStrangers: config.allowStrangers });
+  const limits = new AbuseLimits(config, { onLimited: (limit) => metrics.limited(limit) });
+  const chat = new ChatService({
+    store,
+    bus,
+    allowStrangers: config.allowStrangers,
+    session: { messageRate: limits.sessionRate, onRateLimited: () => limits.limited("messages") },
+  });
   const checks: ReadinessCheck[] = [
     { name: "store", check: () => rawStore.ping() },
-    { name: "bus", check: () => busReady(bus) },
+    { name: "bus", check: () => bus.ping() },
   ];
   const separateMetrics = config.metricsAddr !== undefined;
   const app = createApp({
@@ -127,8 +134,9 @@ async function main(): Promise<number> {
     staticDir: paths.staticDir,
     templatesDir: paths.templatesDir,
     uploadsDir,
+    limits,
     extraRoutes: [
-      chatRoutes({ chat, auth, config, meter: metrics }),
+      chatRoutes({ chat, auth, config, meter: metrics, limits }),
       opsRoutes({ drain, checks, ...(separateMetrics ? {} : { registry }) }),
     ],
     onMembershipChange(change) {
@@ -204,11 +212,6 @@ function openBus(config: Config, secret: string, store: MessageStore): Promise<B
         loadMessage,
       });
   }
-}
-
-/** Resolves when the bus answers: its own `ping()` if it has one, else at once. */
-async function busReady(bus: object): Promise<void> {
-  if ("ping" in bus && typeof bus.ping === "function") await bus.ping();
 }
 
 if (import.meta.main) {

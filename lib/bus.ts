@@ -76,12 +76,18 @@ export interface BusStats {
  * `publish` must not block or throw on transport trouble (it logs and drops);
  * handlers are called for envelopes from every node including this one;
  * after `close()` no handler is called and `publish` is a no-op.
+ * `ping()` is the readiness probe (`/readyz`): it resolves when the bus can
+ * carry envelopes to other nodes right now and rejects when it cannot
+ * (closed, the socket failed, the Redis server does not answer); it settles
+ * within a few seconds and never throws synchronously.
  */
 export interface Bus {
   /** Send `envelope` to every node (fire and forget). */
   publish(envelope: BusEnvelope): void;
   /** Call `handler` for every envelope received; returns an unsubscribe function. */
   subscribe(handler: (envelope: BusEnvelope) => void): () => void;
+  /** Resolves when the bus can carry envelopes; rejects when it cannot (see above). */
+  ping(): Promise<void>;
   /** Stop receiving and release resources. Idempotent. */
   close(): Promise<void>;
   /** The counters so far. */

@@ -25,6 +25,11 @@ export class LocalBus implements Bus {
     return this.#handlers.add(handler);
   }
 
+  /** Resolves while open (nothing can fail in-process); rejects after `close()`. */
+  ping(): Promise<void> {
+    return this.#closed ? Promise.reject(new Error("Local bus closed")) : Promise.resolve();
+  }
+
   /** Drop all handlers; later publishes do nothing. */
   close(): Promise<void> {
     this.#closed = true;

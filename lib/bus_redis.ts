@@ -40,6 +40,8 @@ export interface RedisBusOptions {
   readonly channel?: string;
   /** How long the first connection may take. @default {5000} */
   readonly connectTimeoutMs?: number;
+  /** How long `ping()` waits for Redis's PONG. @default {1000} */
+  readonly pingTimeoutMs?: number;
   /** How often recent conversation heads are announced. @default {1000} */
   readonly headIntervalMs?: number;
   /** Clock in epoch ms. @default {Date.now} */
@@ -59,7 +61,10 @@ export async function openRedisBus(options: RedisBusOptions): Promise<WireBus> {
     maxBytes: REDIS_MAX_BYTES,
     ...(options.now === undefined ? {} : { now: options.now }),
   });
-  const transport = new RedisTransport(options.url, options.channel ?? "lanchat:bus");
+  const transport = new RedisTransport(options.url, {
+    channel: options.channel ?? "lanchat:bus",
+    pingTimeoutMs: options.pingTimeoutMs ?? 1000,
+  });
   await transport.connect(options.connectTimeoutMs ?? 5000);
   return new WireBus({
     codec,
@@ -78,9 +83,11 @@ class RedisTransport implements Transport {
   #listener: TransportListener | undefined;
   #closed = false;
   #where: string;
+  #pingTimeoutMs: number;
 
-  constructor(url: string, channel: string) {
-    this.#channel = channel;
+  constructor(url: string, options: { channel: string; pingTimeoutMs: number }) {
+    this.#channel = options.channel;
+    this.#pingTimeoutMs = options.pingTimeoutMs;
     const u = new URL(url);
     this.#where = `${u.hostname}:${u.port === "" ? "6379" : u.port}`;
     this.#pub = createClient({
@@ -117,30 +124,36 @@ class RedisTransport implements Transport {
   }
 
   async connect(timeoutMs: number): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () => reject(new Error(`Redis at ${this.#where} did not answer in ${timeoutMs} ms`)),
-        timeoutMs,
-      );
-    });
+    const deadline = this.#deadline(timeoutMs);
     try {
       await Promise.race([
         Promise.all([this.#pub.connect(), this.#sub.connect()]),
-        timeout,
+        deadline.timeout,
       ]);
       await Promise.race([
         this.#sub.subscribe(this.#channel, (message: Uint8Array) => {
           if (!this.#closed) this.#listener?.packet(new Uint8Array(message));
         }, true),
-        timeout,
+        deadline.timeout,
       ]);
     } catch (error) {
       await this.close();
       throw error;
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
     }
+  }
+
+  /** A promise that rejects after `ms` naming this Redis, and how to cancel it. */
+  #deadline(ms: number): { timeout: Promise<never>; clear: () => void } {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () => reject(new Error(`Redis at ${this.#where} did not answer in ${ms} ms`)),
+        ms,
+      );
+    });
+    return { timeout, clear: () => clearTimeout(timer) };
   }
 
   start(listener: TransportListener): void {
@@ -156,8 +169,20 @@ class RedisTransport implements Transport {
     );
   }
 
+  /**
+   * A real PING on the publishing connection (the offline queue is off, so
+   * it fails at once while disconnected), and the subscriber must be
+   * connected too; rejects after `pingTimeoutMs` if Redis hangs.
+   */
   async ping(): Promise<void> {
-    await this.#pub.ping();
+    if (this.#closed) throw new Error("Redis bus closed");
+    if (!this.#sub.isReady) throw new Error(`Redis subscriber to ${this.#where} is not connected`);
+    const deadline = this.#deadline(this.#pingTimeoutMs);
+    try {
+      await Promise.race([this.#pub.ping(), deadline.timeout]);
+    } finally {
+      deadline.clear();
+    }
   }
 
   async close(): Promise<void> {

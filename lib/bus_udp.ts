@@ -74,7 +74,10 @@ export async function openUdpBus(options: UdpBusOptions): Promise<UdpBus> {
     reuseAddress: true,
   });
   const port = (conn.addr as Deno.NetAddr).port;
-  const transport = new UdpTransport(conn, { hostname: options.broadcast, port });
+  const transport = new UdpTransport(conn, {
+    target: { hostname: options.broadcast, port },
+    now: options.now ?? Date.now,
+  });
   logger.info("UDP bus on port {port}, broadcasting to {broadcast}", {
     port,
     broadcast: options.broadcast,
@@ -89,16 +92,37 @@ export async function openUdpBus(options: UdpBusOptions): Promise<UdpBus> {
   }, port);
 }
 
+/**
+ * How long a failed send or receive keeps the bus "not ready". The receive
+ * loop retries every 100 ms, so a broken socket keeps failing well inside
+ * this window; a one-off error (e.g. ENOBUFS) stops counting after it.
+ */
+export const UDP_FAILURE_WINDOW_MS = 5000;
+
+/** A socket error and when it happened (epoch ms). */
+interface Failure {
+  readonly error: unknown;
+  readonly at: number;
+}
+
 /** One UDP socket: sends to the broadcast address, reads until closed. */
 class UdpTransport implements Transport {
   #conn: Deno.DatagramConn;
   #target: Deno.NetAddr;
+  #now: () => number;
   #closed = false;
   #loop: Promise<void> = Promise.resolve();
+  /** The last failed send / receive and when; each cleared by a later success of its kind. */
+  #sendFailure: Failure | undefined;
+  #receiveFailure: Failure | undefined;
 
-  constructor(conn: Deno.DatagramConn, target: { hostname: string; port: number }) {
+  constructor(
+    conn: Deno.DatagramConn,
+    options: { target: { hostname: string; port: number }; now: () => number },
+  ) {
     this.#conn = conn;
-    this.#target = { transport: "udp", ...target };
+    this.#target = { transport: "udp", ...options.target };
+    this.#now = options.now;
   }
 
   start(listener: TransportListener): void {
@@ -111,9 +135,11 @@ class UdpTransport implements Transport {
         // No buffer argument: Deno reads up to 64 KiB, so an oversized
         // datagram arrives whole and is counted, never silently cut.
         const [data] = await this.#conn.receive();
+        this.#receiveFailure = undefined;
         listener.packet(data);
       } catch (error) {
         if (this.#closed) return;
+        this.#receiveFailure = { error, at: this.#now() };
         logger.error("UDP receive failed: {error}", { error });
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -122,11 +148,26 @@ class UdpTransport implements Transport {
 
   async send(packet: Uint8Array): Promise<void> {
     if (this.#closed) return;
-    await this.#conn.send(packet, this.#target);
+    try {
+      await this.#conn.send(packet, this.#target);
+    } catch (error) {
+      this.#sendFailure = { error, at: this.#now() };
+      throw error;
+    }
+    this.#sendFailure = undefined;
   }
 
+  /** Rejects once closed, or while the last send or receive failed (within the window). */
   ping(): Promise<void> {
-    return this.#closed ? Promise.reject(new Error("UDP bus closed")) : Promise.resolve();
+    if (this.#closed) return Promise.reject(new Error("UDP bus closed"));
+    const failures = [["send", this.#sendFailure], ["receive", this.#receiveFailure]] as const;
+    for (const [what, failure] of failures) {
+      if (failure !== undefined && this.#now() - failure.at < UDP_FAILURE_WINDOW_MS) {
+        const error = new Error(`UDP ${what} failed: ${failure.error}`, { cause: failure.error });
+        return Promise.reject(error);
+      }
+    }
+    return Promise.resolve();
   }
 
   async close(): Promise<void> {

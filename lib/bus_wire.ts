@@ -41,7 +41,11 @@ export interface Transport {
   send(packet: Uint8Array): Promise<void>;
   /** Stop and release sockets or connections. Idempotent. */
   close(): Promise<void>;
-  /** Resolves when the transport can send (readiness). */
+  /**
+   * Resolves when the transport can carry packets to other nodes; rejects
+   * when it cannot (closed, socket failed, server not answering). Settles
+   * within a few seconds.
+   */
   ping(): Promise<void>;
 }
 
@@ -136,8 +140,9 @@ export class WireBus implements Bus {
     return this.#handlers.add(handler);
   }
 
-  /** Resolves when the transport can send. */
+  /** Resolves when the transport can carry packets; rejects once closed or when it cannot. */
   ping(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error("Bus closed"));
     return this.#transport.ping();
   }
 

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { LIMIT_NAMES, type LimitName } from "./abuse_limits.ts";
 import type { BusStats } from "./bus.ts";
 import { CLOSE } from "./close_codes.ts";
 import type { Counter, Histogram, Labels, Registry } from "./metrics.ts";
@@ -53,6 +54,7 @@ export class ChatMetrics implements ConnectionMeter {
   #closes: Counter;
   #overflows: Counter;
   #store: Histogram;
+  #limited: Counter;
   #openSockets = 0;
 
   /** Register every lanchat metric on `registry`. */
@@ -95,7 +97,12 @@ export class ChatMetrics implements ConnectionMeter {
       "1 while the node drains before exit",
       () => [[{}, sources.draining() ? 1 : 0]],
     );
+    this.#limited = registry.counter(
+      "lanchat_limited_total",
+      "Requests, connections and frames refused by an abuse limit, by limit",
+    );
     for (const c of [this.#in, this.#out, this.#overflows]) c.inc({}, 0);
+    for (const limit of LIMIT_NAMES) this.#limited.inc({ limit }, 0);
   }
 
   /** {@linkcode ConnectionMeter.messageIn}. */
@@ -127,6 +134,11 @@ export class ChatMetrics implements ConnectionMeter {
   /** Websockets open or still closing (a drain waits for 0 before the listener stops). */
   get openSockets(): number {
     return this.#openSockets;
+  }
+
+  /** Count one refusal by the abuse limit `limit`. */
+  limited(limit: LimitName): void {
+    this.#limited.inc({ limit });
   }
 
   /** Record one store call of `op` that took `seconds`. */

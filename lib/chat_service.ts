@@ -229,18 +229,27 @@ export class ChatService implements SessionHandler {
     const { session, delivery } = entry;
     const userid = session.userId;
     await this.#authorizeSend(userid, frame);
-    const { message, duplicate } = await this.#store.appendMessage({
-      userid,
-      cmd: frame.cmd,
-      dstid: frame.dstid,
-      media: frame.media,
-      content: frame.content,
-      pic: frame.pic,
-      url: frame.url,
-      memo: frame.memo,
-      amount: frame.amount,
-      cid: frame.cid === "" ? this.#newId() : frame.cid,
-    }, this.#now());
+    const cid = frame.cid === "" ? this.#newId() : frame.cid;
+    delivery.sending(cid);
+    let stored: Awaited<ReturnType<ChatStore["appendMessage"]>>;
+    try {
+      stored = await this.#store.appendMessage({
+        userid,
+        cmd: frame.cmd,
+        dstid: frame.dstid,
+        media: frame.media,
+        content: frame.content,
+        pic: frame.pic,
+        url: frame.url,
+        memo: frame.memo,
+        amount: frame.amount,
+        cid,
+      }, this.#now());
+    } catch (error) {
+      delivery.forget(cid);
+      throw error;
+    }
+    const { message, duplicate } = stored;
     delivery.own(message, {
       cmd: CMD_ACK,
       cid: message.cid,

@@ -71,6 +71,20 @@ export interface Config {
    * serves them on the main listener. @default {undefined}
    */
   readonly metricsAddr: ListenAddr | undefined;
+  /** Websocket frames per second per connection (burst twice that). @default {100} */
+  readonly msgRate: number;
+  /** New websocket connections per minute per client address. @default {6000} */
+  readonly connectRate: number;
+  /** Open websockets per user on one node. @default {32} */
+  readonly userConnections: number;
+  /** Failed logins per mobile per 15 minutes. @default {10} */
+  readonly loginAttempts: number;
+  /** Failed logins per client address per 15 minutes. @default {100} */
+  readonly loginIpAttempts: number;
+  /** Bytes of uploads one user may store in all. @default {1073741824} */
+  readonly uploadQuotaBytes: number;
+  /** Proxy addresses whose X-Forwarded-For is believed. @default {[]} */
+  readonly trustedProxies: readonly string[];
 }
 
 /** A host and port to listen on. */
@@ -111,6 +125,13 @@ export const ENV_NAMES = [
   "CHAT_ALLOW_STRANGERS",
   "CHAT_LOG_LEVEL",
   "CHAT_METRICS_ADDR",
+  "CHAT_MSG_RATE",
+  "CHAT_CONNECT_RATE",
+  "CHAT_USER_CONNECTIONS",
+  "CHAT_LOGIN_ATTEMPTS",
+  "CHAT_LOGIN_IP_ATTEMPTS",
+  "CHAT_UPLOAD_QUOTA_BYTES",
+  "CHAT_TRUSTED_PROXIES",
 ] as const;
 
 /** The environment as the parser sees it. */
@@ -210,6 +231,37 @@ export function parseConfig(
     ),
     logLevel: parseLogLevel(get("CHAT_LOG_LEVEL")),
     metricsAddr: parseListenAddr("CHAT_METRICS_ADDR", get("CHAT_METRICS_ADDR")),
+    msgRate: parseInteger("CHAT_MSG_RATE", get("CHAT_MSG_RATE"), 100, 1, 100_000),
+    connectRate: parseInteger("CHAT_CONNECT_RATE", get("CHAT_CONNECT_RATE"), 6000, 1, 1_000_000),
+    userConnections: parseInteger(
+      "CHAT_USER_CONNECTIONS",
+      get("CHAT_USER_CONNECTIONS"),
+      32,
+      1,
+      100_000,
+    ),
+    loginAttempts: parseInteger(
+      "CHAT_LOGIN_ATTEMPTS",
+      get("CHAT_LOGIN_ATTEMPTS"),
+      10,
+      1,
+      1_000_000,
+    ),
+    loginIpAttempts: parseInteger(
+      "CHAT_LOGIN_IP_ATTEMPTS",
+      get("CHAT_LOGIN_IP_ATTEMPTS"),
+      100,
+      1,
+      1_000_000,
+    ),
+    uploadQuotaBytes: parseInteger(
+      "CHAT_UPLOAD_QUOTA_BYTES",
+      get("CHAT_UPLOAD_QUOTA_BYTES"),
+      1024 * 1024 * 1024,
+      1,
+      2 ** 50,
+    ),
+    trustedProxies: parseAddressList("CHAT_TRUSTED_PROXIES", get("CHAT_TRUSTED_PROXIES")),
   };
   return Object.freeze(config);
 }
@@ -306,6 +358,17 @@ function parseListenAddr(name: string, raw: string | undefined): ListenAddr | un
   const host = parseHost(name, m[1] ?? m[2] ?? "");
   const port = parseInteger(name, m[3], 0, 0, 65535);
   return { host, port };
+}
+
+function parseAddressList(name: string, raw: string | undefined): readonly string[] {
+  if (raw === undefined) return Object.freeze([]);
+  const list = raw.split(",").map((s) => s.trim()).filter((s) => s !== "");
+  for (const a of list) {
+    if (!IPV4.test(a) && !/^[0-9a-fA-F:]{2,39}$/.test(a)) {
+      throw new ConfigError(name, `"${a}" is not an IP address`);
+    }
+  }
+  return Object.freeze(list);
 }
 
 function parseDb(raw: string | undefined, dataDir: string): DbSetting {

@@ -75,3 +75,19 @@ export class LimitError extends ClientError {
     this.name = "LimitError";
   }
 }
+
+/**
+ * Thrown when a rate limit refuses a request (code `rate_limited`, 429).
+ * `retryAfterSeconds` becomes the `Retry-After` header of an HTTP answer.
+ */
+export class RateLimitError extends ClientError {
+  /** Seconds until a retry can succeed (at least 1). */
+  readonly retryAfterSeconds: number;
+
+  /** Build a rate-limit error; the message should name the wait. */
+  constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
+    super("rate_limited", message, options);
+    this.name = "RateLimitError";
+    this.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  }
+}

@@ -11,6 +11,7 @@
 import { getLogger } from "@logtape/logtape";
 import { CLOSE, type CloseName } from "./close_codes.ts";
 import { ClientError } from "./errors.ts";
+import { RateLimiter } from "./rate_limit.ts";
 import {
   type ClientFrame,
   CMD_HEART,
@@ -83,6 +84,14 @@ export interface SessionOptions {
   maxPendingFrames?: number;
   /** How often `stillValid` is asked about the login. @default {60000} */
   revalidateMs?: number;
+  /**
+   * Frames (any, heartbeats too) accepted per second, `burst` at once; each
+   * frame over it gets an error frame `rate_limited` and counts as refused
+   * (so a flood closes with 1008). @default {unlimited}
+   */
+  messageRate?: { readonly perSecond: number; readonly burst: number };
+  /** Told about each frame refused by `messageRate` (the metric). @default {none} */
+  onRateLimited?: () => void;
   /** Clock and timers. @default {SYSTEM_TIMERS} */
   timers?: Timers;
 }
@@ -135,6 +144,9 @@ export class Session {
   #idleTimer: unknown;
   #revalidateTimer: unknown;
   #closeCode: number | undefined;
+  #rate: RateLimiter | undefined;
+  #ratePerSecond = 0;
+  #onRateLimited: (() => void) | undefined;
 
   /** Start a session on an open connection; the idle timer starts now. */
   constructor(
@@ -154,6 +166,12 @@ export class Session {
     this.#maxPending = options.maxPendingFrames ??
       SESSION_DEFAULTS.maxPendingFrames;
     this.#lastFrameAt = this.#timers.now();
+    if (options.messageRate !== undefined) {
+      const timers = this.#timers;
+      this.#rate = new RateLimiter({ ...options.messageRate, maxKeys: 1, now: () => timers.now() });
+      this.#ratePerSecond = options.messageRate.perSecond;
+    }
+    this.#onRateLimited = options.onRateLimited;
     this.#armIdle(this.#idleTimeoutMs);
     if (options.stillValid !== undefined) {
       this.#armRevalidate(
@@ -182,6 +200,16 @@ export class Session {
   receive(data: string | ArrayBuffer | Uint8Array): void {
     if (this.closed) return;
     this.#lastFrameAt = this.#timers.now();
+    if (this.#rate !== undefined && !this.#rate.take("").ok) {
+      this.#onRateLimited?.();
+      this.#refuse(
+        new ClientError(
+          "rate_limited",
+          `Too many messages: at most ${this.#ratePerSecond} a second, slow down and retry`,
+        ),
+      );
+      return;
+    }
     let frame: ClientFrame;
     try {
       frame = parseFrame(data);

@@ -10,7 +10,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import type { DeliveryTarget } from "./dispatcher.ts";
-import { type AckFrame, CMD_CATCHUP_DONE, encode, messageFrame } from "./protocol.ts";
+import { type AckFrame, CMD_ACK, CMD_CATCHUP_DONE, encode, messageFrame } from "./protocol.ts";
 import type { Session } from "./session.ts";
 import type { GroupStore, MessageStore, StoredMessage } from "./store.ts";
 
@@ -52,6 +52,15 @@ export class SessionDelivery implements DeliveryTarget {
    * filled in). A group joined later starts at its first live message.
    */
   #known: { convs: ReadonlySet<string>; groups: ReadonlySet<string> } | undefined;
+  /**
+   * Client ids this session has sent whose store write has not been acked
+   * yet. A gap fill that meets one of them sends its ack, not the message:
+   * the sender already shows it (the ack can lose a race with a later seq
+   * from another node, which triggers the fill).
+   */
+  #pending = new Set<string>();
+  /** Pending client ids a gap fill has already acked; {@linkcode own} skips them. */
+  #ackedEarly = new Set<string>();
   /** Live messages held until the gate opens (see {@linkcode openGate}). */
   #gated: { message: StoredMessage; text: string }[] | undefined = [];
 
@@ -106,7 +115,20 @@ export class SessionDelivery implements DeliveryTarget {
    * sender already shows the message) and count the seq as delivered.
    */
   own(message: StoredMessage, ack: AckFrame): void {
+    this.#pending.delete(ack.cid);
+    if (this.#ackedEarly.delete(ack.cid)) return;
     this.#accept(message, encode(ack), true);
+  }
+
+  /** The session is about to store its message `cid`; see {@linkcode own}. */
+  sending(cid: string): void {
+    this.#pending.add(cid);
+  }
+
+  /** Storing `cid` failed: no ack will come. */
+  forget(cid: string): void {
+    this.#pending.delete(cid);
+    this.#ackedEarly.delete(cid);
   }
 
   /**
@@ -262,13 +284,30 @@ export class SessionDelivery implements DeliveryTarget {
       });
       for (const row of rows) {
         if (row.seq < cursor || row.seq >= to) continue;
-        if (!this.#session.send(encode(messageFrame(row)))) return cursor - 1;
+        if (!this.#session.send(this.#frameFor(row))) return cursor - 1;
         cursor = row.seq + 1;
       }
       if (rows.length < limit && cursor > atLeast) break;
       if (rows.length === 0) break;
     }
     return cursor - 1;
+  }
+
+  /** The frame for a stored row: its ack if this session is still waiting for one. */
+  #frameFor(row: StoredMessage): string {
+    if (row.userid === this.userId && this.#pending.delete(row.cid)) {
+      this.#ackedEarly.add(row.cid);
+      return encode({
+        cmd: CMD_ACK,
+        cid: row.cid,
+        seq: row.seq,
+        id: row.id,
+        conv: row.conv,
+        ts: row.ts,
+        dup: false,
+      });
+    }
+    return encode(messageFrame(row));
   }
 
   #enqueue(step: () => Promise<void>): Promise<void> {

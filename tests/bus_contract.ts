@@ -4,7 +4,7 @@
  * local bus both are the same object.
  */
 
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, rejects, strictEqual } from "node:assert/strict";
 import type { Bus, BusEnvelope, MessageLoader, MessageRef } from "../lib/bus.ts";
 import type { StoredMessage } from "../lib/store.ts";
 
@@ -114,6 +114,15 @@ export function busContract(name: string, makePair: PairFactory): void {
     pair.a.publish({ kind: "member", groupId: 1, userId: 2 });
     await new Promise((r) => setTimeout(r, 50));
     strictEqual(again.got.length, 0);
+  });
+
+  Deno.test(`${name} bus: ping() resolves while open and rejects after close`, async () => {
+    await using pair = await makePair(memoryLoader([]));
+    await pair.a.ping();
+    await pair.b.ping();
+    await pair.a.close();
+    await rejects(pair.a.ping(), Error);
+    if (!pair.local) await pair.b.ping(); // the other node's bus is unaffected
   });
 
   Deno.test(`${name} bus: stats() counts what was sent`, async () => {

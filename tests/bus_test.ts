@@ -1,18 +1,15 @@
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, rejects, strictEqual } from "node:assert/strict";
 import { LocalBus } from "../lib/bus_local.ts";
 import { openUdpBus, type UdpBus } from "../lib/bus_udp.ts";
 import { openRedisBus } from "../lib/bus_redis.ts";
 import type { MessageLoader } from "../lib/bus.ts";
 import { EnvelopeCodec } from "../lib/envelope.ts";
 import { busContract, Inbox, memoryLoader, message } from "./bus_contract.ts";
+import { freeTcpPort, redisUrl, startRedis, stopRedis, waitForTcp } from "./_redis_helpers.ts";
 
 const SECRET = "a-test-cluster-secret-of-32-bytes";
 /** Loopback broadcast: sockets bound to it receive only datagrams sent to it. */
 const BCAST = "127.255.255.255";
-
-function redisUrl(): string | undefined {
-  return Deno.env.get("CHAT_TEST_REDIS_URL");
-}
 
 async function udpPair(loadMessage: MessageLoader, headIntervalMs = 1000) {
   const common = { secret: SECRET, broadcast: BCAST, hostname: BCAST, loadMessage, headIntervalMs };
@@ -60,6 +57,35 @@ if (redisUrl() !== undefined) {
 } else {
   Deno.test("Redis bus contract (skipped: set CHAT_TEST_REDIS_URL)", { ignore: true }, () => {});
 }
+
+Deno.test({
+  name: "UDP bus ping() rejects while its sends fail, and counts them as dropped",
+  // The send fails because this process may not send to 127.0.0.3 (NotCapable).
+  ignore: (await Deno.permissions.query({ name: "net", host: "127.0.0.3:9" })).state === "granted",
+  async fn() {
+    const bus = await openUdpBus({
+      secret: SECRET,
+      nodeId: "node-a",
+      port: 0,
+      hostname: "127.0.0.1",
+      broadcast: "127.0.0.3",
+      loadMessage: memoryLoader([]),
+    });
+    try {
+      await bus.ping();
+      bus.publish({ kind: "member", groupId: 1, userId: 1 });
+      const end = Date.now() + 2000;
+      while (bus.stats().dropped === 0 && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      strictEqual(bus.stats().dropped, 1);
+      strictEqual(bus.stats().sent, 0);
+      await rejects(bus.ping(), /UDP send failed/);
+    } finally {
+      await bus.close();
+    }
+  },
+});
 
 /** Send raw bytes to the UDP bus's port, as an attacker on the LAN would. */
 async function sendRaw(bus: UdpBus, packets: Uint8Array[]): Promise<void> {
@@ -161,33 +187,6 @@ Deno.test("UDP bus refuses to start on a port another program holds without addr
   }
 });
 
-function freeTcpPort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
-}
-
-function startRedis(port: number): Deno.ChildProcess {
-  return new Deno.Command("redis-server", {
-    args: ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no"],
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
-}
-
-async function waitForTcp(port: number): Promise<void> {
-  for (let i = 0; i < 100; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      return;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
-  throw new Error(`Nothing listens on ${port}`);
-}
-
 Deno.test({
   name: "Redis bus reconnects after a Redis restart and drops (counts) what was sent meanwhile",
   ignore: redisUrl() === undefined,
@@ -212,8 +211,7 @@ Deno.test({
       const onB = new Inbox(pair.b);
       pair.a.publish({ kind: "member", groupId: 1, userId: 1 });
       await onB.until((g) => g.length >= 1);
-      redis.kill("SIGTERM");
-      await redis.status;
+      await stopRedis(redis);
       pair.a.publish({ kind: "member", groupId: 2, userId: 2 });
       await new Promise((r) => setTimeout(r, 200));
       strictEqual(pair.a.stats().dropped >= 1, true, "send during the outage is counted");
@@ -229,8 +227,45 @@ Deno.test({
       }
       strictEqual(onB.got.some((e) => e.kind === "member" && e.groupId === 2), false);
     } finally {
-      redis.kill("SIGTERM");
-      await redis.status;
+      await stopRedis(redis);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "Redis bus ping() is a real PING: it times out while Redis hangs and rejects once it is gone",
+  ignore: redisUrl() === undefined,
+  async fn() {
+    const port = freeTcpPort();
+    const redis = startRedis(port);
+    try {
+      await waitForTcp(port);
+      const bus = await openRedisBus({
+        url: `redis://127.0.0.1:${port}`,
+        secret: SECRET,
+        nodeId: "node-a",
+        loadMessage: memoryLoader([]),
+        pingTimeoutMs: 200,
+      });
+      try {
+        await bus.ping();
+        redis.kill("SIGSTOP"); // the server hangs: the TCP link stays up, no PONG comes
+        const started = Date.now();
+        await rejects(bus.ping(), /did not answer in 200 ms/);
+        strictEqual(Date.now() - started < 1000, true, "ping gives up after its timeout");
+        redis.kill("SIGCONT");
+        await bus.ping();
+        await stopRedis(redis);
+        await rejects(bus.ping());
+      } finally {
+        await bus.close();
+      }
+    } finally {
+      try {
+        redis.kill("SIGCONT"); // in case an assertion failed while it hung
+      } catch { /* already exited */ }
+      await stopRedis(redis);
     }
   },
 });

@@ -1,16 +1,24 @@
 /**
  * Three nodes as three hosts: each in its own network namespace, on a
  * bridge, on a private subnet (10.200.0.0/24) that exists only while this
- * test runs, broadcasting to 10.200.0.255 only, with 10% packet loss on
- * every node's link (`tc netem`). They share one SQLite file (the
+ * test runs, broadcasting to 10.200.0.255 only, with 10% loss of bus
+ * datagrams in every node's namespace. They share one SQLite file (the
  * namespaces share the filesystem). Proves every message reaches every
- * session once, in seq order, though the bus loses datagrams.
+ * session exactly once, in seq order, though the bus loses datagrams, and
+ * that datagrams really were lost (the kernel's drop counters).
  *
- * Needs root and iproute2 (`ip`, `tc`); skipped with a message otherwise.
- * Everything it creates is removed in `finally`, also when it fails.
+ * The loss comes from `tc netem` on each node's link where the kernel has
+ * `sch_netem`, else from an iptables `statistic` rule in each namespace's
+ * INPUT chain (UDP to the bus port only). The loss is never skipped: with
+ * neither, the test fails. Every rule lives in the test's own namespaces,
+ * so deleting them is the whole cleanup; the host's tables are not touched.
+ *
+ * Needs root and iproute2 (`ip`; `tc` for netem, or `iptables`); skipped
+ * when not root. Everything it creates is removed in `finally`, also when
+ * it fails.
  */
 
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { ENV_NAMES } from "../lib/config.ts";
 import type { TestSocket } from "./_chat_helpers.ts";
@@ -27,56 +35,142 @@ import {
 
 const SUBNET = "10.200.0";
 const BROADCAST = `${SUBNET}.255`;
+const UDP_PORT = "3000";
 const NODES = [1, 2, 3] as const;
 const PER_USER = 20;
+const LOSS = 0.1;
 
-async function run(cmd: string, args: string[]): Promise<{ ok: boolean; err: string }> {
+async function run(
+  cmd: string,
+  args: string[],
+): Promise<{ ok: boolean; out: string; err: string }> {
   try {
-    const out = await new Deno.Command(cmd, { args, stdout: "null", stderr: "piped" }).output();
-    return { ok: out.success, err: new TextDecoder().decode(out.stderr).trim() };
+    const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+    const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
+    return { ok: r.success, out: text(r.stdout), err: text(r.stderr) };
   } catch (error) {
-    return { ok: false, err: String(error) };
+    return { ok: false, out: "", err: String(error) };
   }
 }
 
-async function must(cmd: string, args: string[]): Promise<void> {
+async function must(cmd: string, args: string[]): Promise<string> {
   const r = await run(cmd, args);
   if (!r.ok) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.err}`);
+  return r.out;
+}
+
+/** Packets a loss rule saw and dropped in one namespace. */
+interface LossCount {
+  readonly seen: number;
+  readonly dropped: number;
+}
+
+/** A way to lose {@linkcode LOSS} of a namespace's packets. */
+interface Loss {
+  /** Shown in the test name. */
+  readonly name: string;
+  /** Add the loss to namespace `ns`, whose link to the bridge is `dev`. */
+  install(ns: string, dev: string): Promise<void>;
+  /** What the loss saw and dropped in `ns` so far. */
+  count(ns: string, dev: string): Promise<LossCount>;
+}
+
+/** `tc netem` on the node's link: loses 10% of everything the node sends. */
+const NETEM: Loss = {
+  name: "tc netem",
+  async install(ns, dev) {
+    await must("tc", ["-n", ns, "qdisc", "add", "dev", dev, "root", "netem", "loss", "10%"]);
+  },
+  async count(ns, dev) {
+    // "Sent 1234 bytes 56 pkt (dropped 7, overlimits 0 requeues 0)"
+    const out = await must("tc", ["-n", ns, "-s", "qdisc", "show", "dev", dev]);
+    const m = out.match(/Sent \d+ bytes (\d+) pkt \(dropped (\d+)/);
+    if (m === null) throw new Error(`Unexpected tc output: ${out}`);
+    const dropped = Number(m[2]);
+    return { seen: Number(m[1]) + dropped, dropped };
+  },
+};
+
+/**
+ * iptables in the namespace: a counting rule for UDP to the bus port, then
+ * a rule dropping 10% of those at random (`-m statistic`). `bin` is
+ * `iptables` or `iptables-legacy`, run through `ip netns exec`.
+ */
+function iptablesLoss(bin: string): Loss {
+  const match = ["-p", "udp", "--dport", UDP_PORT];
+  return {
+    name: `${bin} statistic`,
+    async install(ns) {
+      await must("ip", ["netns", "exec", ns, bin, "-A", "INPUT", ...match]);
+      await must("ip", [
+        ...["netns", "exec", ns, bin, "-A", "INPUT", ...match],
+        ...["-m", "statistic", "--mode", "random", "--probability", String(LOSS), "-j", "DROP"],
+      ]);
+    },
+    async count(ns) {
+      const out = await must("ip", ["netns", "exec", ns, bin, "-L", "INPUT", "-v", "-n", "-x"]);
+      // One line per rule: "pkts bytes target prot ... udp dpt:3000 ...".
+      const rules = out.split("\n").filter((l) => l.includes(`dpt:${UDP_PORT}`));
+      const pkts = (l: string | undefined) => Number(l?.trim().split(/\s+/)[0]);
+      const seen = pkts(rules.find((l) => !/\bDROP\b/.test(l)));
+      const dropped = pkts(rules.find((l) => /\bDROP\b/.test(l)));
+      if (!(seen >= 0 && dropped >= 0)) throw new Error(`Unexpected iptables output: ${out}`);
+      return { seen, dropped };
+    },
+  };
 }
 
 /** Why the test cannot run here, or undefined when it can. */
 async function unavailable(): Promise<string | undefined> {
   if (Deno.uid() !== 0) return "not root";
   if (!(await run("ip", ["-V"])).ok) return "no `ip` (install iproute2)";
-  if (!(await run("tc", ["-V"])).ok) return "no `tc` (install iproute2)";
   return undefined;
 }
 
-/** Whether the kernel has the netem qdisc (some VM kernels are built without it). */
-async function hasNetem(): Promise<boolean> {
-  const veth = `lcq${crypto.randomUUID().slice(0, 6)}`;
-  if (!(await run("ip", ["link", "add", veth, "type", "veth", "peer", "name", `${veth}p`])).ok) {
-    return false;
-  }
+/**
+ * The loss this machine can inject, tried in a throwaway namespace: netem
+ * where the kernel has it (some VM kernels are built without `sch_netem`),
+ * else iptables' `statistic` match; undefined when neither works.
+ */
+async function findLoss(): Promise<Loss | undefined> {
+  const ns = `lcq${crypto.randomUUID().slice(0, 6)}`;
+  if (!(await run("ip", ["netns", "add", ns])).ok) return undefined;
   try {
-    return (await run("tc", ["qdisc", "add", "dev", veth, "root", "netem", "loss", "10%"])).ok;
+    const veth = ["-n", ns, "link", "add", "lcqa", "type", "veth", "peer", "name", "lcqb"];
+    if ((await run("ip", veth)).ok) {
+      const netem = ["-n", ns, "qdisc", "add", "dev", "lcqa", "root", "netem", "loss", "10%"];
+      if ((await run("tc", netem)).ok) return NETEM;
+    }
+    for (const bin of ["iptables", "iptables-legacy"]) {
+      const loss = iptablesLoss(bin);
+      if (await loss.install(ns, "lcqa").then(() => true, () => false)) return loss;
+    }
+    return undefined;
   } finally {
-    await run("ip", ["link", "del", veth]);
+    await run("ip", ["netns", "del", ns]);
   }
 }
 
 const reason = await unavailable();
-const netem = reason === undefined && await hasNetem();
+const loss = reason === undefined ? await findLoss() : undefined;
+const lossName = loss?.name ?? "no way to inject it here";
 
 Deno.test({
-  name: `three nodes in network namespaces${
-    netem ? " with 10% loss" : " (this kernel has no sch_netem: no loss injected)"
-  } deliver every message once, in order${reason === undefined ? "" : ` (skipped: ${reason})`}`,
+  name: `three nodes in network namespaces losing 10% of bus datagrams (${lossName}) ` +
+    `deliver every message exactly once, in order${
+      reason === undefined ? "" : ` (skipped: ${reason})`
+    }`,
   ignore: reason !== undefined,
   async fn() {
+    if (loss === undefined) {
+      throw new Error(
+        "Cannot inject packet loss: install iptables (or use a kernel with sch_netem)",
+      );
+    }
     const id = crypto.randomUUID().slice(0, 4);
     const bridge = `lcbr${id}`;
     const ns = (i: number) => `lcns${id}${i}`;
+    const peer = (i: number) => `lcp${id}${i}`;
     const created: { bridge: boolean; ns: number[] } = { bridge: false, ns: [] };
     const nodes: NodeProcess[] = [];
     const sockets: TestSocket[] = [];
@@ -89,11 +183,10 @@ Deno.test({
       await must("ip", ["link", "set", bridge, "up"]);
       for (const i of NODES) {
         const host = `lcv${id}${i}`;
-        const peer = `lcp${id}${i}`;
         await must("ip", ["netns", "add", ns(i)]);
         created.ns.push(i);
-        await must("ip", ["link", "add", host, "type", "veth", "peer", "name", peer]);
-        await must("ip", ["link", "set", peer, "netns", ns(i)]);
+        await must("ip", ["link", "add", host, "type", "veth", "peer", "name", peer(i)]);
+        await must("ip", ["link", "set", peer(i), "netns", ns(i)]);
         await must("ip", ["link", "set", host, "master", bridge]);
         await must("ip", ["link", "set", host, "up"]);
         await must("ip", [
@@ -105,24 +198,11 @@ Deno.test({
           "broadcast",
           BROADCAST,
           "dev",
-          peer,
+          peer(i),
         ]);
-        await must("ip", ["-n", ns(i), "link", "set", peer, "up"]);
+        await must("ip", ["-n", ns(i), "link", "set", peer(i), "up"]);
         await must("ip", ["-n", ns(i), "link", "set", "lo", "up"]);
-        if (netem) {
-          await must("tc", [
-            "-n",
-            ns(i),
-            "qdisc",
-            "add",
-            "dev",
-            peer,
-            "root",
-            "netem",
-            "loss",
-            "10%",
-          ]);
-        }
+        await loss.install(ns(i), peer(i));
       }
       const flags = [
         "netns",
@@ -151,7 +231,7 @@ Deno.test({
               PORT: "8080",
               CHAT_DATA: dir,
               CHAT_BROADCAST: BROADCAST,
-              CHAT_UDP_PORT: "3000",
+              CHAT_UDP_PORT: UDP_PORT,
               CHAT_SECRET: "netns-test-secret-0123456789",
               CHAT_NODE_ID: `node${i}`,
             },
@@ -204,6 +284,10 @@ Deno.test({
       }
       await new Promise((r) => setTimeout(r, 1500));
       for (const [k, s] of sockets.entries()) {
+        const frames = s.frames.filter((f) =>
+          f["cmd"] === 10 || f["cmd"] === 11 || f["cmd"] === 20
+        );
+        strictEqual(frames.length, expected, `user ${k + 1} gets ${expected} messages, no more`);
         const byConv = new Map<string, number[]>();
         for (const f of s.frames) {
           if (f["cmd"] !== 10 && f["cmd"] !== 11 && f["cmd"] !== 20) continue;
@@ -220,6 +304,17 @@ Deno.test({
           );
         }
       }
+
+      // The loss was real: every namespace dropped datagrams, about 10% overall.
+      const counts = await Promise.all(NODES.map((i) => loss.count(ns(i), peer(i))));
+      for (const [k, c] of counts.entries()) {
+        ok(c.dropped > 0, `node ${k + 1} lost no packet (saw ${c.seen})`);
+      }
+      const seen = counts.reduce((n, c) => n + c.seen, 0);
+      const dropped = counts.reduce((n, c) => n + c.dropped, 0);
+      ok(seen >= 300, `too few packets to judge the loss: ${seen}`);
+      const rate = dropped / seen;
+      ok(rate > 0.04 && rate < 0.2, `dropped ${dropped} of ${seen} packets (${rate}), not ~10%`);
     } finally {
       await Promise.all(sockets.map((s) => s.close()));
       await Promise.all(nodes.map((n) => n.stop()));

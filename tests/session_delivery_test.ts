@@ -29,6 +29,8 @@ function msg(seq: number, userid = 2): StoredMessage {
 /** Messages 1..n of one conversation; records reads; can fail. */
 class FakeHistory implements HistoryReader {
   readonly reads: string[] = [];
+  /** Rows that differ from the default `msg(seq)` (e.g. the session's own). */
+  readonly rows = new Map<number, StoredMessage>();
   fail = false;
   constructor(public last: number) {}
   listMessages(
@@ -40,7 +42,7 @@ class FakeHistory implements HistoryReader {
     this.reads.push(`${after}+${options.limit}`);
     const rows = [];
     for (let s = after + 1; s <= this.last && rows.length < options.limit; s++) {
-      rows.push(msg(s));
+      rows.push(this.rows.get(s) ?? msg(s));
     }
     return Promise.resolve(conv === CONV ? rows : []);
   }
@@ -151,4 +153,46 @@ Deno.test("SessionDelivery closes the session with 1011 when the store fails", a
   live(5);
   await delivery.idle();
   assert.equal(conn.closed?.code, 1011);
+});
+
+Deno.test("SessionDelivery acks, not echoes, the sender's own message when a later seq wins the race", async () => {
+  // The sender's message 2 is stored; before its ack goes out, seq 3 from the
+  // peer on another node arrives and the gap fill reads 2 from the store.
+  const { conn, delivery, live, session, store } = setup(3);
+  live(1);
+  const own = msg(2, 1);
+  store.rows.set(2, own);
+  delivery.sending(own.cid);
+  live(3);
+  await delivery.idle();
+  delivery.own(own, {
+    cmd: CMD_ACK,
+    cid: own.cid,
+    seq: 2,
+    id: 2,
+    conv: CONV,
+    ts: 2,
+    dup: false,
+  });
+  await delivery.idle();
+  const frames = conn.frames().map((f) => `${f["cmd"]}:${f["seq"]}`);
+  assert.deepStrictEqual(frames, ["10:1", "20:2", "10:3"]);
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery still sends the sender's message as a frame after a failed store", async () => {
+  const { conn, delivery, live, session, store } = setup(3);
+  const own = msg(2, 1);
+  store.rows.set(2, own);
+  delivery.sending(own.cid);
+  delivery.forget(own.cid);
+  live(1);
+  live(3);
+  await delivery.idle();
+  assert.deepStrictEqual(conn.frames().map((f) => `${f["cmd"]}:${f["seq"]}`), [
+    "10:1",
+    "10:2",
+    "10:3",
+  ]);
+  session.close("normal");
 });

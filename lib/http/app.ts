@@ -12,8 +12,9 @@ import type { Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { getLogger } from "@logtape/logtape";
+import type { AbuseLimits } from "../abuse_limits.ts";
 import type { Auth } from "../auth.ts";
-import { ClientError } from "../errors.ts";
+import { ClientError, RateLimitError } from "../errors.ts";
 import type { Store } from "../store.ts";
 import { attachRoutes } from "./attach_routes.ts";
 import { contactRoutes } from "./contact_routes.ts";
@@ -41,6 +42,8 @@ export interface AppDeps {
   readonly extraRoutes?: readonly Hono[];
   /** Told after a friendship or group membership is stored. */
   readonly onMembershipChange?: (change: MembershipChange) => void;
+  /** Login throttling and the upload quota. @default {no limits} */
+  readonly limits?: AbuseLimits;
 }
 
 /** Build the Hono app; `main.ts` passes `app.fetch` to `Deno.serve`. */
@@ -53,6 +56,7 @@ export function createApp(deps: AppDeps): Hono {
     ...(deps.onMembershipChange === undefined
       ? {}
       : { onMembershipChange: deps.onMembershipChange }),
+    ...(deps.limits === undefined ? {} : { limits: deps.limits }),
   };
   const app = new Hono();
   app.use(async (c, next) => {
@@ -79,6 +83,7 @@ export function createApp(deps: AppDeps): Hono {
 /** The one error boundary of the HTTP layer. */
 function errorResponse(err: Error, c: Context): Response {
   if (err instanceof ClientError) {
+    if (err instanceof RateLimitError) c.header("retry-after", String(err.retryAfterSeconds));
     return c.json(fail(err.message), err.status as ContentfulStatusCode);
   }
   if (err instanceof HTTPException && err.status < 500) {

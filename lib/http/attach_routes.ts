@@ -70,6 +70,7 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
     }
     if (file.size === 0) throw new ClientError("bad_request", "File is empty");
     if (file.size > max) throw fileTooLarge(max);
+    deps.limits?.checkUploadQuota(await store.attachmentBytes(userId), file.size);
     const data = new Uint8Array(await file.arrayBuffer());
     const kind = sniff(data);
     if (kind === undefined) {

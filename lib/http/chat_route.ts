@@ -14,7 +14,8 @@ import type { TokenVerifier } from "../auth.ts";
 import type { ChatService } from "../chat_service.ts";
 import type { ConnectionMeter } from "../chat_metrics.ts";
 import type { Config } from "../config.ts";
-import { ClientError } from "../errors.ts";
+import { type AbuseLimits, clientAddress, peerAddress } from "../abuse_limits.ts";
+import { ClientError, RateLimitError } from "../errors.ts";
 import { DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, messageFrame } from "../protocol.ts";
 import type { Connection } from "../session.ts";
 import { conversationKey } from "../store.ts";
@@ -29,6 +30,8 @@ export interface ChatRouteDeps {
   readonly config: Pick<Config, "origins">;
   /** Counts messages in/out and server closes of every socket. @default {none} */
   readonly meter?: ConnectionMeter;
+  /** Connections per address and open sockets per user. @default {no limits} */
+  readonly limits?: AbuseLimits;
 }
 
 /** The Hono sub-app with `/chat` and `/message/history`; mount it with `app.route("/", …)`. */
@@ -53,6 +56,10 @@ async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
   ) {
     throw new ClientError("forbidden", "Origin not allowed");
   }
+  const limits = deps.limits;
+  limits?.connect(
+    clientAddress(peerAddress(c.env), req.headers, limits.settings.trustedProxies),
+  );
   const url = new URL(req.url);
   const fields: Record<string, string> = {};
   const token = url.searchParams.get("token");
@@ -61,7 +68,20 @@ async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
   if (id !== null) fields["userid"] = id;
   const userId = await requireUser(deps.auth, req, fields);
   const usedToken = tokenFromRequest(req, fields) ?? "";
-  const { socket, response } = Deno.upgradeWebSocket(req);
+  limits?.acquireSocket(userId);
+  let held = limits !== undefined;
+  const release = () => {
+    if (held) limits?.releaseSocket(userId);
+    held = false;
+  };
+  let upgraded: { socket: WebSocket; response: Response };
+  try {
+    upgraded = Deno.upgradeWebSocket(req);
+  } catch (error) {
+    release();
+    throw error;
+  }
+  const { socket, response } = upgraded;
   socket.binaryType = "arraybuffer";
   socket.onopen = () => {
     deps.meter?.socketOpened();
@@ -75,12 +95,14 @@ async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
       session.receive(e.data);
     };
     socket.onclose = (e: CloseEvent) => {
+      release();
       deps.meter?.socketClosed();
       session.closedByPeer(e.code);
     };
   };
   socket.onerror = () => {
-    // A close event follows; nothing to do here.
+    // A close event follows; the slot goes back there (or here if it never opened).
+    if (socket.readyState !== WebSocket.OPEN) release();
   };
   return response;
 }
@@ -184,6 +206,7 @@ async function guarded(
     return await handler();
   } catch (error) {
     if (!(error instanceof ClientError)) throw error;
+    if (error instanceof RateLimitError) c.header("retry-after", String(error.retryAfterSeconds));
     return c.json(fail(error.message), error.status as ContentfulStatusCode);
   }
 }

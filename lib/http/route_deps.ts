@@ -6,6 +6,7 @@
  * @module
  */
 
+import type { AbuseLimits } from "../abuse_limits.ts";
 import type { Auth } from "../auth.ts";
 import type { Config } from "../config.ts";
 import type { Store } from "../store.ts";
@@ -33,4 +34,6 @@ export interface RouteDeps {
    * Must not throw; errors are logged and the request still succeeds.
    */
   readonly onMembershipChange?: (change: MembershipChange) => void;
+  /** Login throttling and the upload quota. @default {no limits} */
+  readonly limits?: AbuseLimits;
 }

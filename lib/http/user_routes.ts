@@ -9,6 +9,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { getLogger } from "@logtape/logtape";
+import { clientAddress, peerAddress } from "../abuse_limits.ts";
 import { ClientError } from "../errors.ts";
 import { readFields } from "./body.ts";
 import { ok } from "./envelope.ts";
@@ -44,13 +45,23 @@ export function userRoutes(deps: RouteDeps): Hono {
 
   app.post("/user/login", async (c) => {
     const input = parseLogin(await readFields(c.req.raw, limit));
+    const limits = deps.limits;
+    const address = limits === undefined
+      ? ""
+      : clientAddress(peerAddress(c.env), c.req.raw.headers, limits.settings.trustedProxies);
+    // Keyed by the mobile as typed, so the answer is the same for unknown mobiles.
+    limits?.checkLogin(input.mobile, address);
     let result;
     try {
       result = await auth.login(input.mobile, input.password);
     } catch (e) {
       if (e instanceof ClientError) logger.info("Login failed", {});
+      if (e instanceof ClientError && e.code === "unauthorized") {
+        limits?.loginFailed(input.mobile, address);
+      }
       throw e;
     }
+    limits?.loginSucceeded(input.mobile);
     setTokenCookie(c, result.token, config.tokenTtlSeconds);
     logger.info("User {userId} logged in", { userId: result.user.id });
     return c.json(ok({ ...userView(result.user), token: result.token }, ""));

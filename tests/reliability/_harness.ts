@@ -1,0 +1,287 @@
+/**
+ * Shared helpers of the reliability suite: a fixture written straight into
+ * the store (bench/fixture.ts, so 500 users need no PBKDF2 registrations),
+ * a cluster of real `deno run main.ts` nodes sharing one CHAT_DATA, a
+ * private redis-server, reliable clients that keep per-conversation seq
+ * logs, resend unacked `cid`s after a reconnect and tally missing,
+ * duplicated and reordered frames as counts, and node readings (the
+ * `lanchat_connections` gauge, RSS through `cat /proc/<pid>/status`).
+ *
+ * @module
+ */
+
+import { join } from "node:path";
+import pg from "pg";
+import { createFixture, type Fixture, type FixtureUser } from "../../bench/fixture.ts";
+import { rssKiB } from "../../bench/_procfs.ts";
+import { pgConnectionConfig } from "../../lib/_pg_dialect.ts";
+import {
+  freePort,
+  getText,
+  loopbackUdpBus,
+  metricValue,
+  nodeFlags,
+  type NodeProcess,
+  ROOT,
+  startNode,
+} from "../_node_helpers.ts";
+
+/** Env names pg and redis read besides the server's own (as in the `start` task). */
+const DRIVER_ENV = [
+  "PGBINARY",
+  "PGREPLICATION",
+  "REDIS_DEBUG_MAINTENANCE",
+  "REDIS_EMIT_DIAGNOSTICS",
+];
+
+/** {@linkcode nodeFlags} plus the driver env names, then main.ts. */
+export function nodeArgs(dataDir: string, extraNet: readonly string[] = []): string[] {
+  const flags = nodeFlags(dataDir, extraNet).map((f) =>
+    f.startsWith("--allow-env=") ? `${f},${DRIVER_ENV.join(",")}` : f
+  );
+  return [...flags, join(ROOT, "main.ts")];
+}
+
+/** Resolve after `ms`. */
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Poll `check` every 100 ms until it is true; throws `what` after `timeoutMs`. */
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`Timed out: ${what}`);
+    await sleep(100);
+  }
+}
+
+/** Postgres URL of the suite, when CHAT_TEST_PG_URL is set. */
+export function pgUrl(): string | undefined {
+  return Deno.env.get("CHAT_TEST_PG_URL");
+}
+
+/** A fresh Postgres database for one cluster (dropped on dispose). */
+export async function tempPgDatabase(): Promise<{ url: string; dispose(): Promise<void> }> {
+  const base = pgUrl() ?? "";
+  const name = `lanchat_rel_${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+  const admin = async (sql: string) => {
+    const client = new pg.Client(pgConnectionConfig(base));
+    await client.connect();
+    try {
+      await client.query(sql);
+    } finally {
+      await client.end();
+    }
+  };
+  await admin(`CREATE DATABASE ${name}`);
+  const url = new URL(base);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    dispose: () => admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
+}
+
+/** A private redis-server on a free port; `restart()` stops and starts it on the same port. */
+export class RedisServer implements AsyncDisposable {
+  readonly port = freePort();
+  #child: Deno.ChildProcess | undefined;
+
+  /** Start it and wait until it accepts connections. */
+  async start(): Promise<void> {
+    this.#child = new Deno.Command("redis-server", {
+      args: [
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        String(this.port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+      ],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    await until(
+      async () => {
+        try {
+          (await Deno.connect({ hostname: "127.0.0.1", port: this.port })).close();
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      "redis-server listening",
+      10_000,
+    );
+  }
+
+  /** Stop it (SIGTERM) and wait for the exit. */
+  async stop(): Promise<void> {
+    const child = this.#child;
+    this.#child = undefined;
+    if (child === undefined) return;
+    try {
+      child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await child.status;
+  }
+
+  /** The redis:// URL. */
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop();
+  }
+}
+
+/** Options of {@linkcode startCluster}. */
+export interface ClusterOptions {
+  readonly nodes: number;
+  /** `udp` (loopback broadcast) or a redis:// URL. */
+  readonly bus: "udp" | string;
+  /** Postgres URL of an empty database; SQLite in CHAT_DATA when absent. */
+  readonly pg?: string;
+  readonly users: number;
+  readonly groupSize: number;
+}
+
+/** Nodes over one store, with the fixture's users and groups. */
+export interface Cluster extends AsyncDisposable {
+  readonly nodes: (NodeProcess | undefined)[];
+  readonly fixture: Fixture;
+  readonly dir: string;
+  /** ws://127.0.0.1:port/chat of node `i`. */
+  chatUrl(i: number): string;
+  /** SIGKILL node `i` and wait for it to exit. */
+  kill(i: number): Promise<void>;
+}
+
+/** Write the fixture into a fresh store, then start `nodes` real nodes on it. */
+export async function startCluster(options: ClusterOptions): Promise<Cluster> {
+  const dir = await Deno.makeTempDir({ prefix: "lanchat-rel-" });
+  const fixture = await createFixture(
+    options.pg === undefined
+      ? { kind: "sqlite", path: join(dir, "chat.db") }
+      : { kind: "postgres", url: options.pg },
+    { users: options.users, groupSize: options.groupSize },
+  );
+  const udp = loopbackUdpBus();
+  const busEnv: Record<string, string> = options.bus === "udp"
+    ? udp.env
+    : { CHAT_BUS: options.bus, CHAT_SECRET: "reliability-secret-0123456789" };
+  const nodes: (NodeProcess | undefined)[] = [];
+  try {
+    for (let i = 0; i < options.nodes; i++) {
+      nodes.push(
+        await startNode({
+          env: {
+            ...busEnv,
+            CHAT_DATA: dir,
+            CHAT_NODE_ID: `rel${i}`,
+            CHAT_METRICS_ADDR: "127.0.0.1:0",
+            ...(options.pg === undefined ? {} : { CHAT_DB: options.pg }),
+          },
+          args: nodeArgs(dir, options.bus === "udp" ? udp.extraNet : []),
+        }),
+      );
+    }
+  } catch (error) {
+    await Promise.all(nodes.map((n) => n?.stop()));
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  }
+  return {
+    nodes,
+    fixture,
+    dir,
+    chatUrl: (i) => `ws://127.0.0.1:${nodes[i]?.port}/chat`,
+    async kill(i) {
+      const node = nodes[i];
+      if (node === undefined) return;
+      node.child.kill("SIGKILL");
+      await node.stop();
+      nodes[i] = undefined;
+    },
+    async [Symbol.asyncDispose]() {
+      await Promise.all(nodes.map((n) => n?.stop()));
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+}
+
+/** The `lanchat_connections` gauge of a node (from its metrics listener). */
+export async function connections(node: NodeProcess): Promise<number> {
+  const page = await getText(`http://127.0.0.1:${node.metricsPort}/metrics`);
+  return metricValue(page.text, "lanchat_connections") ?? -1;
+}
+
+/** A counter with one label set, e.g. `lanchat_ws_server_closes_total{code="4000"}`. */
+export async function labelledMetric(node: NodeProcess, series: string): Promise<number> {
+  const page = (await getText(`http://127.0.0.1:${node.metricsPort}/metrics`)).text;
+  const line = page.split("\n").find((l) => l.startsWith(series + " "));
+  return line === undefined ? 0 : Number(line.slice(series.length + 1));
+}
+
+/**
+ * RSS growth a node may keep after its clients left, KiB: V8 keeps heap it
+ * grew into (it does not return every page at once), and SQLite keeps its
+ * page cache, so "back near baseline" means under this much above the RSS
+ * read before the clients came.
+ */
+export const RSS_TOLERANCE_KIB = 160 * 1024;
+
+/** Resident memory of a node, KiB (`cat /proc/<pid>/status`). */
+export function nodeRss(node: NodeProcess): Promise<number> {
+  return rssKiB(node.child.pid);
+}
+
+/** Wait until every live node's connection gauge is 0; returns the gauges. */
+export async function waitNoSessions(
+  nodes: readonly (NodeProcess | undefined)[],
+): Promise<number[]> {
+  let last: number[] = [];
+  await until(
+    async () => {
+      last = await Promise.all(nodes.filter((n) => n !== undefined).map(connections));
+      return last.every((v) => v === 0);
+    },
+    "connection gauges back to 0",
+    15_000,
+  ).catch(() => {});
+  return last;
+}
+
+export { type FixtureUser };
+
+/** RSS of each live node, KiB (0 for a killed one). */
+export function rssAll(nodes: readonly (NodeProcess | undefined)[]): Promise<number[]> {
+  return Promise.all(nodes.map((n) => n === undefined ? 0 : nodeRss(n)));
+}
+
+/**
+ * After the clients left: every live node's connection gauge is 0 and its
+ * RSS is within {@linkcode RSS_TOLERANCE_KIB} of `baseline`. Throws otherwise.
+ */
+export async function assertClean(
+  nodes: readonly (NodeProcess | undefined)[],
+  baseline: readonly number[],
+): Promise<void> {
+  const gauges = await waitNoSessions(nodes);
+  if (gauges.some((g) => g !== 0)) throw new Error(`Sessions left: ${gauges.join(", ")}`);
+  const now = await rssAll(nodes);
+  for (const [i, kib] of now.entries()) {
+    const base = baseline[i] ?? 0;
+    if (nodes[i] !== undefined && kib - base > RSS_TOLERANCE_KIB) {
+      throw new Error(`Node ${i} RSS ${kib} KiB, baseline ${base} KiB: over the tolerance`);
+    }
+  }
+}
