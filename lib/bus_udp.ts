@@ -27,7 +27,7 @@ export interface UdpBusOptions {
   readonly nodeId: string;
   /** UDP port every node binds and sends to; 0 picks a free one (tests). */
   readonly port: number;
-  /** Where datagrams go, e.g. `127.255.255.255` or `192.168.0.255`. */
+  /** Where datagrams go, e.g. `127.255.255.255`, or the LAN's `x.y.z.255`. */
   readonly broadcast: string;
   /** Address to bind. @default {"0.0.0.0"} */
   readonly hostname?: string;

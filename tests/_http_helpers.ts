@@ -14,6 +14,26 @@ import { MemoryStore } from "../lib/store_memory.ts";
 import { openKyselyStore } from "../lib/store_kysely.ts";
 
 /** Where the repo's templates live. */
+/** The first 16 bytes of a PNG file: enough for the content sniffer to call it image/png. */
+export const PNG = new Uint8Array([
+  0x89,
+  0x50,
+  0x4e,
+  0x47,
+  0x0d,
+  0x0a,
+  0x1a,
+  0x0a,
+  0,
+  0,
+  0,
+  13,
+  73,
+  72,
+  68,
+  82,
+]);
+
 export const TEMPLATES_DIR = join(import.meta.dirname!, "..", "templates");
 
 /** The store kinds the HTTP tests can run against. */

@@ -2,26 +2,8 @@
 
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { call, makeTestApp, register } from "./_http_helpers.ts";
+import { call, makeTestApp, PNG, register } from "./_http_helpers.ts";
 
-const PNG = new Uint8Array([
-  0x89,
-  0x50,
-  0x4e,
-  0x47,
-  0x0d,
-  0x0a,
-  0x1a,
-  0x0a,
-  0,
-  0,
-  0,
-  13,
-  73,
-  72,
-  68,
-  82,
-]);
 const HTML = new TextEncoder().encode("<!doctype html><script>alert(document.cookie)</script>");
 const SVG = new TextEncoder().encode('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"/>');
 

@@ -8,30 +8,12 @@
  */
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { makeTestApp, register, snapshot } from "../_http_helpers.ts";
+import { makeTestApp, PNG, register, snapshot } from "../_http_helpers.ts";
 import { NASTY_CHARS, Rng, SEED, TRAVERSALS } from "./_fuzz.ts";
 
 const COUNT = 100_000;
 const MAX = 2048;
 const BASE = "http://127.0.0.1";
-const PNG = new Uint8Array([
-  0x89,
-  0x50,
-  0x4e,
-  0x47,
-  0x0d,
-  0x0a,
-  0x1a,
-  0x0a,
-  0,
-  0,
-  0,
-  13,
-  73,
-  72,
-  68,
-  82,
-]);
 const NAME = /^[0-9a-f]{32}\.[a-z0-9]{2,4}$/;
 const enc = new TextEncoder();
 

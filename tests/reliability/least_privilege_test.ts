@@ -9,6 +9,7 @@
  * (NotCapable). See docs/security.md.
  */
 
+import { PNG } from "../_http_helpers.ts";
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { ROOT, startNode } from "../_node_helpers.ts";
@@ -28,8 +29,6 @@ async function startTaskFlags(): Promise<string[]> {
   );
   return flags;
 }
-
-const PNG = new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0, 0, 0, 13, 73, 72]);
 
 Deno.test("under the start task's permissions, path traversal hits our check and Deno's permission wall", async () => {
   const flags = await startTaskFlags();
