@@ -40,69 +40,58 @@ interface Metric {
   lines(): string[];
 }
 
-/** A value that only goes up (or is reset by a restart). */
-export class Counter implements Metric {
-  readonly type = "counter";
+/** Named series of one number each, keyed by their label text. */
+abstract class SeriesMetric implements Metric {
+  abstract readonly type: "counter" | "gauge";
   readonly name: string;
   readonly help: string;
   #values = new Map<string, number>();
 
-  /** Use {@linkcode Registry.counter}. */
+  /** Use the {@linkcode Registry} factories. */
   constructor(name: string, help: string) {
     this.name = name;
     this.help = help;
   }
+
+  /** The current value of one series (0 if never touched). */
+  value(labels: Labels = {}): number {
+    return this.#values.get(labelText(labels)) ?? 0;
+  }
+
+  /** Sample lines. */
+  lines(): string[] {
+    return [...this.#values].map(([l, v]) => `${this.name}${l} ${num(v)}`);
+  }
+
+  /** Set one series. */
+  protected put(labels: Labels, value: number): void {
+    this.#values.set(labelText(labels), value);
+  }
+}
+
+/** A value that only goes up (or is reset by a restart). */
+export class Counter extends SeriesMetric {
+  readonly type = "counter";
 
   /** Add `by` (default 1, must not be negative) to the series of `labels`. */
   inc(labels: Labels = {}, by = 1): void {
     if (!(by >= 0)) throw new RangeError(`Counter ${this.name} cannot go down by ${by}`);
-    const key = labelText(labels);
-    this.#values.set(key, (this.#values.get(key) ?? 0) + by);
-  }
-
-  /** The current value of one series (0 if never touched). */
-  value(labels: Labels = {}): number {
-    return this.#values.get(labelText(labels)) ?? 0;
-  }
-
-  /** Sample lines. */
-  lines(): string[] {
-    return [...this.#values].map(([l, v]) => `${this.name}${l} ${num(v)}`);
+    this.put(labels, this.value(labels) + by);
   }
 }
 
 /** A value that goes up and down. */
-export class Gauge implements Metric {
+export class Gauge extends SeriesMetric {
   readonly type = "gauge";
-  readonly name: string;
-  readonly help: string;
-  #values = new Map<string, number>();
-
-  /** Use {@linkcode Registry.gauge}. */
-  constructor(name: string, help: string) {
-    this.name = name;
-    this.help = help;
-  }
 
   /** Set the series of `labels` to `value`. */
   set(value: number, labels: Labels = {}): void {
-    this.#values.set(labelText(labels), value);
+    this.put(labels, value);
   }
 
   /** Add `by` (may be negative) to the series of `labels`. */
   inc(labels: Labels = {}, by = 1): void {
-    const key = labelText(labels);
-    this.#values.set(key, (this.#values.get(key) ?? 0) + by);
-  }
-
-  /** The current value of one series (0 if never touched). */
-  value(labels: Labels = {}): number {
-    return this.#values.get(labelText(labels)) ?? 0;
-  }
-
-  /** Sample lines. */
-  lines(): string[] {
-    return [...this.#values].map(([l, v]) => `${this.name}${l} ${num(v)}`);
+    this.put(labels, this.value(labels) + by);
   }
 }
 

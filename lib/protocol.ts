@@ -12,7 +12,7 @@
 
 import { cidField, FrameError, int, str } from "./_frame_fields.ts";
 import type { ClientError } from "./errors.ts";
-import type { StoredMessage } from "./store.ts";
+import type { NewMessage, StoredMessage } from "./store.ts";
 
 export { FrameError };
 
@@ -77,19 +77,14 @@ export const MAX_HISTORY_LIMIT = 200;
 /** History page size when the client gives none. */
 export const DEFAULT_HISTORY_LIMIT = 50;
 
-/** A chat message as the client sent it (after parsing). */
-export interface ChatFrame {
+/**
+ * A chat message as the client sent it (after parsing): the store's
+ * {@linkcode NewMessage} without `userid`, which the server stamps. `cid` is
+ * empty when the client sent none.
+ */
+export type ChatFrame = Omit<NewMessage, "userid" | "cmd"> & {
   readonly cmd: typeof CMD_SINGLE_MSG | typeof CMD_ROOM_MSG;
-  readonly dstid: number;
-  readonly media: number;
-  readonly content: string;
-  readonly pic: string;
-  readonly url: string;
-  readonly memo: string;
-  readonly amount: number;
-  /** Client message id; empty when the client sent none. */
-  readonly cid: string;
-}
+};
 
 /** A heartbeat. */
 export interface HeartFrame {

@@ -238,3 +238,19 @@ export function conversationKey(
   const [lo, hi] = userid < dstid ? [userid, dstid] : [dstid, userid];
   return `u:${lo}:${hi}`;
 }
+
+/** The client-framed fields of `message`, nothing else (drops any stamps). */
+export function newMessageFields(message: NewMessage): NewMessage {
+  return {
+    userid: message.userid,
+    cmd: message.cmd,
+    dstid: message.dstid,
+    media: message.media,
+    content: message.content,
+    pic: message.pic,
+    url: message.url,
+    memo: message.memo,
+    amount: message.amount,
+    cid: message.cid,
+  };
+}

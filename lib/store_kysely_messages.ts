@@ -6,7 +6,7 @@
  */
 
 import { sql } from "kysely";
-import { conversationKey } from "./store.ts";
+import { conversationKey, newMessageFields } from "./store.ts";
 import type { NewMessage, StoredMessage } from "./store.ts";
 import { isUniqueViolation, type StoreDb, toMessage } from "./_store_kysely_rows.ts";
 
@@ -46,7 +46,7 @@ export async function appendMessage(
         .returning("last_seq")
         .executeTakeFirstOrThrow();
       const row = await trx.insertInto("messages")
-        .values({ ...pickFrame(message), conv, seq: Number(seq), ts: now })
+        .values({ ...newMessageFields(message), conv, seq: Number(seq), ts: now })
         .returningAll()
         .executeTakeFirstOrThrow();
       return { message: toMessage(row), duplicate: false };
@@ -58,22 +58,6 @@ export async function appendMessage(
     if (first === undefined) throw error;
     return { message: first, duplicate: true };
   }
-}
-
-/** The client-framed fields of `message`, nothing else. */
-function pickFrame(message: NewMessage): NewMessage {
-  return {
-    userid: message.userid,
-    cmd: message.cmd,
-    dstid: message.dstid,
-    media: message.media,
-    content: message.content,
-    pic: message.pic,
-    url: message.url,
-    memo: message.memo,
-    amount: message.amount,
-    cid: message.cid,
-  };
 }
 
 async function findByCid(

@@ -13,6 +13,7 @@ import {
   type Group,
   type NewGroup,
   type NewMessage,
+  newMessageFields,
   type NewUser,
   type ProfilePatch,
   type PublicUser,
@@ -275,16 +276,7 @@ export class MemoryStore implements Store {
     const conv = conversationKey(message.cmd, message.userid, message.dstid);
     const list = this.#messages.get(conv) ?? [];
     const stored: StoredMessage = Object.freeze({
-      userid: message.userid,
-      cmd: message.cmd,
-      dstid: message.dstid,
-      media: message.media,
-      content: message.content,
-      pic: message.pic,
-      url: message.url,
-      memo: message.memo,
-      amount: message.amount,
-      cid: message.cid,
+      ...newMessageFields(message),
       id: this.#nextMessageId++,
       conv,
       seq: list.length + 1,
