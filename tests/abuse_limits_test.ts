@@ -236,7 +236,9 @@ Deno.test("a session refuses frames over its message rate and closes with 1008 o
 
 Deno.test("/user/login answers 429 with Retry-After after too many failures, even with the right password", async () => {
   const seen: LimitName[] = [];
+  // A fixed clock: with Date.now the second bucket starts a few ms later and may round to 451 s.
   const limits = new AbuseLimits({ ...TIGHT, loginAttempts: 2 }, {
+    now: () => 1_700_000_000_000,
     onLimited: (l) => seen.push(l),
   });
   await using t = await makeTestApp({ extra: { limits } });
