@@ -231,6 +231,12 @@ export async function labelledMetric(node: NodeProcess, series: string): Promise
   return line === undefined ? 0 : Number(line.slice(series.length + 1));
 }
 
+/** The `lanchat_bus_*` lines of a node's metrics, for a failure message. */
+export async function busCounters(node: NodeProcess): Promise<string> {
+  const page = (await getText(`http://127.0.0.1:${node.metricsPort}/metrics`)).text;
+  return page.split("\n").filter((l) => l.startsWith("lanchat_bus_")).join(", ");
+}
+
 /**
  * RSS growth a node may keep after its clients left, KiB: V8 keeps heap it
  * grew into (it does not return every page at once), and SQLite keeps its

@@ -214,7 +214,11 @@ export class ReliableClient {
         seen.add(s);
         max = Math.max(max, s);
       }
-      for (let s = 1; s <= n; s++) if (!seen.has(s)) t.missing++;
+      for (let s = 1; s <= n; s++) {
+        if (seen.has(s)) continue;
+        t.missing++;
+        t.samples.push(`missing user ${this.user.id} ${conv}#${s} (saw up to ${max})`);
+      }
     }
     // Conversations nobody expected are all extra.
     for (const [conv, seqs] of this.log) if (!expected.has(conv)) t.duplicated += seqs.length;

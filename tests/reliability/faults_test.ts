@@ -11,6 +11,7 @@
 import { deepStrictEqual } from "node:assert/strict";
 import {
   assertClean,
+  busCounters,
   type Cluster,
   RedisServer,
   rssAll,
@@ -21,11 +22,18 @@ import {
 import type { Tally } from "./_reliable_client.ts";
 import { connectAll, planWorkload, sendAll, settle, type Workload } from "./_workload.ts";
 
-function assertExact(t: Tally): void {
+async function assertExact(t: Tally, cluster: Cluster): Promise<void> {
+  const counts = { missing: t.missing, duplicated: t.duplicated, reordered: t.reordered };
+  if (counts.missing + counts.duplicated + counts.reordered === 0) return;
+  const bus = await Promise.all(
+    cluster.nodes.map((n, i) =>
+      n === undefined ? "" : busCounters(n).then((b) => `node ${i}: ${b}`)
+    ),
+  );
   deepStrictEqual(
-    { missing: t.missing, duplicated: t.duplicated, reordered: t.reordered },
+    counts,
     { missing: 0, duplicated: 0, reordered: 0 },
-    t.samples.slice(0, 10).join("; "),
+    [...t.samples.slice(0, 20), ...bus].join("; "),
   );
 }
 
@@ -48,7 +56,7 @@ async function withFault(
     await until(() => acked(w) >= w.total / 3, "a third acked", 60_000);
     await fault();
     await sending;
-    assertExact(await settle(w));
+    await assertExact(await settle(w), cluster);
   } finally {
     await Promise.all(w.clients.map((c) => c.close()));
   }
