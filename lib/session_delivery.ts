@@ -96,7 +96,7 @@ export class SessionDelivery implements DeliveryTarget {
       if (this.#session.hold(text.length)) this.#gated.push({ message, text });
       return;
     }
-    this.#accept(message, text, false);
+    this.#accept(message, text, undefined);
   }
 
   /** Start passing live messages, first the held ones in arrival order. Idempotent. */
@@ -106,7 +106,7 @@ export class SessionDelivery implements DeliveryTarget {
     this.#gated = undefined;
     for (const { message, text } of held) {
       this.#session.release(text.length);
-      this.#accept(message, text, false);
+      this.#accept(message, text, undefined);
     }
   }
 
@@ -115,9 +115,13 @@ export class SessionDelivery implements DeliveryTarget {
    * sender already shows the message) and count the seq as delivered.
    */
   own(message: StoredMessage, ack: AckFrame): void {
-    this.#pending.delete(ack.cid);
-    if (this.#ackedEarly.delete(ack.cid)) return;
-    this.#accept(message, encode(ack), true);
+    if (this.#ackedEarly.delete(ack.cid)) {
+      this.#pending.delete(ack.cid);
+      return;
+    }
+    // The cid stays pending until its ack is really sent: a gap fill running
+    // meanwhile must send this row as an ack too, not as a message.
+    this.#accept(message, encode(ack), ack.cid);
   }
 
   /** The session is about to store its message `cid`; see {@linkcode own}. */
@@ -199,13 +203,18 @@ export class SessionDelivery implements DeliveryTarget {
     return this.#chain;
   }
 
-  #accept(message: StoredMessage, text: string, ack: boolean): void {
+  /**
+   * Send `text`, the frame of `message`; `ackCid` marks it as the ack of the
+   * session's own message, which goes out only if a gap fill did not already
+   * send that ack.
+   */
+  #accept(message: StoredMessage, text: string, ackCid: string | undefined): void {
     if (this.#busy > 0) {
       // Keep order behind a running store read; count the bytes meanwhile.
       if (!this.#session.hold(text.length)) return;
       void this.#enqueue(async () => {
         this.#session.release(text.length);
-        await this.#place(message, text, ack);
+        await this.#place(message, text, ackCid);
       });
       return;
     }
@@ -213,40 +222,49 @@ export class SessionDelivery implements DeliveryTarget {
     const cursor = this.#cursor(conv);
     if (cursor === undefined) {
       this.#cursors.set(conv, { low: seq, next: seq + 1 });
-      this.#session.send(text);
+      this.#emit(text, ackCid);
     } else if (seq >= cursor.low && seq < cursor.next) {
-      if (ack) this.#session.send(text);
+      if (ackCid !== undefined) this.#emit(text, ackCid);
     } else if (seq === cursor.next) {
       cursor.next++;
-      this.#session.send(text);
+      this.#emit(text, ackCid);
     } else {
-      void this.#enqueue(() => this.#place(message, text, ack));
+      void this.#enqueue(() => this.#place(message, text, ackCid));
     }
   }
 
   /** Send `message` (or its ack) in order, pulling any hole from the store. */
-  async #place(message: StoredMessage, text: string, ack: boolean) {
+  async #place(message: StoredMessage, text: string, ackCid: string | undefined) {
     const { conv, seq } = message;
     const cursor = this.#cursor(conv);
     if (cursor === undefined) {
       this.#cursors.set(conv, { low: seq, next: seq + 1 });
-      this.#session.send(text);
+      this.#emit(text, ackCid);
       return;
     }
     if (seq >= cursor.low && seq < cursor.next) {
-      if (ack) this.#session.send(text);
+      if (ackCid !== undefined) this.#emit(text, ackCid);
       return;
     }
     if (seq >= cursor.next) {
       await this.#fill(conv, cursor.next, seq);
       cursor.next = seq + 1;
-      this.#session.send(text);
+      this.#emit(text, ackCid);
       return;
     }
     // Older than anything sent yet: send it, then what lies between.
-    this.#session.send(text);
+    this.#emit(text, ackCid);
     await this.#fill(conv, seq + 1, cursor.low);
     cursor.low = seq;
+  }
+
+  /** Send a frame; an own ack a gap fill already sent is dropped instead. */
+  #emit(text: string, ackCid: string | undefined): void {
+    if (ackCid !== undefined) {
+      this.#pending.delete(ackCid);
+      if (this.#ackedEarly.delete(ackCid)) return;
+    }
+    this.#session.send(text);
   }
 
   async #replay(conv: string, have: number, last: number): Promise<void> {

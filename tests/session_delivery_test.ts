@@ -196,3 +196,31 @@ Deno.test("SessionDelivery still sends the sender's message as a frame after a f
   ]);
   session.close("normal");
 });
+
+Deno.test("SessionDelivery sends an own message once, as its ack, when its store write ends during a gap fill", async () => {
+  // The race: the partner's seq 3 arrives first and starts a fill of 2; the own
+  // write of seq 2 completes while that fill waits on the store. The fill must
+  // send 2 as the ack, and the ack that own() queues must then be skipped.
+  const { conn, delivery, live, store, session } = setup(3);
+  store.rows.set(2, { ...msg(2, 1), cid: "mine" });
+  let release = () => {};
+  const gate = new Promise<void>((resolve) => release = resolve);
+  const read = store.listMessages.bind(store);
+  store.listMessages = async (conv, options) => {
+    await gate;
+    return read(conv, options);
+  };
+  live(1);
+  delivery.sending("mine");
+  live(3); // starts the fill of seq 2
+  const ack = { cmd: CMD_ACK, cid: "mine", seq: 2, id: 2, conv: CONV, ts: 2, dup: false } as const;
+  delivery.own({ ...msg(2, 1), cid: "mine" }, ack);
+  release();
+  await delivery.idle();
+  assert.deepStrictEqual(
+    conn.frames().map((f) => `${f["cmd"]}#${f["seq"]}`),
+    ["10#1", "20#2", "10#3"],
+    "seq 2 once, as an ack, in order",
+  );
+  session.close("normal");
+});
