@@ -55,7 +55,7 @@ export interface BusStats {
   readonly sent: number;
   /** Envelopes from other nodes accepted and handed to subscribers. */
   readonly received: number;
-  /** Envelopes not sent or not delivered for a transport or store failure. */
+  /** Envelopes not sent or not delivered for a transport or store failure or a full inbound queue. */
   readonly dropped: number;
   /** Packets refused for a missing or wrong HMAC signature. */
   readonly badSignature: number;

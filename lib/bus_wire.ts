@@ -63,6 +63,12 @@ export interface WireBusOptions {
   readonly memberRepeatMs?: readonly number[];
   /** Clock in epoch ms. @default {Date.now} */
   readonly now?: () => number;
+  /**
+   * Packets waiting to be handled at most; more are dropped and counted
+   * (receivers repair from the store), so a burst cannot grow memory
+   * without bound. @default {10000}
+   */
+  readonly maxInbound?: number;
 }
 
 type Counts = { -readonly [K in keyof BusStats]: number };
@@ -80,6 +86,8 @@ export class WireBus implements Bus {
   #interval: ReturnType<typeof setInterval>;
   #repeats = new Set<ReturnType<typeof setTimeout>>();
   #inbound: Promise<void> = Promise.resolve();
+  #queued = 0;
+  #maxInbound: number;
   #counts: Counts = {
     sent: 0,
     received: 0,
@@ -98,13 +106,25 @@ export class WireBus implements Bus {
     this.#heads = new HeadTracker(options.heads);
     this.#memberRepeatMs = options.memberRepeatMs ?? [];
     this.#now = options.now ?? Date.now;
+    this.#maxInbound = options.maxInbound ?? 10_000;
     this.#interval = setInterval(() => this.#announce(false), options.headIntervalMs ?? 1000);
     this.#transport.start({
       packet: (bytes) => {
         if (this.#closed) return;
+        if (this.#queued >= this.#maxInbound) {
+          if (this.#counts.dropped++ % 1000 === 0) {
+            logger.warn("Bus inbound queue full ({max}); dropping packets", {
+              max: this.#maxInbound,
+            });
+          }
+          return;
+        }
+        this.#queued++;
         // One packet at a time, in arrival order; a failure never stops the chain.
         this.#inbound = this.#inbound.then(() => this.#receive(bytes)).catch((error) => {
           logger.error("Bus packet handling failed: {error}", { error });
+        }).finally(() => {
+          this.#queued--;
         });
       },
       reconnected: () => this.#announce(true),

@@ -1,0 +1,54 @@
+/** WireBus's own bounds, with a transport the test drives by hand. */
+
+import { deepStrictEqual } from "node:assert/strict";
+import { type Transport, type TransportListener, WireBus } from "../lib/bus_wire.ts";
+import { EnvelopeCodec } from "../lib/envelope.ts";
+
+class HandTransport implements Transport {
+  listener: TransportListener | undefined;
+  start(listener: TransportListener): void {
+    this.listener = listener;
+  }
+  send(): Promise<void> {
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+  ping(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+Deno.test("WireBus drops and counts packets past its inbound queue bound, and handles the rest", async () => {
+  const secret = "wire-test-secret-0123456789";
+  const transport = new HandTransport();
+  const bus = new WireBus({
+    codec: await EnvelopeCodec.create({ secret, nodeId: "b" }),
+    transport,
+    loadMessage: () => Promise.resolve(undefined),
+    maxInbound: 50,
+  });
+  const sender = await EnvelopeCodec.create({ secret, nodeId: "a" });
+  const packets = [];
+  for (let i = 0; i < 200; i++) {
+    packets.push(await sender.seal({ kind: "member", groupId: 1, userId: i + 1 }));
+  }
+  const got: number[] = [];
+  bus.subscribe((e) => {
+    if (e.kind === "member") got.push(e.userId);
+  });
+  // One burst, faster than the bus handles packets: the first 50 queue.
+  for (const p of packets.slice(0, 200)) transport.listener!.packet(p);
+  for (let i = 0; i < 100 && got.length < 50; i++) await new Promise((r) => setTimeout(r, 5));
+  deepStrictEqual(got, Array.from({ length: 50 }, (_, i) => i + 1));
+  deepStrictEqual({ received: bus.stats().received, dropped: bus.stats().dropped }, {
+    received: 50,
+    dropped: 150,
+  });
+  // Room again once the queue drained.
+  transport.listener!.packet(await sender.seal({ kind: "member", groupId: 1, userId: 999 }));
+  for (let i = 0; i < 100 && got.length < 51; i++) await new Promise((r) => setTimeout(r, 5));
+  deepStrictEqual(got.at(-1), 999);
+  await bus.close();
+});
