@@ -103,6 +103,7 @@ async function main(): Promise<number> {
     sessions: () => chat.stats().entries,
     busStats: () => bus.stats(),
     draining: () => drain.draining,
+    memory: () => Deno.memoryUsage(),
   });
   // Everything else uses the store through the timing wrapper (lanchat_store_seconds).
   const store = timedStore(rawStore, (op, seconds) => metrics.storeCall(op, seconds));

@@ -21,6 +21,8 @@ export interface ChatMetricsSources {
   busStats(): BusStats | undefined;
   /** Whether the node is draining (SIGTERM received). */
   draining(): boolean;
+  /** The process's memory (`Deno.memoryUsage()`); no series without it. */
+  memory?(): { rss: number; heapUsed: number };
 }
 
 /** Hooks a websocket connection calls; see {@linkcode ChatMetrics}. */
@@ -97,6 +99,19 @@ export class ChatMetrics implements ConnectionMeter {
       "1 while the node drains before exit",
       () => [[{}, sources.draining() ? 1 : 0]],
     );
+    const memory = sources.memory;
+    if (memory !== undefined) {
+      registry.collect(
+        "lanchat_process_resident_memory_bytes",
+        "Resident set size of this node's process in bytes",
+        () => [[{}, memory().rss]],
+      );
+      registry.collect(
+        "lanchat_process_heap_used_bytes",
+        "JavaScript heap in use in bytes (a leak grows it; RSS may stay high after a burst)",
+        () => [[{}, memory().heapUsed]],
+      );
+    }
     this.#limited = registry.counter(
       "lanchat_limited_total",
       "Requests, connections and frames refused by an abuse limit, by limit",

@@ -88,6 +88,7 @@ Deno.test("lanchat metrics count messages, closes, overflows, bus stats and stor
       oversized: 0,
     }),
     draining: () => draining,
+    memory: () => ({ rss: 50_000_000, heapUsed: 20_000_000 }),
   });
   m.messageIn();
   m.messageOut();
@@ -111,6 +112,8 @@ Deno.test("lanchat metrics count messages, closes, overflows, bus stats and stor
       "lanchat_bus_bad_signature_total 3",
       'lanchat_store_seconds_count{op="appendMessage"} 1',
       "lanchat_draining 1",
+      "lanchat_process_resident_memory_bytes 50000000",
+      "lanchat_process_heap_used_bytes 20000000",
     ]
   ) ok(page.split("\n").includes(line), `missing: ${line}\n${page}`);
 });
