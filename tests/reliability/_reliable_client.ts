@@ -113,11 +113,15 @@ export class ReliableClient {
         } else if (cmd === 20) {
           const cid = String(f["cid"]);
           this.unacked.delete(cid);
+          const conv = String(f["conv"]);
+          const seq = Number(f["seq"]);
+          // A dup ack confirms a resent frame: it may be the only word the sender
+          // gets of its message (the first ack went to a closed socket), so it
+          // counts once, like the web client's outbox does.
           if (f["dup"] === true) this.dupAcks++;
-          else {
-            this.#record(String(f["conv"]), Number(f["seq"]));
-            const set = this.acked.get(String(f["conv"])) ?? new Set();
-            this.acked.set(String(f["conv"]), set.add(Number(f["seq"])));
+          if (f["dup"] !== true || !this.log.get(conv)?.includes(seq)) {
+            this.#record(conv, seq);
+            this.acked.set(conv, (this.acked.get(conv) ?? new Set()).add(seq));
           }
           this.#pump();
         } else if (cmd === 31) {
