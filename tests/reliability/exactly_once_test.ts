@@ -69,15 +69,15 @@ Deno.test("two nodes on the UDP bus deliver 20,000 messages of 500 clients exact
     messages: 20_000,
   }));
 
-Deno.test("three nodes on the UDP bus deliver 6,000 messages of 300 clients exactly once, in order", () =>
+Deno.test("three nodes on the UDP bus deliver 20,000 messages of 500 clients exactly once, in order", () =>
   exactlyOnce({
     nodes: 3,
     bus: "udp",
     postgres: false,
-    users: 300,
-    direct: 15,
-    group: 5,
-    messages: 6_000,
+    users: 500,
+    direct: 30,
+    group: 10,
+    messages: 20_000,
   }));
 
 Deno.test({
@@ -97,7 +97,7 @@ Deno.test({
 });
 
 Deno.test({
-  name: "two nodes on the Redis bus with Postgres deliver 6,000 messages of 300 clients " +
+  name: "two nodes on the Redis bus with Postgres deliver 20,000 messages of 500 clients " +
     "exactly once, in order",
   ignore: pgUrl() === undefined,
   fn: () =>
@@ -105,9 +105,9 @@ Deno.test({
       nodes: 2,
       bus: "redis",
       postgres: true,
-      users: 300,
-      direct: 15,
-      group: 5,
-      messages: 6_000,
+      users: 500,
+      direct: 30,
+      group: 10,
+      messages: 20_000,
     }),
 });
