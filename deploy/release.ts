@@ -44,7 +44,7 @@ export function runtimeFlags(env: readonly string[], extraNet: readonly string[]
   return [
     "--unstable-net",
     `--allow-net=${[...BASE_NET, ...extraNet].join(",")}`,
-    "--allow-read=.",
+    "--allow-read=./static,./templates,./data",
     "--allow-write=./data",
     `--allow-env=${env.join(",")}`,
   ];

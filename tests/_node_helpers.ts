@@ -33,7 +33,8 @@ export function nodeFlags(dataDir: string, extraNet: readonly string[] = []): st
     "--quiet",
     "--no-prompt",
     `--allow-net=${["127.0.0.1", ...extraNet].join(",")}`,
-    `--allow-read=${ROOT},${dataDir}`,
+    // What the start task grants, no more: pages, assets and the data folder.
+    `--allow-read=${join(ROOT, "static")},${join(ROOT, "templates")},${dataDir}`,
     `--allow-write=${dataDir}`,
     `--allow-env=${ENV_NAMES.join(",")}`,
   ];

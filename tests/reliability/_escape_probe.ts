@@ -35,8 +35,11 @@ const result = {
   ),
   writeTemplate: await attempt(() => Deno.writeTextFile(join(templatesDir, "evil.html"), "x")),
   writeTmp: await attempt(() => Deno.writeTextFile("/tmp/lanchat_escaped.txt", "x")),
-  // Inside the grants: reading the checkout and writing the data folder are allowed.
+  // Outside the grants though inside the checkout: its config and code.
   readInsideCheckout: await attempt(() => Deno.readTextFile(join(templatesDir, "../deno.json"))),
+  // Inside the grants: reading pages and assets, and writing the data folder, are allowed.
+  readTemplate: await attempt(() => Deno.readDir(templatesDir)[Symbol.asyncIterator]().next()),
+  readStatic: await attempt(() => Deno.readDir("static")[Symbol.asyncIterator]().next()),
   writeInsideData: await attempt(() => Deno.writeTextFile(join(uploadsDir, "probe.txt"), "x")),
   runProcess: await attempt(() => new Deno.Command("sh", { args: ["-c", "true"] }).output()),
   envOther: await attempt(() => Promise.resolve(Deno.env.get("HOME"))),
