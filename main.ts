@@ -121,7 +121,11 @@ async function main(): Promise<number> {
     store,
     bus,
     allowStrangers: config.allowStrangers,
-    session: { messageRate: limits.sessionRate, onRateLimited: () => limits.limited("messages") },
+    session: {
+      messageRate: limits.sessionRate,
+      onRateLimited: () => limits.limited("messages"),
+      idleTimeoutMs: config.idleTimeoutSeconds * 1000,
+    },
   });
   const checks: ReadinessCheck[] = [
     { name: "store", check: () => rawStore.ping() },

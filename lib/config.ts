@@ -85,6 +85,12 @@ export interface Config {
   readonly uploadQuotaBytes: number;
   /** Proxy addresses whose X-Forwarded-For is believed. @default {[]} */
   readonly trustedProxies: readonly string[];
+  /**
+   * Close a websocket that sent no frame for this many seconds (4001); 0
+   * turns it off for clients that never send heartbeats (the websocket's own
+   * ping still reaps dead peers). @default {60}
+   */
+  readonly idleTimeoutSeconds: number;
 }
 
 /** A host and port to listen on. */
@@ -132,6 +138,7 @@ export const ENV_NAMES = [
   "CHAT_LOGIN_IP_ATTEMPTS",
   "CHAT_UPLOAD_QUOTA_BYTES",
   "CHAT_TRUSTED_PROXIES",
+  "CHAT_IDLE_TIMEOUT",
 ] as const;
 
 /** The environment as the parser sees it. */
@@ -232,6 +239,7 @@ export function parseConfig(
     logLevel: parseLogLevel(get("CHAT_LOG_LEVEL")),
     metricsAddr: parseListenAddr("CHAT_METRICS_ADDR", get("CHAT_METRICS_ADDR")),
     msgRate: parseInteger("CHAT_MSG_RATE", get("CHAT_MSG_RATE"), 100, 1, 100_000),
+    idleTimeoutSeconds: parseInteger("CHAT_IDLE_TIMEOUT", get("CHAT_IDLE_TIMEOUT"), 60, 0, 86_400),
     connectRate: parseInteger("CHAT_CONNECT_RATE", get("CHAT_CONNECT_RATE"), 6000, 1, 1_000_000),
     userConnections: parseInteger(
       "CHAT_USER_CONNECTIONS",

@@ -76,7 +76,7 @@ export interface SessionHandler {
 export interface SessionOptions {
   /** Outbound bytes (socket buffer + held) before closing with 4000. @default {1048576} */
   maxQueueBytes?: number;
-  /** Close with 4001 when no frame arrives for this long. @default {60000} */
+  /** Close with 4001 when no frame arrives for this long; 0 never. @default {60000} */
   idleTimeoutMs?: number;
   /** Close with 1008 after this many refused frames in a row. @default {20} */
   maxBadFrames?: number;
@@ -172,7 +172,7 @@ export class Session {
       this.#ratePerSecond = options.messageRate.perSecond;
     }
     this.#onRateLimited = options.onRateLimited;
-    this.#armIdle(this.#idleTimeoutMs);
+    if (this.#idleTimeoutMs > 0) this.#armIdle(this.#idleTimeoutMs);
     if (options.stillValid !== undefined) {
       this.#armRevalidate(
         options.stillValid,

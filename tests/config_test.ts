@@ -17,6 +17,7 @@ Deno.test("parseConfig() gives the embedded single-node defaults", () => {
   deepStrictEqual(c.origins, []);
   strictEqual(c.groupsPerUser, 5);
   strictEqual(c.allowStrangers, false);
+  strictEqual(c.idleTimeoutSeconds, 60);
   strictEqual(Object.isFrozen(c), true);
 });
 
@@ -37,6 +38,7 @@ Deno.test("parseConfig() reads each setting from the environment", () => {
     CHAT_GROUPS_PER_USER: "7",
     CHAT_ALLOW_STRANGERS: "yes",
     CHAT_LOG_LEVEL: "DEBUG",
+    CHAT_IDLE_TIMEOUT: "0",
   });
   strictEqual(c.host, "127.0.0.1");
   strictEqual(c.port, 0);
@@ -54,6 +56,7 @@ Deno.test("parseConfig() reads each setting from the environment", () => {
   strictEqual(c.groupsPerUser, 7);
   strictEqual(c.allowStrangers, true);
   strictEqual(c.logLevel, "debug");
+  strictEqual(c.idleTimeoutSeconds, 0, "0 turns the idle timeout off");
 });
 
 Deno.test("parseConfig() lets CLI flags override the environment", () => {
@@ -86,6 +89,21 @@ Deno.test("parseConfig() rejects each bad value with an error naming the setting
     { name: "PORT out of range", env: { PORT: "70000" }, setting: "PORT" },
     { name: "PORT negative", env: { PORT: "-1" }, setting: "PORT" },
     { name: "HOST with a space", env: { HOST: "a b" }, setting: "HOST" },
+    {
+      name: "CHAT_IDLE_TIMEOUT negative",
+      env: { CHAT_IDLE_TIMEOUT: "-5" },
+      setting: "CHAT_IDLE_TIMEOUT",
+    },
+    {
+      name: "CHAT_IDLE_TIMEOUT over a day",
+      env: { CHAT_IDLE_TIMEOUT: "86401" },
+      setting: "CHAT_IDLE_TIMEOUT",
+    },
+    {
+      name: "CHAT_IDLE_TIMEOUT in ms",
+      env: { CHAT_IDLE_TIMEOUT: "60s" },
+      setting: "CHAT_IDLE_TIMEOUT",
+    },
     {
       name: "CHAT_DB unknown scheme",
       env: { CHAT_DB: "mysql://x" },

@@ -6,6 +6,7 @@
 import { deepStrictEqual, match, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { ENV_NAMES } from "../lib/config.ts";
+import { loopbackUdpBus, register, startNode } from "./_node_helpers.ts";
 
 const MAIN = join(import.meta.dirname!, "..", "main.ts");
 const ROOT = join(import.meta.dirname!, "..");
@@ -155,3 +156,30 @@ async function readListenPort(stream: ReadableStream<Uint8Array>): Promise<numbe
   clearTimeout(timer);
   throw new Error(`Server did not report its port; output so far: ${seen}`);
 }
+
+Deno.test("CHAT_IDLE_TIMEOUT reaches the sessions: 1 s closes a silent socket with 4001, 0 keeps it", async () => {
+  const udp = loopbackUdpBus();
+  for (const [setting, expectClose] of [["1", true], ["0", false]] as const) {
+    const dataDir = await Deno.makeTempDir({ prefix: "lanchat-idle-" });
+    try {
+      await using node = await startNode({
+        env: { ...udp.env, CHAT_DATA: dataDir, CHAT_IDLE_TIMEOUT: setting },
+        extraNet: udp.extraNet,
+      });
+      const user = await register(`http://127.0.0.1:${node.port}`, "13900000009", "idle");
+      const ws = new WebSocket(
+        `ws://127.0.0.1:${node.port}/chat?id=${user.id}&token=${encodeURIComponent(user.token)}`,
+      );
+      const closed = new Promise<number>((resolve) => ws.onclose = (e) => resolve(e.code));
+      const waited = new Promise<"open">((resolve) => setTimeout(() => resolve("open"), 3_000));
+      const outcome = await Promise.race([closed, waited]);
+      strictEqual(outcome, expectClose ? 4001 : "open", `CHAT_IDLE_TIMEOUT=${setting}`);
+      if (!expectClose) {
+        ws.close();
+        await closed;
+      }
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  }
+});

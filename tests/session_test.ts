@@ -101,6 +101,14 @@ Deno.test("Session closes with 4001 after the idle timeout and clears its timers
   assert.equal(timers.pending, 0);
 });
 
+Deno.test("Session with idleTimeoutMs 0 (CHAT_IDLE_TIMEOUT=0) keeps a silent client and arms no idle timer", () => {
+  const { timers, session } = setup({ idleTimeoutMs: 0 });
+  assert.equal(timers.pending, 0);
+  timers.advance(24 * 3600 * 1000);
+  assert.equal(session.closed, false);
+  session.close("normal");
+});
+
 Deno.test("Session closes with 4000 when the outbound queue would pass its byte limit", () => {
   const { conn, handler, session } = setup({ maxQueueBytes: 100 });
   assert.equal(session.send("x".repeat(60)), true);
