@@ -259,7 +259,8 @@ export class ChatService implements SessionHandler {
       ts: message.ts,
       dup: duplicate,
     });
-    if (duplicate) return;
+    // A retry is published again: the node that stored the first copy may have
+    // died before publishing it. Sessions that already have the seq skip it.
     this.#bus.publish({
       kind: "message",
       message,

@@ -115,6 +115,34 @@ Deno.test("/chat acks with cid and seq; a retried cid gets the same seq and is d
   assert.equal(a.frames.filter(isMsg).length, 0);
 });
 
+Deno.test("/chat publishes a retried cid again: a message stored by a node that died before publishing reaches the peer live", async () => {
+  await using srv = await startChatServer();
+  const ann = await srv.user("ann");
+  const bob = await srv.user("bob");
+  await srv.store.addFriendship(ann.id, bob.id, 0);
+  const b = await srv.connect(bob);
+  // What a node killed between its store write and its publish leaves behind.
+  const frame = { cmd: 10, dstid: bob.id, media: 1, content: "orphan", cid: "killed-1" };
+  await srv.store.appendMessage({
+    userid: ann.id,
+    pic: "",
+    url: "",
+    memo: "",
+    amount: 0,
+    ...frame,
+  }, Date.now());
+  const a = await srv.connect(ann);
+  a.send(frame); // the client's resend after reconnecting elsewhere
+  const [ack] = await a.waitFor((f) => f["cmd"] === 20);
+  assert.deepStrictEqual([ack?.["seq"], ack?.["dup"]], [1, true]);
+  const [msg] = await b.waitFor(isMsg);
+  assert.deepStrictEqual([msg?.["content"], msg?.["seq"]], ["orphan", 1]);
+  a.send(frame); // and again: bob already has seq 1, so nothing more reaches him
+  await a.waitFor((f) => f["cmd"] === 20, 2);
+  await delay(50);
+  assert.equal(b.frames.filter(isMsg).length, 1);
+});
+
 Deno.test("/chat fans a group message out to members, not back to the sending tab", async () => {
   await using srv = await startChatServer();
   const ann = await srv.user("ann");
