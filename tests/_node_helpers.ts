@@ -87,7 +87,9 @@ export async function startNode(options: StartNodeOptions): Promise<NodeProcess>
     await listening.promise;
   } catch (error) {
     clearTimeout(timer);
-    child.kill("SIGKILL");
+    try {
+      child.kill("SIGKILL");
+    } catch { /* it exited on its own: the error says why */ }
     await exited;
     await pumps;
     throw error;
