@@ -87,7 +87,27 @@ export async function runSteps(
     options.onStep?.(step);
     if (!step.keptUp) break;
   }
+  await settle(rec);
   return results;
+}
+
+/**
+ * Wait until the server has worked off the last (overloaded) step: no
+ * delivery and no ack for 1 s, at most `maxMs`. Without this the backlog of
+ * a saturated 1:1 run lands in the next scenario's first step.
+ */
+async function settle(rec: Recorder, maxMs = 30_000): Promise<void> {
+  const end = performance.now() + maxMs;
+  let seen = rec.delivered + rec.acks;
+  let quietSince = performance.now();
+  while (performance.now() < end && performance.now() - quietSince < 1000) {
+    await delay(100);
+    const now = rec.delivered + rec.acks;
+    if (now !== seen) {
+      seen = now;
+      quietSince = performance.now();
+    }
+  }
 }
 
 async function runStep(

@@ -48,6 +48,29 @@ export function selfTimes(
   return [...totals].sort((a, b) => b[1] - a[1]);
 }
 
+/**
+ * Inclusive microseconds per key: a sample counts once for every distinct
+ * key on its stack (so "lib/store_kysely.ts" covers the Kysely and SQLite
+ * work it called), sorted descending.
+ */
+export function inclusiveTimes(
+  profile: Profile,
+  keyOf: (node: ProfileNode) => string,
+): [string, number][] {
+  const parent = new Map<number, ProfileNode>();
+  for (const n of profile.nodes) {
+    for (const c of n.children ?? []) parent.set(c, n);
+  }
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const totals = new Map<string, number>();
+  profile.samples.forEach((id, i) => {
+    const keys = new Set<string>();
+    for (let n = byId.get(id); n !== undefined; n = parent.get(n.id)) keys.add(keyOf(n));
+    for (const key of keys) totals.set(key, (totals.get(key) ?? 0) + (profile.timeDeltas[i] ?? 0));
+  });
+  return [...totals].sort((a, b) => b[1] - a[1]);
+}
+
 function table(rows: [string, number][], total: number, top: number): string {
   return rows.slice(0, top).map(([k, us]) =>
     `${(us / total * 100).toFixed(1).padStart(5)} %  ${(us / 1000).toFixed(0).padStart(7)} ms  ${k}`
@@ -77,6 +100,13 @@ if (import.meta.main) {
     "",
     "self time by function:",
     table(byFn, total, top),
+    "",
+    "inclusive time by file (a sample counts for every file on its stack):",
+    table(
+      inclusiveTimes(profile, (n) => fileOf(n.callFrame.url, n.callFrame.functionName)),
+      total,
+      top,
+    ),
   ];
   await Deno.stdout.write(new TextEncoder().encode(out.join("\n") + "\n"));
 }

@@ -65,7 +65,7 @@ const STATEMENT_CACHE_SIZE = 256;
 /** Adapts a `node:sqlite` database to the shape Kysely's SQLite driver calls. */
 export class NodeSqliteAdapter implements SqliteDatabase {
   #db: NodeSqliteDatabase;
-  /** Prepared statements by SQL text, oldest first (Map keeps insertion order). */
+  /** Prepared statements by SQL text, least recently used first (Map keeps insertion order). */
   #statements = new Map<string, SqliteStatement>();
 
   /** Wrap an open database; {@linkcode close} closes it. */
@@ -78,11 +78,16 @@ export class NodeSqliteAdapter implements SqliteDatabase {
    * compiles the same few queries on every message, and preparing is a large
    * part of a store call. Safe because Kysely's driver runs one query at a
    * time on this connection; SQLite re-prepares a statement itself after a
-   * schema change.
+   * schema change. Least recently used goes first, so the many one-off texts
+   * of batch appends (one per batch size) do not push out the hot queries.
    */
   prepare(sql: string): SqliteStatement {
     const cached = this.#statements.get(sql);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      this.#statements.delete(sql);
+      this.#statements.set(sql, cached);
+      return cached;
+    }
     const stmt = this.#db.prepare(sql);
     const statement: SqliteStatement = {
       reader: stmt.columns().length > 0,

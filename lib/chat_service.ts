@@ -32,6 +32,7 @@ import {
   type WorkFrame,
 } from "./session.ts";
 import { SessionDelivery } from "./session_delivery.ts";
+import { SendPermits } from "./send_permits.ts";
 import type { Store, StoredMessage } from "./store.ts";
 
 const logger = getLogger(["chat", "chat_service"]);
@@ -101,6 +102,8 @@ export class ChatService implements SessionHandler {
   #unsubscribe: () => void;
   #timers: Timers;
   #graceMs: number;
+  /** Granted friendships and memberships, made on first use (see send_permits.ts). */
+  #permits: SendPermits | undefined;
 
   /** Build the service and subscribe its dispatcher to `options.bus`. */
   constructor(options: ChatServiceOptions) {
@@ -270,18 +273,20 @@ export class ChatService implements SessionHandler {
 
   async #authorizeSend(userId: number, frame: ChatFrame): Promise<void> {
     const { dstid } = frame;
+    // Cached "yes" answers only: nothing revokes a friendship or membership.
+    const permits = this.#permits ??= new SendPermits(this.#store);
     if (frame.cmd === CMD_SINGLE_MSG) {
       if (dstid === userId) {
         throw new ClientError("bad_request", "Cannot send a message to yourself");
       }
       if (this.#allowStrangers) {
-        if (await this.#store.findUser(dstid) === undefined) {
+        if (!await permits.userExists(dstid)) {
           throw new ClientError("not_found", `User ${dstid} does not exist`);
         }
-      } else if (!await this.#store.areFriends(userId, dstid)) {
+      } else if (!await permits.areFriends(userId, dstid)) {
         throw new ClientError("forbidden", `User ${dstid} is not your friend`);
       }
-    } else if (!await this.#store.isMember(userId, dstid)) {
+    } else if (!await permits.isMember(userId, dstid)) {
       throw new ClientError(
         "forbidden",
         `You are not a member of group ${dstid}`,

@@ -195,17 +195,47 @@ export interface StoredMessage extends NewMessage {
   readonly ts: number;
 }
 
+/** What one append gives its caller: the stored row, and whether it was stored before. */
+export interface AppendResult {
+  readonly message: StoredMessage;
+  /** True when (userid, cid) was stored before; `message` is that first row. */
+  readonly duplicate: boolean;
+}
+
+/** One item of {@linkcode MessageStore.appendMessages}: a message and its server time. */
+export interface AppendRequest {
+  readonly message: NewMessage;
+  /** Server time for `ts`, epoch ms. */
+  readonly now: number;
+}
+
+/** The outcome of one item of a batch: its result, or the error that item alone hit. */
+export type AppendOutcome =
+  | { readonly ok: true; readonly result: AppendResult }
+  | { readonly ok: false; readonly error: unknown };
+
 /** Messages, each with a gap-free per-conversation sequence number. */
 export interface MessageStore {
   /**
    * Store a message with the next `seq` of its conversation, atomically.
    * If (userid, cid) was stored before, returns that first message with
-   * `duplicate: true` and stores nothing.
+   * `duplicate: true` and stores nothing. Calls made while an earlier one is
+   * still being written may be committed together (group commit); seqs
+   * still follow the order of the calls.
    */
   appendMessage(
     message: NewMessage,
     now: number,
-  ): Promise<{ message: StoredMessage; duplicate: boolean }>;
+  ): Promise<AppendResult>;
+  /**
+   * Store a batch (a group commit): as if each item were appended in order,
+   * in as few transactions as possible. Returns one outcome per item, same
+   * order. A repeat (userid, cid), also of an earlier item of the same batch,
+   * gives that first message with `duplicate: true`. An item that fails
+   * alone (e.g. a constraint) gets `ok: false` without failing the others;
+   * the promise rejects only when the store itself fails.
+   */
+  appendMessages(batch: readonly AppendRequest[]): Promise<AppendOutcome[]>;
   /**
    * Messages of `conv` with `seq > afterSeq` (or `< beforeSeq`), in ascending
    * seq order, at most `limit`. With `beforeSeq` it returns the newest

@@ -19,6 +19,9 @@ import { type Database, migrationProvider, type SqlDialectKind } from "./migrati
 import { sqliteDialect } from "./_sqlite_dialect.ts";
 import { parseSchemaName, postgresDialect } from "./_pg_dialect.ts";
 import type {
+  AppendOutcome,
+  AppendRequest,
+  AppendResult,
   Attachment,
   Group,
   NewGroup,
@@ -38,6 +41,8 @@ import {
 } from "./_store_kysely_rows.ts";
 import * as social from "./store_kysely_social.ts";
 import * as messages from "./store_kysely_messages.ts";
+import { GroupCommit } from "./store_batch.ts";
+import { appendMessages } from "./_store_kysely_batch.ts";
 
 const log = getLogger(["chat", "store"]);
 
@@ -111,10 +116,13 @@ async function migrate(
 export class KyselyStore implements Store {
   #s: StoreDb;
   #closing: Promise<void> | undefined;
+  /** Appends made while a batch is being written go in the next one (group commit). */
+  #commits: GroupCommit;
 
   /** Wrap an open, migrated database; {@linkcode openKyselyStore} is the usual way. */
   constructor(store: StoreDb) {
     this.#s = store;
+    this.#commits = new GroupCommit((batch) => appendMessages(this.#s, batch));
   }
 
   /** Which SQL engine this store talks to. */
@@ -311,11 +319,12 @@ export class KyselyStore implements Store {
     return Number(row.total);
   }
 
-  appendMessage(
-    message: NewMessage,
-    now: number,
-  ): Promise<{ message: StoredMessage; duplicate: boolean }> {
-    return messages.appendMessage(this.#s, message, now);
+  appendMessage(message: NewMessage, now: number): Promise<AppendResult> {
+    return this.#commits.append(message, now);
+  }
+
+  appendMessages(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
+    return appendMessages(this.#s, batch);
   }
 
   listMessages(

@@ -1,13 +1,14 @@
 /**
- * The message half of the Kysely store: append with a gap-free
+ * The message half of the Kysely store: append one message with a gap-free
  * per-conversation seq and (userid, cid) dedup, paging, and catch-up seqs.
+ * Batches (group commit) are in `_store_kysely_batch.ts`.
  *
  * @module
  */
 
 import { sql } from "kysely";
 import { conversationKey, newMessageFields } from "./store.ts";
-import type { NewMessage, StoredMessage } from "./store.ts";
+import type { AppendResult, NewMessage, StoredMessage } from "./store.ts";
 import { isUniqueViolation, type StoreDb, toMessage } from "./_store_kysely_rows.ts";
 
 /**
@@ -20,7 +21,7 @@ export async function appendMessage(
   store: StoreDb,
   message: NewMessage,
   now: number,
-): Promise<{ message: StoredMessage; duplicate: boolean }> {
+): Promise<AppendResult> {
   const { db } = store;
   const conv = conversationKey(message.cmd, message.userid, message.dstid);
   const group = message.cmd === 11;

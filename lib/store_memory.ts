@@ -8,6 +8,9 @@
 
 import { ConflictError, LimitError, NotFoundError } from "./errors.ts";
 import {
+  type AppendOutcome,
+  type AppendRequest,
+  type AppendResult,
   type Attachment,
   conversationKey,
   type Group,
@@ -266,13 +269,20 @@ export class MemoryStore implements Store {
     return Promise.resolve(total);
   }
 
-  appendMessage(
-    message: NewMessage,
-    now: number,
-  ): Promise<{ message: StoredMessage; duplicate: boolean }> {
+  appendMessage(message: NewMessage, now: number): Promise<AppendResult> {
+    return Promise.resolve(this.#append(message, now));
+  }
+
+  appendMessages(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
+    return Promise.resolve(
+      batch.map(({ message, now }) => ({ ok: true, result: this.#append(message, now) })),
+    );
+  }
+
+  #append(message: NewMessage, now: number): AppendResult {
     const key = `${message.userid}\u0000${message.cid}`;
     const first = this.#byCid.get(key);
-    if (first) return Promise.resolve({ message: first, duplicate: true });
+    if (first) return { message: first, duplicate: true };
     const conv = conversationKey(message.cmd, message.userid, message.dstid);
     const list = this.#messages.get(conv) ?? [];
     const stored: StoredMessage = Object.freeze({
@@ -285,7 +295,7 @@ export class MemoryStore implements Store {
     list.push(stored);
     this.#messages.set(conv, list);
     this.#byCid.set(key, stored);
-    return Promise.resolve({ message: stored, duplicate: false });
+    return { message: stored, duplicate: false };
   }
 
   listMessages(

@@ -390,6 +390,104 @@ const CASES: Record<string, Case> = {
     assert.deepStrictEqual(stored.map((m) => m.seq), seqs);
   },
 
+  async "appendMessages() dedups a cid repeated inside a batch and across batches"(store) {
+    const [a, b] = await users(store, 2);
+    assert.ok(a && b);
+    const req = (cid: string, now: number, content?: string) => ({
+      message: newMessage(a.id, { dstid: b.id, cid, ...(content ? { content } : {}) }),
+      now,
+    });
+    const first = await store.appendMessages([req("d1", 1), req("d2", 2), req("d1", 3, "again")]);
+    const ok = first.map((o) => {
+      assert.ok(o.ok, `item failed: ${o.ok ? "" : String(o.error)}`);
+      return o.result;
+    });
+    assert.deepStrictEqual(ok.map((r) => [r.message.cid, r.message.seq, r.duplicate]), [
+      ["d1", 1, false],
+      ["d2", 2, false],
+      ["d1", 1, true],
+    ]);
+    assert.deepStrictEqual(ok[2]?.message, ok[0]?.message);
+    assert.equal(ok[0]?.message.ts, 1);
+    const second = await store.appendMessages([req("d2", 4), req("d3", 5), req("d3", 6)]);
+    assert.deepStrictEqual(
+      second.map((o) => o.ok && [o.result.message.cid, o.result.message.seq, o.result.duplicate]),
+      [["d2", 2, true], ["d3", 3, false], ["d3", 3, true]],
+    );
+    assert.deepStrictEqual(second[0]?.ok && second[0].result.message, ok[1]?.message);
+    assert.deepStrictEqual(await store.appendMessages([]), []);
+    const conv = ok[0]?.message.conv ?? "";
+    const stored = await store.listMessages(conv, { limit: 10 });
+    assert.deepStrictEqual(stored.map((m) => [m.cid, m.seq]), [["d1", 1], ["d2", 2], ["d3", 3]]);
+  },
+
+  async "appendMessages() numbers mixed conversations in call order"(store) {
+    const [a, b, c] = await users(store, 3);
+    assert.ok(a && b && c);
+    const g = await store.createGroup(
+      { name: "g", ownerId: a.id, icon: "", cate: 0, memo: "" },
+      { now: 1, maxPerOwner: 5 },
+    );
+    await store.appendMessage(newMessage(a.id, { dstid: b.id, cid: "pre" }), 1);
+    const plan: [number, { cmd?: number; dstid: number }][] = [
+      [a.id, { dstid: b.id }],
+      [a.id, { cmd: 11, dstid: g.id }],
+      [b.id, { dstid: a.id }],
+      [c.id, { dstid: a.id }],
+      [a.id, { cmd: 11, dstid: g.id }],
+      [a.id, { dstid: c.id }],
+      [b.id, { dstid: a.id }],
+    ];
+    const outcomes = await store.appendMessages(
+      plan.map(([from, to], i) => ({ message: newMessage(from, { ...to, cid: `m${i}` }), now: i })),
+    );
+    const key = (x: number, y: number) => `u:${Math.min(x, y)}:${Math.max(x, y)}`;
+    assert.deepStrictEqual(
+      outcomes.map((o) => o.ok && [o.result.message.conv, o.result.message.seq]),
+      [
+        [key(a.id, b.id), 2],
+        [`g:${g.id}`, 1],
+        [key(a.id, b.id), 3],
+        [key(a.id, c.id), 1],
+        [`g:${g.id}`, 2],
+        [key(a.id, c.id), 2],
+        [key(a.id, b.id), 4],
+      ],
+    );
+    const ids = outcomes.map((o) => o.ok ? o.result.message.id : 0);
+    assert.equal(new Set(ids).size, 7);
+    assert.deepStrictEqual(
+      (await store.listMessages(key(a.id, b.id), { limit: 10 })).map((m) => m.cid),
+      ["pre", "m0", "m2", "m6"],
+    );
+    assert.deepStrictEqual(
+      await store.lastSeqs(a.id),
+      new Map([[key(a.id, b.id), 4], [key(a.id, c.id), 2], [`g:${g.id}`, 2]]),
+    );
+  },
+
+  async "appendMessage() concurrent calls get seqs in call order, repeats deduped"(store) {
+    const [a, b] = await users(store, 2);
+    assert.ok(a && b);
+    const results = await Promise.all(
+      Array.from(
+        { length: 200 },
+        (_, i) => store.appendMessage(newMessage(a.id, { dstid: b.id, cid: `c${i % 150}` }), i),
+      ),
+    );
+    assert.deepStrictEqual(
+      results.map((r) => r.message.seq),
+      Array.from({ length: 200 }, (_, i) => (i % 150) + 1),
+    );
+    assert.deepStrictEqual(
+      results.map((r) => r.duplicate),
+      Array.from({ length: 200 }, (_, i) => i >= 150),
+    );
+    for (let i = 150; i < 200; i++) {
+      assert.deepStrictEqual(results[i]?.message, results[i - 150]?.message);
+    }
+  },
+
   async "listMessages() pages after and before a seq in ascending order"(store) {
     const [a, b] = await users(store, 2);
     assert.ok(a && b);
