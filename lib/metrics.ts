@@ -67,6 +67,12 @@ abstract class SeriesMetric implements Metric {
   protected put(labels: Labels, value: number): void {
     this.#values.set(labelText(labels), value);
   }
+
+  /** Add `by` to one series (one label text per call: this is on every frame's path). */
+  protected add(labels: Labels, by: number): void {
+    const key = labelText(labels);
+    this.#values.set(key, (this.#values.get(key) ?? 0) + by);
+  }
 }
 
 /** A value that only goes up (or is reset by a restart). */
@@ -76,7 +82,7 @@ export class Counter extends SeriesMetric {
   /** Add `by` (default 1, must not be negative) to the series of `labels`. */
   inc(labels: Labels = {}, by = 1): void {
     if (!(by >= 0)) throw new RangeError(`Counter ${this.name} cannot go down by ${by}`);
-    this.put(labels, this.value(labels) + by);
+    this.add(labels, by);
   }
 }
 
@@ -91,7 +97,7 @@ export class Gauge extends SeriesMetric {
 
   /** Add `by` (may be negative) to the series of `labels`. */
   inc(labels: Labels = {}, by = 1): void {
-    this.put(labels, this.value(labels) + by);
+    this.add(labels, by);
   }
 }
 
@@ -248,8 +254,14 @@ export class Registry {
 
 /** `{a="1",b="x"}` with escaped values, sorted by name; "" for no labels. */
 function labelText(labels: Labels): string {
+  // No labels is the common case on hot paths: answer it without allocating.
+  let any = false;
+  for (const _ in labels) {
+    any = true;
+    break;
+  }
+  if (!any) return "";
   const names = Object.keys(labels).sort();
-  if (names.length === 0) return "";
   const parts = names.map((n) => {
     if (!LABEL.test(n)) throw new TypeError(`Invalid label name "${n}"`);
     const v = labels[n]!.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
