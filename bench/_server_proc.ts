@@ -88,6 +88,8 @@ export async function startServer(
       CHAT_DATA: options.dataDir,
       CHAT_LOG_LEVEL: "warning",
       CHAT_BUS: "local",
+      // The generator connects from one address: the per-address connect limit would refuse it.
+      CHAT_CONNECT_RATE: "1000000",
     },
     stdin: "null",
     stdout: "piped",

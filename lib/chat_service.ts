@@ -32,6 +32,7 @@ import {
   type WorkFrame,
 } from "./session.ts";
 import { SessionDelivery } from "./session_delivery.ts";
+import { DeadlineQueue } from "./deadline_queue.ts";
 import { SendPermits } from "./send_permits.ts";
 import type { Store, StoredMessage } from "./store.ts";
 
@@ -102,6 +103,8 @@ export class ChatService implements SessionHandler {
   #unsubscribe: () => void;
   #timers: Timers;
   #graceMs: number;
+  /** Idle and login-recheck deadlines of every session: one timer, not two per socket. */
+  #deadlines: DeadlineQueue | undefined;
   /** Granted friendships and memberships, made on first use (see send_permits.ts). */
   #permits: SendPermits | undefined;
 
@@ -141,8 +144,10 @@ export class ChatService implements SessionHandler {
     userId: number,
     options: Pick<SessionIdentity, "stillValid"> = {},
   ): Session {
+    this.#deadlines ??= this.#sessionOptions.deadlines ?? new DeadlineQueue(this.#timers);
     const session = new Session(conn, {
       ...this.#sessionOptions,
+      deadlines: this.#deadlines,
       ...options,
       id: this.#newId(),
       userId,

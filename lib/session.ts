@@ -5,13 +5,24 @@
  * The socket itself hides behind {@linkcode Connection}, time behind
  * {@linkcode Timers}, so tests drive both by hand.
  *
+ * An idle session is kept small (issue #7: memory per idle connection): its
+ * idle and login-recheck deadlines are one entry in a {@linkcode DeadlineQueue}
+ * shared by every session of the node, not two runtime timers, and the
+ * message rate is a token bucket in two fields, not a limiter object.
+ *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
 import { CLOSE, type CloseName } from "./close_codes.ts";
+import {
+  type Deadline,
+  DeadlineQueue,
+  SYSTEM_TIMERS,
+  type Timers,
+  type Wakeable,
+} from "./deadline_queue.ts";
 import { ClientError } from "./errors.ts";
-import { RateLimiter } from "./rate_limit.ts";
 import {
   type ClientFrame,
   CMD_HEART,
@@ -21,6 +32,15 @@ import {
   parseFrame,
   type ServerFrame,
 } from "./protocol.ts";
+import { SESSION_DEFAULTS, type SessionIdentity, type SessionOptions } from "./session_options.ts";
+
+export { SYSTEM_TIMERS, type Timers } from "./deadline_queue.ts";
+export {
+  HEARTBEAT_INTERVAL_MS,
+  SESSION_DEFAULTS,
+  type SessionIdentity,
+  type SessionOptions,
+} from "./session_options.ts";
 
 const logger = getLogger(["chat", "session"]);
 
@@ -40,23 +60,6 @@ export interface Connection {
   readonly bufferedAmount: number;
 }
 
-/** Time, injectable. Timer ids are opaque. */
-export interface Timers {
-  /** Epoch milliseconds. */
-  now(): number;
-  /** Call `fn` once after `ms`. */
-  setTimeout(fn: () => void, ms: number): unknown;
-  /** Cancel a timer; unknown ids are ignored. */
-  clearTimeout(id: unknown): void;
-}
-
-/** The real clock and timers. */
-export const SYSTEM_TIMERS: Timers = {
-  now: () => Date.now(),
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (id) => clearTimeout(id as number),
-};
-
 /** A parsed frame that is not a heartbeat. */
 export type WorkFrame = Exclude<ClientFrame, HeartFrame>;
 
@@ -72,59 +75,8 @@ export interface SessionHandler {
   onClose(session: Session, code: number): void;
 }
 
-/** Tunables of a session. */
-export interface SessionOptions {
-  /** Outbound bytes (socket buffer + held) before closing with 4000. @default {1048576} */
-  maxQueueBytes?: number;
-  /** Close with 4001 when no frame arrives for this long; 0 never. @default {60000} */
-  idleTimeoutMs?: number;
-  /** Close with 1008 after this many refused frames in a row. @default {20} */
-  maxBadFrames?: number;
-  /** Frames waiting to be handled before new ones are refused (rate_limited). @default {64} */
-  maxPendingFrames?: number;
-  /** How often `stillValid` is asked about the login. @default {60000} */
-  revalidateMs?: number;
-  /**
-   * Frames (any, heartbeats too) accepted per second, `burst` at once; each
-   * frame over it gets an error frame `rate_limited` and counts as refused
-   * (so a flood closes with 1008). @default {unlimited}
-   */
-  messageRate?: { readonly perSecond: number; readonly burst: number };
-  /** Told about each frame refused by `messageRate` (the metric). @default {none} */
-  onRateLimited?: () => void;
-  /** Clock and timers. @default {SYSTEM_TIMERS} */
-  timers?: Timers;
-}
-
-/** Per-session extras given by whoever opens the session. */
-export interface SessionIdentity {
-  /** Session id, unique across the cluster. */
-  id: string;
-  /** The authenticated user. */
-  userId: number;
-  /** Receives frames and the close. */
-  handler: SessionHandler;
-  /**
-   * Asked every `revalidateMs`; false (token revoked or expired) closes the
-   * session with 4401. A rejection is logged and ignored. @default {none}
-   */
-  stillValid?: () => Promise<boolean>;
-}
-
-/** Defaults of {@linkcode SessionOptions}. */
-export const SESSION_DEFAULTS = {
-  maxQueueBytes: 1024 * 1024,
-  idleTimeoutMs: 60_000,
-  maxBadFrames: 20,
-  maxPendingFrames: 64,
-  revalidateMs: 60_000,
-} as const;
-
-/** Suggested client heartbeat interval (documented in docs/protocol.md). */
-export const HEARTBEAT_INTERVAL_MS = 25_000;
-
 /** One connected websocket of one user. */
-export class Session {
+export class Session implements Wakeable {
   /** Session id, unique across the cluster. */
   readonly id: string;
   /** The authenticated user. */
@@ -141,11 +93,18 @@ export class Session {
   #pending = 0;
   #inbound: Promise<void> = Promise.resolve();
   #lastFrameAt: number;
-  #idleTimer: unknown;
-  #revalidateTimer: unknown;
   #closeCode: number | undefined;
-  #rate: RateLimiter | undefined;
-  #ratePerSecond = 0;
+  #deadlines: DeadlineQueue;
+  /** The one pending wake-up (the earlier of the idle and recheck deadlines). */
+  #deadline: Deadline | undefined;
+  #stillValid: (() => Promise<boolean>) | undefined;
+  #revalidateMs: number;
+  /** When to recheck the login; Infinity while a recheck runs or without `stillValid`. */
+  #revalidateAt = Infinity;
+  /** The shared `messageRate` settings and this session's bucket. */
+  #rate: { readonly perSecond: number; readonly burst: number } | undefined;
+  #tokens = 0;
+  #tokensAt = 0;
   #onRateLimited: (() => void) | undefined;
 
   /** Start a session on an open connection; the idle timer starts now. */
@@ -166,19 +125,23 @@ export class Session {
     this.#maxPending = options.maxPendingFrames ??
       SESSION_DEFAULTS.maxPendingFrames;
     this.#lastFrameAt = this.#timers.now();
-    if (options.messageRate !== undefined) {
-      const timers = this.#timers;
-      this.#rate = new RateLimiter({ ...options.messageRate, maxKeys: 1, now: () => timers.now() });
-      this.#ratePerSecond = options.messageRate.perSecond;
+    const rate = options.messageRate;
+    if (rate !== undefined) {
+      if (!(rate.burst >= 1) || !(rate.perSecond > 0)) {
+        throw new RangeError("A rate limiter needs burst >= 1 and perSecond > 0");
+      }
+      this.#rate = rate;
+      this.#tokens = rate.burst;
+      this.#tokensAt = this.#lastFrameAt;
     }
     this.#onRateLimited = options.onRateLimited;
-    if (this.#idleTimeoutMs > 0) this.#armIdle(this.#idleTimeoutMs);
-    if (options.stillValid !== undefined) {
-      this.#armRevalidate(
-        options.stillValid,
-        options.revalidateMs ?? SESSION_DEFAULTS.revalidateMs,
-      );
+    this.#deadlines = options.deadlines ?? new DeadlineQueue(this.#timers);
+    this.#stillValid = options.stillValid;
+    this.#revalidateMs = options.revalidateMs ?? SESSION_DEFAULTS.revalidateMs;
+    if (this.#stillValid !== undefined) {
+      this.#revalidateAt = this.#lastFrameAt + this.#revalidateMs;
     }
+    this.#schedule();
   }
 
   /** Whether the session has closed. */
@@ -200,12 +163,12 @@ export class Session {
   receive(data: string | ArrayBuffer | Uint8Array): void {
     if (this.closed) return;
     this.#lastFrameAt = this.#timers.now();
-    if (this.#rate !== undefined && !this.#rate.take("").ok) {
+    if (this.#rate !== undefined && !this.#takeToken(this.#rate)) {
       this.#onRateLimited?.();
       this.#refuse(
         new ClientError(
           "rate_limited",
-          `Too many messages: at most ${this.#ratePerSecond} a second, slow down and retry`,
+          `Too many messages: at most ${this.#rate.perSecond} a second, slow down and retry`,
         ),
       );
       return;
@@ -252,6 +215,17 @@ export class Session {
         this.#pending--;
       }
     });
+  }
+
+  /** Token bucket (as `RateLimiter` with one key): refill since the last frame, take one. */
+  #takeToken(rate: { readonly perSecond: number; readonly burst: number }): boolean {
+    const now = this.#lastFrameAt;
+    const elapsed = Math.max(0, now - this.#tokensAt);
+    const tokens = Math.min(rate.burst, this.#tokens + elapsed * (rate.perSecond / 1000));
+    this.#tokensAt = now;
+    const ok = tokens >= 1;
+    this.#tokens = ok ? tokens - 1 : tokens;
+    return ok;
   }
 
   #refuse(error: unknown): void {
@@ -335,13 +309,9 @@ export class Session {
 
   #finish(code: number): void {
     this.#closeCode = code;
-    if (this.#idleTimer !== undefined) {
-      this.#timers.clearTimeout(this.#idleTimer);
-      this.#idleTimer = undefined;
-    }
-    if (this.#revalidateTimer !== undefined) {
-      this.#timers.clearTimeout(this.#revalidateTimer);
-      this.#revalidateTimer = undefined;
+    if (this.#deadline !== undefined) {
+      this.#deadlines.cancel(this.#deadline);
+      this.#deadline = undefined;
     }
     this.#held = 0;
     logger.debug("Session {session} closed with {code}", {
@@ -352,31 +322,56 @@ export class Session {
     this.#handler.onClose(this, code);
   }
 
-  #armIdle(ms: number): void {
-    this.#idleTimer = this.#timers.setTimeout(() => {
-      this.#idleTimer = undefined;
-      if (this.closed) return;
-      const idle = this.#timers.now() - this.#lastFrameAt;
-      if (idle >= this.#idleTimeoutMs) this.close("idleTimeout");
-      else this.#armIdle(this.#idleTimeoutMs - idle);
-    }, ms);
+  /**
+   * {@linkcode Wakeable.wake}, called by the deadline queue: close when idle
+   * too long, start a due login recheck, then wait for the next deadline.
+   */
+  wake(now: number): void {
+    this.#deadline = undefined;
+    if (this.closed) return;
+    if (this.#idleTimeoutMs > 0 && now - this.#lastFrameAt >= this.#idleTimeoutMs) {
+      this.close("idleTimeout");
+      return;
+    }
+    if (now >= this.#revalidateAt) void this.#revalidate();
+    this.#schedule();
   }
 
-  #armRevalidate(stillValid: () => Promise<boolean>, ms: number): void {
-    this.#revalidateTimer = this.#timers.setTimeout(async () => {
-      this.#revalidateTimer = undefined;
-      let valid = true;
-      try {
-        valid = await stillValid();
-      } catch (error) {
-        logger.warn("Cannot recheck the login of session {session}: {error}", {
-          session: this.id,
-          error,
-        });
-      }
-      if (this.closed) return;
-      if (!valid) this.close("unauthorized");
-      else this.#armRevalidate(stillValid, ms);
-    }, ms);
+  /**
+   * Keep one wake-up at the earlier of the idle and recheck deadlines. A
+   * frame only moves `#lastFrameAt`: the wake-up then comes early and
+   * reschedules, so receiving never touches the queue.
+   */
+  #schedule(): void {
+    const idleAt = this.#idleTimeoutMs > 0 ? this.#lastFrameAt + this.#idleTimeoutMs : Infinity;
+    const at = Math.min(idleAt, this.#revalidateAt);
+    const current = this.#deadline;
+    if (current !== undefined) {
+      if (current.at <= at) return;
+      this.#deadlines.cancel(current);
+    }
+    this.#deadline = at === Infinity ? undefined : this.#deadlines.add(at, this);
+  }
+
+  async #revalidate(): Promise<void> {
+    const stillValid = this.#stillValid;
+    if (stillValid === undefined) return;
+    this.#revalidateAt = Infinity;
+    let valid = true;
+    try {
+      valid = await stillValid();
+    } catch (error) {
+      logger.warn("Cannot recheck the login of session {session}: {error}", {
+        session: this.id,
+        error,
+      });
+    }
+    if (this.closed) return;
+    if (!valid) {
+      this.close("unauthorized");
+      return;
+    }
+    this.#revalidateAt = this.#timers.now() + this.#revalidateMs;
+    this.#schedule();
   }
 }

@@ -41,7 +41,12 @@ export class SessionDelivery implements DeliveryTarget {
   #session: Session;
   #store: HistoryReader;
   #pageSize: number;
-  #cursors = new Map<string, Cursor>();
+  // The three containers below are made on first use: an idle session never
+  // needs them (issue #7, memory per idle connection).
+  #cursorMap: Map<string, Cursor> | undefined;
+  get #cursors(): Map<string, Cursor> {
+    return this.#cursorMap ??= new Map();
+  }
   #chain: Promise<void> = Promise.resolve();
   #busy = 0;
   /**
@@ -58,9 +63,15 @@ export class SessionDelivery implements DeliveryTarget {
    * the sender already shows it (the ack can lose a race with a later seq
    * from another node, which triggers the fill).
    */
-  #pending = new Set<string>();
+  #pendingSet: Set<string> | undefined;
+  get #pending(): Set<string> {
+    return this.#pendingSet ??= new Set();
+  }
   /** Pending client ids a gap fill has already acked; {@linkcode own} skips them. */
-  #ackedEarly = new Set<string>();
+  #ackedEarlySet: Set<string> | undefined;
+  get #ackedEarly(): Set<string> {
+    return this.#ackedEarlySet ??= new Set();
+  }
   /** Live messages held until the gate opens (see {@linkcode openGate}). */
   #gated: { message: StoredMessage; text: string }[] | undefined = [];
 

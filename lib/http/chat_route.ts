@@ -17,7 +17,7 @@ import type { Config } from "../config.ts";
 import { type AbuseLimits, clientAddress, peerAddress } from "../abuse_limits.ts";
 import { ClientError, RateLimitError } from "../errors.ts";
 import { DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, messageFrame } from "../protocol.ts";
-import type { Connection } from "../session.ts";
+import type { Connection, Session } from "../session.ts";
 import { conversationKey } from "../store.ts";
 import { fail, list } from "./envelope.ts";
 import { requireUser, tokenFromRequest } from "./identity.ts";
@@ -69,58 +69,95 @@ async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
   const userId = await requireUser(deps.auth, req, fields);
   const usedToken = tokenFromRequest(req, fields) ?? "";
   limits?.acquireSocket(userId);
-  let held = limits !== undefined;
-  const release = () => {
-    if (held) limits?.releaseSocket(userId);
-    held = false;
-  };
   let upgraded: { socket: WebSocket; response: Response };
   try {
     upgraded = Deno.upgradeWebSocket(req);
   } catch (error) {
-    release();
+    limits?.releaseSocket(userId);
     throw error;
   }
   const { socket, response } = upgraded;
   socket.binaryType = "arraybuffer";
-  socket.onopen = () => {
-    deps.meter?.socketOpened();
-    const session = deps.chat.open(connectionOf(socket, deps.meter), userId, {
-      async stillValid() {
-        return await deps.auth.resolveToken(usedToken) === userId;
-      },
-    });
-    socket.onmessage = (e: MessageEvent) => {
-      deps.meter?.messageIn();
-      session.receive(e.data);
-    };
-    socket.onclose = (e: CloseEvent) => {
-      release();
-      deps.meter?.socketClosed();
-      session.closedByPeer(e.code);
-    };
-  };
-  socket.onerror = () => {
-    // A close event follows; the slot goes back there (or here if it never opened).
-    if (socket.readyState !== WebSocket.OPEN) release();
-  };
+  const binding = new SocketBinding(socket, deps, userId, usedToken);
+  for (const type of ["open", "message", "close", "error"]) socket.addEventListener(type, binding);
   return response;
 }
 
-function connectionOf(socket: WebSocket, meter: ConnectionMeter | undefined): Connection {
-  return {
-    send(text) {
-      socket.send(text);
-      meter?.messageOut();
-    },
-    close(code, reason) {
-      meter?.serverClosed(code);
-      socket.close(code, reason);
-    },
-    get bufferedAmount() {
-      return socket.bufferedAmount;
-    },
-  };
+/**
+ * Everything one open websocket keeps on this side, in one object (issue #7:
+ * memory per idle connection): it is the session's {@linkcode Connection}
+ * and the socket's event listener (`handleEvent`), so a socket costs no
+ * per-socket closures beyond the login recheck.
+ */
+class SocketBinding implements Connection, EventListenerObject {
+  #socket: WebSocket;
+  #deps: ChatRouteDeps;
+  #userId: number;
+  #token: string;
+  /** Whether the user's socket slot is still held (given back once). */
+  #held: boolean;
+  #session: Session | undefined;
+
+  constructor(socket: WebSocket, deps: ChatRouteDeps, userId: number, token: string) {
+    this.#socket = socket;
+    this.#deps = deps;
+    this.#userId = userId;
+    this.#token = token;
+    this.#held = deps.limits !== undefined;
+  }
+
+  handleEvent(e: Event): void {
+    switch (e.type) {
+      case "open":
+        this.#open();
+        break;
+      case "message":
+        this.#deps.meter?.messageIn();
+        this.#session?.receive((e as MessageEvent).data);
+        break;
+      case "close":
+        this.#release();
+        if (this.#session === undefined) break;
+        this.#deps.meter?.socketClosed();
+        this.#session.closedByPeer((e as CloseEvent).code);
+        break;
+      case "error":
+        // A close event follows; the slot goes back there (or here if it never opened).
+        if (this.#socket.readyState !== WebSocket.OPEN) this.#release();
+        break;
+    }
+  }
+
+  #open(): void {
+    const deps = this.#deps;
+    deps.meter?.socketOpened();
+    this.#session = deps.chat.open(this, this.#userId, {
+      stillValid: () => this.#stillValid(),
+    });
+  }
+
+  async #stillValid(): Promise<boolean> {
+    return await this.#deps.auth.resolveToken(this.#token) === this.#userId;
+  }
+
+  #release(): void {
+    if (this.#held) this.#deps.limits?.releaseSocket(this.#userId);
+    this.#held = false;
+  }
+
+  send(text: string): void {
+    this.#socket.send(text);
+    this.#deps.meter?.messageOut();
+  }
+
+  close(code: number, reason: string): void {
+    this.#deps.meter?.serverClosed(code);
+    this.#socket.close(code, reason);
+  }
+
+  get bufferedAmount(): number {
+    return this.#socket.bufferedAmount;
+  }
 }
 
 /**
