@@ -139,7 +139,8 @@ export class Session implements Wakeable {
     this.#stillValid = options.stillValid;
     this.#revalidateMs = options.revalidateMs ?? SESSION_DEFAULTS.revalidateMs;
     if (this.#stillValid !== undefined) {
-      this.#revalidateAt = this.#lastFrameAt + this.#revalidateMs;
+      const spread = 1 - 0.5 * (options.random ?? Math.random)();
+      this.#revalidateAt = this.#lastFrameAt + Math.round(this.#revalidateMs * spread);
     }
     this.#schedule();
   }

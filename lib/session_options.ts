@@ -21,6 +21,13 @@ export interface SessionOptions {
   /** How often `stillValid` is asked about the login. @default {60000} */
   revalidateMs?: number;
   /**
+   * A number in [0, 1) that places the first login recheck between half and
+   * all of `revalidateMs`, so sessions opened together (a reconnect storm)
+   * do not all hit the store in the same second each period.
+   * @default {Math.random}
+   */
+  random?: () => number;
+  /**
    * Frames (any, heartbeats too) accepted per second, `burst` at once; each
    * frame over it gets an error frame `rate_limited` and counts as refused
    * (so a flood closes with 1008). @default {unlimited}

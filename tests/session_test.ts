@@ -218,6 +218,28 @@ Deno.test("Session closes with 4401 once its login is revoked", async () => {
   assert.equal(timers.pending, 0);
 });
 
+Deno.test("Session spreads its first login recheck over the second half of revalidateMs", () => {
+  const asked: string[] = [];
+  const open = (name: string, random: number) =>
+    setup({
+      revalidateMs: 1000,
+      random: () => random,
+      stillValid: () => {
+        asked.push(name);
+        return Promise.resolve(true);
+      },
+    });
+  const early = open("early", 0.99);
+  const late = open("late", 0);
+  early.timers.advance(600);
+  late.timers.advance(600);
+  assert.deepStrictEqual(asked, ["early"], "0.99 rechecks at ~505 ms, 0 not before 1000 ms");
+  late.timers.advance(400);
+  assert.deepStrictEqual(asked, ["early", "late"]);
+  early.session.close("normal");
+  late.session.close("normal");
+});
+
 Deno.test("Session.close() is idempotent and tells the handler once", () => {
   const { conn, handler, session, timers } = setup();
   session.close("goingAway");
