@@ -129,22 +129,25 @@ export async function startServer(
     pid: child.pid,
     port,
     async stop() {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // Already gone.
-      }
-      const timer = setTimeout(() => {
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // Already gone.
-        }
-      }, 10_000);
-      const status = await child.status;
-      clearTimeout(timer);
+      const code = await stopChild(child);
       await done;
-      return status.code;
+      return code;
     },
   };
+}
+
+/** SIGTERM `child`, SIGKILL it if it is still there after 10 s; its exit code. */
+export async function stopChild(child: Deno.ChildProcess): Promise<number> {
+  const kill = (signal: Deno.Signal) => {
+    try {
+      child.kill(signal);
+    } catch {
+      // Already gone.
+    }
+  };
+  kill("SIGTERM");
+  const timer = setTimeout(() => kill("SIGKILL"), 10_000);
+  const status = await child.status;
+  clearTimeout(timer);
+  return status.code;
 }

@@ -22,6 +22,7 @@ import { closeClients, openClients, Recorder } from "./_clients.ts";
 import { createFixture, writeFixtureFiles } from "./fixture.ts";
 import { Inspector } from "./_inspector.ts";
 import { loadAverage, rssKiB } from "./_procfs.ts";
+import { stopChild } from "./_server_proc.ts";
 
 const ROOT = resolve(import.meta.dirname ?? ".", "..");
 
@@ -173,20 +174,7 @@ async function measure(
   } finally {
     insp?.close();
     await closeClients(clients);
-    try {
-      child.kill("SIGTERM");
-    } catch {
-      // Already gone.
-    }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already gone.
-      }
-    }, 10_000);
-    await child.status;
-    clearTimeout(timer);
+    await stopChild(child);
   }
   return readings;
 }

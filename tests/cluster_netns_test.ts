@@ -32,6 +32,7 @@ import {
   startNode,
   type TestUser,
 } from "./_node_helpers.ts";
+import { must, run } from "./_command.ts";
 
 const SUBNET = "10.200.0";
 const BROADCAST = `${SUBNET}.255`;
@@ -39,25 +40,6 @@ const UDP_PORT = "3000";
 const NODES = [1, 2, 3] as const;
 const PER_USER = 20;
 const LOSS = 0.1;
-
-async function run(
-  cmd: string,
-  args: string[],
-): Promise<{ ok: boolean; out: string; err: string }> {
-  try {
-    const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-    const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
-    return { ok: r.success, out: text(r.stdout), err: text(r.stderr) };
-  } catch (error) {
-    return { ok: false, out: "", err: String(error) };
-  }
-}
-
-async function must(cmd: string, args: string[]): Promise<string> {
-  const r = await run(cmd, args);
-  if (!r.ok) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.err}`);
-  return r.out;
-}
 
 /** Packets a loss rule saw and dropped in one namespace. */
 interface LossCount {

@@ -21,6 +21,7 @@ import { createFixture } from "../../bench/fixture.ts";
 import { join } from "node:path";
 import { ROOT, startNode } from "../_node_helpers.ts";
 import { nodeArgs, type RemoteNode, until } from "./_harness.ts";
+import { must, run } from "../_command.ts";
 
 /** The first three octets of the test subnet. */
 const SUBNET = "10.201.0";
@@ -29,27 +30,6 @@ const BROADCAST = `${SUBNET}.255`;
 const BUS_PORT = 3000;
 const CHAT_PORT = 8080;
 const METRICS_PORT = 9090;
-
-/** Run a command; never throws. */
-async function run(
-  cmd: string,
-  args: string[],
-): Promise<{ ok: boolean; out: string; err: string }> {
-  try {
-    const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-    const text = (b: Uint8Array) => new TextDecoder().decode(b).trim();
-    return { ok: r.success, out: text(r.stdout), err: text(r.stderr) };
-  } catch (error) {
-    return { ok: false, out: "", err: String(error) };
-  }
-}
-
-/** Run a command; its stdout, or a throw naming it. */
-async function must(cmd: string, args: string[]): Promise<string> {
-  const r = await run(cmd, args);
-  if (!r.ok) throw new Error(`${cmd} ${args.join(" ")} failed: ${r.err}`);
-  return r.out;
-}
 
 /** Why namespaces cannot be made here, or undefined when they can. */
 export async function netnsUnavailable(): Promise<string | undefined> {
