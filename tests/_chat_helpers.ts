@@ -195,15 +195,20 @@ export async function openTestStore(
     store,
     async dispose() {
       await store.close();
-      const client = new pg.Client(pgConnectionConfig(url));
-      await client.connect();
-      try {
-        await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      } finally {
-        await client.end();
-      }
+      await dropPgSchema(url, schema);
     },
   };
+}
+
+/** Drop a test's Postgres schema and everything in it. */
+export async function dropPgSchema(url: string, schema: string): Promise<void> {
+  const client = new pg.Client(pgConnectionConfig(url));
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+  } finally {
+    await client.end();
+  }
 }
 
 /** Options for {@linkcode startChatServer}. */

@@ -1,12 +1,11 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import pg from "pg";
 import { GroupCommit } from "../lib/store_batch.ts";
 import { openKyselyStore } from "../lib/store_kysely.ts";
-import { pgConnectionConfig } from "../lib/_pg_dialect.ts";
 import type { AppendOutcome, AppendRequest, StoredMessage } from "../lib/store.ts";
 import { newMessage, newUser } from "./store_contract.ts";
+import { dropPgSchema } from "./_chat_helpers.ts";
 
 const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
 
@@ -193,13 +192,7 @@ Deno.test({
     } finally {
       await one.close();
       await two.close();
-      const client = new pg.Client(pgConnectionConfig(url));
-      await client.connect();
-      try {
-        await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      } finally {
-        await client.end();
-      }
+      await dropPgSchema(url, schema);
     }
   },
 });

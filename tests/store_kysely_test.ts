@@ -5,22 +5,13 @@ import pg from "pg";
 import { openKyselyStore } from "../lib/store_kysely.ts";
 import { pgConnectionConfig } from "../lib/_pg_dialect.ts";
 import { newMessage, newUser, storeContract } from "./store_contract.ts";
+import { dropPgSchema } from "./_chat_helpers.ts";
 
 const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
 
 /** A Postgres schema name no other test uses. */
 function freshSchema(): string {
   return `t_${crypto.randomUUID().replaceAll("-", "")}`;
-}
-
-async function dropSchema(url: string, schema: string): Promise<void> {
-  const client = new pg.Client(pgConnectionConfig(url));
-  await client.connect();
-  try {
-    await client.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  } finally {
-    await client.end();
-  }
 }
 
 async function pgQuery(url: string, text: string): Promise<Record<string, unknown>[]> {
@@ -60,7 +51,7 @@ storeContract(
       store,
       async [Symbol.asyncDispose]() {
         await store.close();
-        await dropSchema(url, schema);
+        await dropPgSchema(url, schema);
       },
     };
   },
@@ -232,7 +223,7 @@ Deno.test({
       );
       assert.ok(tables.some((t) => t.table_name === "messages"));
     } finally {
-      await dropSchema(url, schema);
+      await dropPgSchema(url, schema);
     }
   },
 });
@@ -258,7 +249,7 @@ Deno.test({
       assert.equal(await store.attachmentBytes(user.id), 5_000_000_000);
     } finally {
       await store.close();
-      await dropSchema(url, schema);
+      await dropPgSchema(url, schema);
     }
   },
 });
