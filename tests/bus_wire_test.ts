@@ -1,28 +1,13 @@
 /** WireBus's own bounds, with a transport the test drives by hand. */
 
 import { deepStrictEqual } from "node:assert/strict";
-import { type Transport, type TransportListener, WireBus } from "../lib/bus_wire.ts";
+import { WireBus } from "../lib/bus_wire.ts";
 import { EnvelopeCodec } from "../lib/envelope.ts";
-
-class HandTransport implements Transport {
-  listener: TransportListener | undefined;
-  start(listener: TransportListener): void {
-    this.listener = listener;
-  }
-  send(): Promise<void> {
-    return Promise.resolve();
-  }
-  close(): Promise<void> {
-    return Promise.resolve();
-  }
-  ping(): Promise<void> {
-    return Promise.resolve();
-  }
-}
+import { PushTransport } from "./_push_transport.ts";
 
 Deno.test("WireBus drops and counts packets past its inbound queue bound, and handles the rest", async () => {
   const secret = "wire-test-secret-0123456789";
-  const transport = new HandTransport();
+  const transport = new PushTransport();
   const bus = new WireBus({
     codec: await EnvelopeCodec.create({ secret, nodeId: "b" }),
     transport,

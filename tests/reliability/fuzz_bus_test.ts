@@ -8,9 +8,9 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
 import type { BusEnvelope, BusStats } from "../../lib/bus.ts";
 import { WireBus } from "../../lib/bus_wire.ts";
-import type { Transport, TransportListener } from "../../lib/bus_wire.ts";
 import { EnvelopeCodec, type EnvelopeErrorReason } from "../../lib/envelope.ts";
 import { message } from "../bus_contract.ts";
+import { PushTransport } from "../_push_transport.ts";
 import { deepJson, NASTY_CHARS, Rng, SEED, WRONG_VALUES } from "./_fuzz.ts";
 
 const SECRET = "reliability-fuzz-cluster-secret-0001";
@@ -18,24 +18,6 @@ const NOW = 1_800_000_000_000;
 const COUNT = 100_000;
 const MAX = 1200;
 const PREFIX = [0x4c, 0x43, 0x01];
-
-/** A transport the test pushes packets into. */
-class PushTransport implements Transport {
-  listener: TransportListener | undefined;
-  start(listener: TransportListener): void {
-    this.listener = listener;
-  }
-  send(): Promise<void> {
-    return Promise.resolve();
-  }
-  close(): Promise<void> {
-    this.listener = undefined;
-    return Promise.resolve();
-  }
-  ping(): Promise<void> {
-    return Promise.resolve();
-  }
-}
 
 /** Packs `body` behind the prefix and a correct tag: what a node holding the secret could send. */
 async function signedBody(key: CryptoKey, body: Uint8Array): Promise<Uint8Array> {
