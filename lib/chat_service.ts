@@ -104,9 +104,9 @@ export class ChatService implements SessionHandler {
   #timers: Timers;
   #graceMs: number;
   /** Idle and login-recheck deadlines of every session: one timer, not two per socket. */
-  #deadlines: DeadlineQueue | undefined;
-  /** Granted friendships and memberships, made on first use (see send_permits.ts). */
-  #permits: SendPermits | undefined;
+  #deadlines: DeadlineQueue;
+  /** Granted friendships and memberships (see send_permits.ts). */
+  #permits: SendPermits;
 
   /** Build the service and subscribe its dispatcher to `options.bus`. */
   constructor(options: ChatServiceOptions) {
@@ -119,6 +119,8 @@ export class ChatService implements SessionHandler {
     this.#newId = options.newId ?? (() => crypto.randomUUID());
     this.#timers = options.session?.timers ?? SYSTEM_TIMERS;
     this.#graceMs = options.catchUpGraceMs ?? 1000;
+    this.#deadlines = this.#sessionOptions.deadlines ?? new DeadlineQueue(this.#timers);
+    this.#permits = new SendPermits(this.#store);
     this.#unsubscribe = this.#bus.subscribe((e) => this.#onEnvelope(e));
   }
 
@@ -144,7 +146,6 @@ export class ChatService implements SessionHandler {
     userId: number,
     options: Pick<SessionIdentity, "stillValid"> = {},
   ): Session {
-    this.#deadlines ??= this.#sessionOptions.deadlines ?? new DeadlineQueue(this.#timers);
     const session = new Session(conn, {
       ...this.#sessionOptions,
       deadlines: this.#deadlines,
@@ -279,7 +280,7 @@ export class ChatService implements SessionHandler {
   async #authorizeSend(userId: number, frame: ChatFrame): Promise<void> {
     const { dstid } = frame;
     // Cached "yes" answers only: nothing revokes a friendship or membership.
-    const permits = this.#permits ??= new SendPermits(this.#store);
+    const permits = this.#permits;
     if (frame.cmd === CMD_SINGLE_MSG) {
       if (dstid === userId) {
         throw new ClientError("bad_request", "Cannot send a message to yourself");
