@@ -121,10 +121,14 @@ export class WireBus implements Bus {
         }
         this.#queued++;
         // One packet at a time, in arrival order; a failure never stops the chain.
-        this.#inbound = this.#inbound.then(() => this.#receive(bytes)).catch((error) => {
-          logger.error("Bus packet handling failed: {error}", { error });
-        }).finally(() => {
-          this.#queued--;
+        this.#inbound = this.#inbound.then(async () => {
+          try {
+            await this.#receive(bytes);
+          } catch (error) {
+            logger.error("Bus packet handling failed: {error}", { error });
+          } finally {
+            this.#queued--;
+          }
         });
       },
       reconnected: () => this.#announce(true),
