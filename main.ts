@@ -95,7 +95,9 @@ async function main(): Promise<number> {
   await Deno.mkdir(uploadsDir, { recursive: true });
   const secret = config.secret ?? await loadOrCreateSecret(config.dataDir);
 
-  const rawStore = await openKyselyStore(config.db);
+  const rawStore = await openKyselyStore(config.db, {
+    appendWorker: new URL("./lib/_sqlite_append_worker.ts", import.meta.url),
+  });
   const registry = new Registry();
   const drain = new DrainState();
   // Read at scrape time; `chat` and `bus` exist by then.

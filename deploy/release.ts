@@ -44,11 +44,14 @@ export function runtimeFlags(env: readonly string[], extraNet: readonly string[]
   return [
     "--unstable-net",
     `--allow-net=${[...BASE_NET, ...extraNet].join(",")}`,
-    "--allow-read=./static,./templates,./data",
+    "--allow-read=./static,./templates,./data,./lib",
     "--allow-write=./data",
     `--allow-env=${env.join(",")}`,
   ];
 }
+
+/** The SQLite append worker's module, loaded by path from main.ts (lib/store_append_worker.ts). */
+const APPEND_WORKER = "lib/_sqlite_append_worker.ts";
 
 const TARGETS = [
   { target: "x86_64-unknown-linux-gnu", output: "lanchat" },
@@ -87,6 +90,8 @@ async function tryCompile(out: string, extraNet: readonly string[]): Promise<str
       "static",
       "--include",
       "templates",
+      "--include",
+      APPEND_WORKER,
       ...runtimeFlags(env, extraNet),
       "--output",
       join(out, output),
@@ -113,6 +118,17 @@ async function bundle(out: string): Promise<void> {
     "main.ts",
   ]);
   if (!r.ok) throw new Error(`deno bundle failed: ${r.stderr}`);
+  // The worker is its own module: bundled on its own, at the path server.js names.
+  const worker = await run([
+    "bundle",
+    "--quiet",
+    "--platform",
+    "deno",
+    "-o",
+    join(out, APPEND_WORKER),
+    APPEND_WORKER,
+  ]);
+  if (!worker.ok) throw new Error(`deno bundle of the append worker failed: ${worker.stderr}`);
   await copyDir(join(ROOT, "static"), join(out, "static"));
   await copyDir(join(ROOT, "templates"), join(out, "templates"));
 }

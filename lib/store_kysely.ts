@@ -43,6 +43,7 @@ import * as social from "./store_kysely_social.ts";
 import * as messages from "./store_kysely_messages.ts";
 import { GroupCommit } from "./store_batch.ts";
 import { appendMessages } from "./_store_kysely_batch.ts";
+import { AppendWorker, AppendWorkerStopped } from "./store_append_worker.ts";
 
 const log = getLogger(["chat", "store"]);
 
@@ -54,6 +55,13 @@ export interface KyselyStoreOptions {
   poolSize?: number;
   /** How long SQLite waits for another connection's write lock, ms. @default {5000} */
   busyTimeoutMs?: number;
+  /**
+   * SQLite file only: the module of the append worker
+   * (`lib/_sqlite_append_worker.ts`) to write message batches on another
+   * thread. Without it, or when it cannot start, appends run on the main
+   * thread. @default {none}
+   */
+  appendWorker?: URL;
 }
 
 /**
@@ -90,7 +98,22 @@ export async function openKyselyStore(
     await db.destroy();
     throw error;
   }
-  return new KyselyStore({ db, dialect: setting.kind });
+  let worker: AppendWorker | undefined;
+  const file = setting.kind === "sqlite" && setting.path !== ":memory:" &&
+    !setting.path.startsWith("file:");
+  if (file && options.appendWorker !== undefined) {
+    try {
+      worker = await AppendWorker.start(options.appendWorker, setting.path, {
+        ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+      });
+      log.info("Message appends run on a worker thread");
+    } catch (error) {
+      log.warn("Message appends run on the main thread; the append worker failed: {error}", {
+        error,
+      });
+    }
+  }
+  return new KyselyStore({ db, dialect: setting.kind }, worker);
 }
 
 async function migrate(
@@ -118,11 +141,31 @@ export class KyselyStore implements Store {
   #closing: Promise<void> | undefined;
   /** Appends made while a batch is being written go in the next one (group commit). */
   #commits: GroupCommit;
+  /** Writes batches on another thread (SQLite file), while it runs. */
+  #worker: AppendWorker | undefined;
 
-  /** Wrap an open, migrated database; {@linkcode openKyselyStore} is the usual way. */
-  constructor(store: StoreDb) {
+  /**
+   * Wrap an open, migrated database; {@linkcode openKyselyStore} is the usual
+   * way. With `worker`, message batches go to it; the store closes it.
+   */
+  constructor(store: StoreDb, worker?: AppendWorker) {
     this.#s = store;
-    this.#commits = new GroupCommit((batch) => appendMessages(this.#s, batch));
+    this.#worker = worker;
+    this.#commits = new GroupCommit((batch) => this.#writeBatch(batch));
+  }
+
+  async #writeBatch(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
+    const worker = this.#worker;
+    if (worker === undefined || !worker.running) return appendMessages(this.#s, batch);
+    try {
+      return await worker.write(batch);
+    } catch (error) {
+      if (!(error instanceof AppendWorkerStopped) || this.#closing !== undefined) throw error;
+      // The batch may or may not be stored: the rerun's cid dedup tells which.
+      log.error("Message appends move to the main thread: {error}", { error });
+      this.#worker = undefined;
+      return appendMessages(this.#s, batch);
+    }
   }
 
   /** Which SQL engine this store talks to. */
@@ -324,7 +367,7 @@ export class KyselyStore implements Store {
   }
 
   appendMessages(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
-    return appendMessages(this.#s, batch);
+    return this.#writeBatch(batch);
   }
 
   listMessages(
@@ -343,7 +386,10 @@ export class KyselyStore implements Store {
   }
 
   close(): Promise<void> {
-    this.#closing ??= this.#s.db.destroy();
+    this.#closing ??= (async () => {
+      await this.#worker?.close();
+      await this.#s.db.destroy();
+    })();
     return this.#closing;
   }
 }

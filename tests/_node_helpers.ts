@@ -33,8 +33,10 @@ export function nodeFlags(dataDir: string, extraNet: readonly string[] = []): st
     "--quiet",
     "--no-prompt",
     `--allow-net=${["127.0.0.1", ...extraNet].join(",")}`,
-    // What the start task grants, no more: pages, assets and the data folder.
-    `--allow-read=${join(ROOT, "static")},${join(ROOT, "templates")},${dataDir}`,
+    // What the start task grants, no more: pages, assets, the append worker's modules, the data.
+    `--allow-read=${join(ROOT, "static")},${join(ROOT, "templates")},${
+      join(ROOT, "lib")
+    },${dataDir}`,
     `--allow-write=${dataDir}`,
     `--allow-env=${ENV_NAMES.join(",")}`,
   ];

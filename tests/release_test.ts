@@ -28,7 +28,8 @@ Deno.test("the bundled release started from a folder outside the checkout answer
   ok(relative(ROOT, out).startsWith(".."), "the release folder is outside the checkout");
   try {
     strictEqual(await buildRelease(out, { fallback: true }), "bundle");
-    for (const f of ["server.js", "start.sh", "start.cmd", "static", "templates", "DEPLOY.md"]) {
+    const files = ["server.js", "lib/_sqlite_append_worker.ts", "start.sh", "start.cmd", "static"];
+    for (const f of [...files, "templates", "DEPLOY.md"]) {
       await Deno.stat(join(out, f));
     }
     await using node = await startNode({
@@ -39,6 +40,8 @@ Deno.test("the bundled release started from a folder outside the checkout answer
     });
     const base = `http://127.0.0.1:${node.port}`;
     strictEqual((await getText(`${base}/healthz`)).status, 200);
+    // The bundled append worker loads under the release's permissions.
+    ok(node.log().includes("Message appends run on a worker thread"), node.log());
     const login = await getText(`${base}/user/login.shtml`);
     strictEqual(login.status, 200);
 

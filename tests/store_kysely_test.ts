@@ -8,6 +8,7 @@ import { newMessage, newUser, storeContract } from "./store_contract.ts";
 import { dropPgSchema } from "./_chat_helpers.ts";
 
 const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
+const APPEND_WORKER = new URL("../lib/_sqlite_append_worker.ts", import.meta.url);
 
 /** A Postgres schema name no other test uses. */
 function freshSchema(): string {
@@ -32,6 +33,20 @@ storeContract("KyselyStore on SQLite :memory:", async () => {
 storeContract("KyselyStore on a SQLite file", async () => {
   const dir = await Deno.makeTempDir({ prefix: "lanchat_store_" });
   const store = await openKyselyStore({ kind: "sqlite", path: join(dir, "chat.db") });
+  return {
+    store,
+    async [Symbol.asyncDispose]() {
+      await store.close();
+      await Deno.remove(dir, { recursive: true });
+    },
+  };
+});
+
+storeContract("KyselyStore on a SQLite file, appends in the worker", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanchat_store_" });
+  const store = await openKyselyStore({ kind: "sqlite", path: join(dir, "chat.db") }, {
+    appendWorker: APPEND_WORKER,
+  });
   return {
     store,
     async [Symbol.asyncDispose]() {

@@ -42,6 +42,8 @@ Deno.test("under the start task's permissions, path traversal hits our check and
       cwd: ROOT,
       args: ["run", "--quiet", "--no-prompt", ...flags, "main.ts"],
     });
+    // The flags let the SQLite append worker load its modules (lib/), nothing else.
+    ok(server.log().includes("Message appends run on a worker thread"), server.log());
     const base = `http://127.0.0.1:${server.port}`;
     const reg = await fetch(`${base}/user/register`, {
       method: "POST",

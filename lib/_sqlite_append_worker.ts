@@ -1,0 +1,194 @@
+/**
+ * The SQLite append worker (issue #7): group-commit batches written on the
+ * worker's own `node:sqlite` connection, so SQLite's work for a message
+ * (B-tree inserts, WAL writes), about half of the main thread's time in 1:1
+ * chat, runs on another core while the main thread serves sockets. The main
+ * side is `store_append_worker.ts`; the messages are typed there.
+ *
+ * Loaded as a worker module under the server's read permission, so its
+ * runtime imports stay within `lib/` and never reach Kysely (`_batch_sql.ts`).
+ *
+ * @module
+ */
+
+import { DatabaseSync, type StatementSync } from "node:sqlite";
+import { isItemError, writeBatch } from "./_batch_sql.ts";
+import { isUniqueViolation } from "./_store_kysely_rows.ts";
+import type { AppendOutcome, AppendRequest, AppendResult } from "./store.ts";
+import {
+  toWire,
+  type WireOutcome,
+  type WorkerReply,
+  type WorkerRequest,
+} from "./store_append_worker.ts";
+
+/** How many prepared statements the connection keeps (batch texts differ by size). */
+const STATEMENT_CACHE_SIZE = 256;
+
+/** The worker's side of `postMessage`. */
+interface WorkerScope {
+  onmessage: ((event: MessageEvent<WorkerRequest>) => void) | null;
+  postMessage(message: WorkerReply): void;
+  close(): void;
+}
+
+/** One `node:sqlite` connection that writes batches in `BEGIN IMMEDIATE` transactions. */
+class AppendConnection {
+  #db: DatabaseSync;
+  #busyTimeoutMs: number;
+  #statements = new Map<string, StatementSync>();
+  #inTransaction = false;
+
+  constructor(path: string, busyTimeoutMs: number) {
+    this.#db = new DatabaseSync(path);
+    this.#busyTimeoutMs = busyTimeoutMs;
+    try {
+      // As lib/_sqlite_dialect.ts: no blocking busy handler (async retry instead).
+      this.#db.exec("PRAGMA busy_timeout = 0");
+      this.#db.exec("PRAGMA synchronous = NORMAL");
+      this.#db.exec("PRAGMA foreign_keys = ON");
+    } catch (error) {
+      this.#db.close();
+      throw error;
+    }
+  }
+
+  /** {@linkcode BatchQuery} on this connection, through a small statement cache. */
+  #query = <R>(sql: string, params: unknown[]): Promise<R[]> => {
+    let statement = this.#statements.get(sql);
+    if (statement === undefined) {
+      statement = this.#db.prepare(sql);
+      if (this.#statements.size >= STATEMENT_CACHE_SIZE) {
+        const oldest = this.#statements.keys().next();
+        if (!oldest.done) this.#statements.delete(oldest.value);
+      }
+      this.#statements.set(sql, statement);
+    }
+    return Promise.resolve(statement.all(...(params as (string | number | null)[])) as R[]);
+  };
+
+  /** As the Kysely store's `appendMessages`: one transaction, per item on an item's error. */
+  async write(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
+    if (batch.length === 0) return [];
+    try {
+      const results = await this.#transaction(batch);
+      return results.map((result) => ({ ok: true, result }));
+    } catch (error) {
+      if (!isItemError(error)) throw error;
+    }
+    const outcomes: AppendOutcome[] = [];
+    for (const item of batch) {
+      try {
+        outcomes.push({ ok: true, result: await this.#one(item) });
+      } catch (error) {
+        outcomes.push({ ok: false, error });
+      }
+    }
+    return outcomes;
+  }
+
+  async #one(item: AppendRequest): Promise<AppendResult> {
+    try {
+      return only(await this.#transaction([item]));
+    } catch (error) {
+      // Another connection stored the same cid meanwhile: the rerun finds it.
+      if (!isUniqueViolation(error)) throw error;
+      return only(await this.#transaction([item]));
+    }
+  }
+
+  async #transaction(batch: readonly AppendRequest[]): Promise<AppendResult[]> {
+    await this.#begin();
+    try {
+      const results = await writeBatch(this.#query, "sqlite", batch);
+      this.#db.exec("COMMIT");
+      this.#inTransaction = false;
+      return results;
+    } catch (error) {
+      if (this.#inTransaction) {
+        this.#inTransaction = false;
+        this.#db.exec("ROLLBACK");
+      }
+      throw error;
+    }
+  }
+
+  /** `BEGIN IMMEDIATE`, retried after short sleeps while another connection writes. */
+  async #begin(): Promise<void> {
+    const deadline = Date.now() + this.#busyTimeoutMs;
+    let wait = 1;
+    for (;;) {
+      try {
+        this.#db.exec("BEGIN IMMEDIATE");
+        this.#inTransaction = true;
+        return;
+      } catch (error) {
+        const busy = error instanceof Error && /database is locked/i.test(error.message);
+        if (!busy || Date.now() >= deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, wait * Math.random()));
+        wait = Math.min(wait * 2, 50);
+      }
+    }
+  }
+
+  close(): void {
+    this.#statements.clear();
+    this.#db.close();
+  }
+}
+
+function only(results: AppendResult[]): AppendResult {
+  const [result] = results;
+  if (result === undefined) throw new RangeError("A batch of one returned no result");
+  return result;
+}
+
+/** Answers the main side's requests one at a time, in order. */
+class AppendWorkerHost {
+  #scope: WorkerScope;
+  #connection: AppendConnection | undefined;
+  #queue: Promise<void> = Promise.resolve();
+
+  constructor(scope: WorkerScope) {
+    this.#scope = scope;
+  }
+
+  listen(): void {
+    this.#scope.onmessage = (event) => {
+      const request = event.data;
+      this.#queue = this.#queue.then(() => this.#answer(request));
+    };
+  }
+
+  async #answer(request: WorkerRequest): Promise<void> {
+    const scope = this.#scope;
+    if (request.kind === "open") {
+      try {
+        this.#connection = new AppendConnection(request.path, request.busyTimeoutMs);
+        scope.postMessage({ kind: "opened" });
+      } catch (error) {
+        scope.postMessage({ kind: "failed", id: 0, error: toWire(error) });
+      }
+    } else if (request.kind === "batch") {
+      try {
+        if (this.#connection === undefined) throw new Error("The append worker has no database");
+        const outcomes = await this.#connection.write(request.batch);
+        const wire: WireOutcome[] = outcomes.map((o) =>
+          o.ok ? o : { ok: false, error: toWire(o.error) }
+        );
+        scope.postMessage({ kind: "done", id: request.id, outcomes: wire });
+      } catch (error) {
+        scope.postMessage({ kind: "failed", id: request.id, error: toWire(error) });
+      }
+    } else {
+      try {
+        this.#connection?.close();
+      } finally {
+        this.#connection = undefined;
+        scope.postMessage({ kind: "closed" });
+      }
+    }
+  }
+}
+
+new AppendWorkerHost(self as unknown as WorkerScope).listen();

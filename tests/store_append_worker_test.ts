@@ -1,0 +1,141 @@
+/**
+ * The SQLite append worker (lib/store_append_worker.ts): batches written on
+ * another thread come back as the same results and errors the main thread
+ * would give, and every way the worker can fail leaves appends working on
+ * the main thread, with nothing lost.
+ */
+
+import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { openKyselyStore } from "../lib/store_kysely.ts";
+import { AppendWorker, fromWire, toWire } from "../lib/store_append_worker.ts";
+import { isUniqueViolation } from "../lib/_store_kysely_rows.ts";
+import { newMessage, newUser } from "./store_contract.ts";
+
+const APPEND_WORKER = new URL("../lib/_sqlite_append_worker.ts", import.meta.url);
+const CRASHING_WORKER = new URL("./_crashing_append_worker.ts", import.meta.url);
+
+async function tempDb(): Promise<{ path: string } & AsyncDisposable> {
+  const dir = await Deno.makeTempDir({ prefix: "lanchat_append_worker_" });
+  return {
+    path: join(dir, "chat.db"),
+    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+  };
+}
+
+Deno.test("an SQLite error keeps its message and codes across the thread boundary", () => {
+  const db = new DatabaseSync(":memory:");
+  db.exec("create table t (x integer primary key)");
+  db.exec("insert into t values (1)");
+  let thrown: unknown;
+  try {
+    db.exec("insert into t values (1)");
+  } catch (error) {
+    thrown = error;
+  } finally {
+    db.close();
+  }
+  ok(isUniqueViolation(thrown));
+  const back = fromWire(structuredClone(toWire(thrown)));
+  ok(isUniqueViolation(back), back.message);
+  strictEqual(back.message, (thrown as Error).message);
+  strictEqual(
+    (back as { errcode?: number }).errcode,
+    (thrown as { errcode?: number }).errcode,
+  );
+  deepStrictEqual(fromWire(toWire("plain")).message, "plain");
+});
+
+Deno.test("appends in the worker get gap-free seqs while the main thread writes the same file", async () => {
+  await using db = await tempDb();
+  const store = await openKyselyStore({ kind: "sqlite", path: db.path }, {
+    appendWorker: APPEND_WORKER,
+  });
+  try {
+    const ann = await store.createUser(newUser("13800000001"), 1);
+    const bob = await store.createUser(newUser("13800000002"), 1);
+    // Main-thread writes (new users) race 400 appends the worker writes.
+    const users = Array.from(
+      { length: 40 },
+      (_, i) => store.createUser(newUser(`1390000${1000 + i}`), 2),
+    );
+    const appends = Array.from(
+      { length: 400 },
+      (_, i) =>
+        store.appendMessage(
+          newMessage(i % 2 ? ann.id : bob.id, {
+            dstid: i % 2 ? bob.id : ann.id,
+            cid: `c${i}`,
+          }),
+          3,
+        ),
+    );
+    strictEqual((await Promise.all(users)).length, 40);
+    const results = await Promise.all(appends);
+    deepStrictEqual(
+      results.map((r) => r.message.seq).sort((a, b) => a - b),
+      Array.from({ length: 400 }, (_, i) => i + 1),
+    );
+    ok(results.every((r) => !r.duplicate));
+    // A resend is a duplicate with the first copy's seq, as on the main thread.
+    const again = await store.appendMessage(newMessage(bob.id, { dstid: ann.id, cid: "c0" }), 4);
+    strictEqual(again.duplicate, true);
+    strictEqual(again.message.seq, results[0]!.message.seq);
+    const page = await store.listMessages(results[0]!.message.conv, { afterSeq: 0, limit: 1000 });
+    strictEqual(page.length, 400);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("the worker refuses to start on a file it cannot open, and leaves nothing running", async () => {
+  await using db = await tempDb();
+  await Deno.mkdir(db.path);
+  // A folder where the database file should be: SQLite cannot open it.
+  await rejects(AppendWorker.start(APPEND_WORKER, db.path), /unable to open/i);
+  // Outside the granted folders the worker meets the process's permissions.
+  await rejects(
+    AppendWorker.start(APPEND_WORKER, "/nonexistent-lanchat/chat.db"),
+    /NotCapable|read access/,
+  );
+});
+
+Deno.test("a worker module that does not load leaves appends on the main thread", async () => {
+  await using db = await tempDb();
+  const store = await openKyselyStore({ kind: "sqlite", path: db.path }, {
+    appendWorker: new URL("./_no_such_worker.ts", import.meta.url),
+  });
+  try {
+    const ann = await store.createUser(newUser("13800000001"), 1);
+    const bob = await store.createUser(newUser("13800000002"), 1);
+    const r = await store.appendMessage(newMessage(ann.id, { dstid: bob.id, cid: "x" }), 2);
+    strictEqual(r.message.seq, 1);
+  } finally {
+    await store.close();
+  }
+});
+
+Deno.test("a worker that crashes mid-batch: the batch is written on the main thread, once", async () => {
+  await using db = await tempDb();
+  const store = await openKyselyStore({ kind: "sqlite", path: db.path }, {
+    appendWorker: CRASHING_WORKER,
+  });
+  try {
+    const ann = await store.createUser(newUser("13800000001"), 1);
+    const bob = await store.createUser(newUser("13800000002"), 1);
+    const first = await Promise.all(
+      [0, 1, 2].map((i) =>
+        store.appendMessage(newMessage(ann.id, { dstid: bob.id, cid: `k${i}` }), 2)
+      ),
+    );
+    deepStrictEqual(first.map((r) => [r.message.seq, r.duplicate]), [[1, false], [2, false], [
+      3,
+      false,
+    ]]);
+    const later = await store.appendMessage(newMessage(bob.id, { dstid: ann.id, cid: "k3" }), 3);
+    strictEqual(later.message.seq, 4);
+  } finally {
+    await store.close();
+  }
+});
