@@ -14,6 +14,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { isItemError, writeBatch } from "./_batch_sql.ts";
 import { isUniqueViolation } from "./_store_kysely_rows.ts";
+import { CONNECTION_PRAGMAS } from "./_sqlite_pragmas.ts";
 import type { AppendOutcome, AppendRequest, AppendResult } from "./store.ts";
 import {
   toWire,
@@ -43,10 +44,9 @@ class AppendConnection {
     this.#db = new DatabaseSync(path);
     this.#busyTimeoutMs = busyTimeoutMs;
     try {
-      // As lib/_sqlite_dialect.ts: no blocking busy handler (async retry instead).
+      // As lib/_sqlite_dialect.ts (journal_mode is WAL already: the main side migrated).
       this.#db.exec("PRAGMA busy_timeout = 0");
-      this.#db.exec("PRAGMA synchronous = NORMAL");
-      this.#db.exec("PRAGMA foreign_keys = ON");
+      for (const pragma of CONNECTION_PRAGMAS) this.#db.exec(pragma);
     } catch (error) {
       this.#db.close();
       throw error;

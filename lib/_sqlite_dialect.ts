@@ -15,6 +15,7 @@
  */
 
 import { DatabaseSync } from "node:sqlite";
+import { CONNECTION_PRAGMAS } from "./_sqlite_pragmas.ts";
 import {
   CompiledQuery,
   type DatabaseConnection,
@@ -146,8 +147,7 @@ async function openDatabase(
       () => db.exec("PRAGMA journal_mode = WAL"),
       busyTimeoutMs,
     );
-    db.exec("PRAGMA synchronous = NORMAL");
-    db.exec("PRAGMA foreign_keys = ON");
+    for (const pragma of CONNECTION_PRAGMAS) db.exec(pragma);
   } catch (error) {
     db.close();
     throw error;
