@@ -20,6 +20,13 @@ export type BatchWriter = (batch: readonly AppendRequest[]) => Promise<AppendOut
 export interface GroupCommitOptions {
   /** Most appends in one batch; the rest wait for the next one. @default {128} */
   readonly maxBatch?: number;
+  /**
+   * Batches handed to the writer before the first of them finishes. Above 1
+   * only for a writer that writes its batches one after another in the
+   * order given (the SQLite append worker): it then has the next batch while
+   * this thread handles the last one's results, instead of idling. @default {1}
+   */
+  readonly maxInFlight?: number;
 }
 
 interface Pending {
@@ -29,63 +36,71 @@ interface Pending {
 }
 
 /**
- * Serialises appends into batches: at most one batch is written at a time,
- * and the calls made meanwhile form the next batch, in call order. Calls
- * made in the same tick as the first one join its batch (the write starts
- * on the next microtask).
+ * Serialises appends into batches: at most `maxInFlight` batches (one by
+ * default) are being written at a time, and the calls made meanwhile form
+ * the next batch, in call order. Calls made in the same tick as the first
+ * one join its batch (the write starts on the next microtask).
  */
 export class GroupCommit {
   #write: BatchWriter;
   #maxBatch: number;
+  #maxInFlight: number;
   #queue: Pending[] = [];
-  #running = false;
+  #inFlight = 0;
+  #scheduled = false;
 
   /** Batch appends for `write`. */
   constructor(write: BatchWriter, options: GroupCommitOptions = {}) {
     this.#write = write;
     this.#maxBatch = Math.max(1, Math.floor(options.maxBatch ?? 128));
+    this.#maxInFlight = Math.max(1, Math.floor(options.maxInFlight ?? 1));
   }
 
   /** Append `message` in the next batch; resolves with its own outcome. */
   append(message: NewMessage, now: number): Promise<AppendResult> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ request: { message, now }, resolve, reject });
-      if (!this.#running) {
-        this.#running = true;
-        queueMicrotask(() => void this.#drain());
+      if (!this.#scheduled && this.#inFlight < this.#maxInFlight) {
+        this.#scheduled = true;
+        queueMicrotask(() => {
+          this.#scheduled = false;
+          this.#pump();
+        });
       }
     });
   }
 
-  /** Appends waiting for a batch (not counting the one being written). */
+  /** Appends waiting for a batch (not counting the ones being written). */
   get waiting(): number {
     return this.#queue.length;
   }
 
-  async #drain(): Promise<void> {
+  /** Start batches while there are appends waiting and room in flight. */
+  #pump(): void {
+    while (this.#queue.length > 0 && this.#inFlight < this.#maxInFlight) {
+      this.#inFlight++;
+      void this.#run(this.#queue.splice(0, this.#maxBatch));
+    }
+  }
+
+  async #run(batch: Pending[]): Promise<void> {
     try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, this.#maxBatch);
-        let outcomes: AppendOutcome[];
-        try {
-          outcomes = await this.#write(batch.map((p) => p.request));
-        } catch (error) {
-          for (const p of batch) p.reject(error);
-          continue;
+      const outcomes = await this.#write(batch.map((p) => p.request));
+      batch.forEach((p, i) => {
+        const outcome = outcomes[i];
+        if (outcome === undefined) {
+          p.reject(new RangeError(`Batch writer returned no outcome for item ${i}`));
+        } else if (outcome.ok) {
+          p.resolve(outcome.result);
+        } else {
+          p.reject(outcome.error);
         }
-        batch.forEach((p, i) => {
-          const outcome = outcomes[i];
-          if (outcome === undefined) {
-            p.reject(new RangeError(`Batch writer returned no outcome for item ${i}`));
-          } else if (outcome.ok) {
-            p.resolve(outcome.result);
-          } else {
-            p.reject(outcome.error);
-          }
-        });
-      }
+      });
+    } catch (error) {
+      for (const p of batch) p.reject(error);
     } finally {
-      this.#running = false;
+      this.#inFlight--;
+      this.#pump();
     }
   }
 }

@@ -151,7 +151,10 @@ export class KyselyStore implements Store {
   constructor(store: StoreDb, worker?: AppendWorker) {
     this.#s = store;
     this.#worker = worker;
-    this.#commits = new GroupCommit((batch) => this.#writeBatch(batch));
+    // The worker writes batches in arrival order, so it may hold the next one.
+    this.#commits = new GroupCommit((batch) => this.#writeBatch(batch), {
+      maxInFlight: worker === undefined ? 1 : 2,
+    });
   }
 
   async #writeBatch(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {

@@ -61,6 +61,30 @@ Deno.test("GroupCommit batches the appends made while a write is in flight, in c
   assert.equal(commits.waiting, 0);
 });
 
+Deno.test("GroupCommit with maxInFlight 2 hands the writer the next batch before the first ends", async () => {
+  const w = heldWriter();
+  const commits = new GroupCommit(w.write, { maxBatch: 2, maxInFlight: 2 });
+  const send = (cid: string) => commits.append(newMessage(1, { dstid: 2, cid }), 0);
+  const first = send("a");
+  await until(() => w.batches.length === 1);
+  const more = ["b", "c", "d", "e", "f"].map(send);
+  // One more batch goes out at once; the rest wait for a slot.
+  await until(() => w.batches.length === 2);
+  assert.deepStrictEqual(w.batches, [["a"], ["b", "c"]]);
+  assert.equal(commits.waiting, 3);
+  w.release.shift()?.();
+  await until(() => w.batches.length === 3);
+  assert.deepStrictEqual(w.batches[2], ["d", "e"]);
+  for (let i = 0; i < 3; i++) {
+    await until(() => w.release.length > 0);
+    w.release.shift()?.();
+  }
+  const results = await Promise.all([first, ...more]);
+  assert.deepStrictEqual(w.batches, [["a"], ["b", "c"], ["d", "e"], ["f"]]);
+  assert.deepStrictEqual(results.map((r) => r.message.seq), [1, 2, 3, 4, 5, 6]);
+  assert.equal(commits.waiting, 0);
+});
+
 Deno.test("GroupCommit fails only the item that failed, and a failed write only its batch", async () => {
   const w = heldWriter();
   const commits = new GroupCommit(w.write);
