@@ -116,27 +116,53 @@ export async function writeBatch(
     ];
     tuples.push(`(${row.map((v) => p.add(v)).join(", ")})`);
   }
-  const rows = await query<Selectable<MessagesTable>>(
+  // Only the ids come back: every other column is what this batch bound.
+  const rows = await query<{ id: number | string; conv: string; seq: number | string }>(
     `insert into "messages" ("conv", "seq", "userid", "cmd", "dstid", "media", "content", ` +
-      `"pic", "url", "memo", "amount", "cid", "ts") values ${tuples.join(", ")} returning *`,
+      `"pic", "url", "memo", "amount", "cid", "ts") values ${tuples.join(", ")} ` +
+      `returning "id", "conv", "seq"`,
     p.values,
   );
-  const inserted = new Map(rows.map((row) => {
-    const m = toMessage(row);
-    return [`${m.conv}#${m.seq}`, m];
-  }));
+  const ids = new Map(rows.map((row) => [`${row.conv}#${Number(row.seq)}`, Number(row.id)]));
   const results: AppendResult[] = [];
-  for (const step of steps) {
-    if (step.kind !== "new") {
+  for (const [i, step] of steps.entries()) {
+    const request = batch[i];
+    if (step.kind !== "new" || request === undefined) {
       results.push(resultOf(step, results));
       continue;
     }
     const seq = seqOf(step.conv, step.nth);
-    const message = inserted.get(`${step.conv}#${seq}`);
-    if (message === undefined) throw new Error(`Inserted row ${step.conv}#${seq} not returned`);
-    results.push({ message, duplicate: false });
+    const id = ids.get(`${step.conv}#${seq}`);
+    if (id === undefined) throw new Error(`Inserted row ${step.conv}#${seq} not returned`);
+    results.push({
+      message: storedMessage(request.message, { id, conv: step.conv, seq, ts: request.now }),
+      duplicate: false,
+    });
   }
   return results;
+}
+
+/** The row an insert of `message` with these stamps stored, as the store returns it. */
+export function storedMessage(
+  message: NewMessage,
+  stamps: { readonly id: number; readonly conv: string; readonly seq: number; readonly ts: number },
+): StoredMessage {
+  return {
+    id: stamps.id,
+    conv: stamps.conv,
+    seq: stamps.seq,
+    userid: message.userid,
+    cmd: message.cmd,
+    dstid: message.dstid,
+    media: message.media,
+    content: message.content,
+    pic: message.pic,
+    url: message.url,
+    memo: message.memo,
+    amount: message.amount,
+    cid: message.cid,
+    ts: stamps.ts,
+  };
 }
 
 /** The result of a step that stored nothing, given the results before it. */

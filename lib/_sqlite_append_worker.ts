@@ -17,8 +17,9 @@ import { isUniqueViolation } from "./_store_kysely_rows.ts";
 import { CONNECTION_PRAGMAS } from "./_sqlite_pragmas.ts";
 import type { AppendOutcome, AppendRequest, AppendResult } from "./store.ts";
 import {
+  decodeBatch,
+  encodeOutcomes,
   toWire,
-  type WireOutcome,
   type WorkerReply,
   type WorkerRequest,
 } from "./store_append_worker.ts";
@@ -29,7 +30,7 @@ const STATEMENT_CACHE_SIZE = 256;
 /** The worker's side of `postMessage`. */
 interface WorkerScope {
   onmessage: ((event: MessageEvent<WorkerRequest>) => void) | null;
-  postMessage(message: WorkerReply): void;
+  postMessage(message: WorkerReply, transfer?: Transferable[]): void;
   close(): void;
 }
 
@@ -172,11 +173,10 @@ class AppendWorkerHost {
     } else if (request.kind === "batch") {
       try {
         if (this.#connection === undefined) throw new Error("The append worker has no database");
-        const outcomes = await this.#connection.write(request.batch);
-        const wire: WireOutcome[] = outcomes.map((o) =>
-          o.ok ? o : { ok: false, error: toWire(o.error) }
+        const outcomes = encodeOutcomes(
+          await this.#connection.write(decodeBatch(request.batch)),
         );
-        scope.postMessage({ kind: "done", id: request.id, outcomes: wire });
+        scope.postMessage({ kind: "done", id: request.id, outcomes }, [outcomes.fresh.buffer]);
       } catch (error) {
         scope.postMessage({ kind: "failed", id: request.id, error: toWire(error) });
       }

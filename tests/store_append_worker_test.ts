@@ -5,11 +5,19 @@
  * the main thread, with nothing lost.
  */
 
-import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { openKyselyStore } from "../lib/store_kysely.ts";
-import { AppendWorker, fromWire, toWire } from "../lib/store_append_worker.ts";
+import {
+  AppendWorker,
+  decodeBatch,
+  decodeOutcomes,
+  encodeBatch,
+  encodeOutcomes,
+  fromWire,
+  toWire,
+} from "../lib/store_append_worker.ts";
 import { isUniqueViolation } from "../lib/_store_kysely_rows.ts";
 import { newMessage, newUser } from "./store_contract.ts";
 
@@ -45,6 +53,43 @@ Deno.test("an SQLite error keeps its message and codes across the thread boundar
     (thrown as { errcode?: number }).errcode,
   );
   deepStrictEqual(fromWire(toWire("plain")).message, "plain");
+});
+
+Deno.test("a batch and its outcomes survive the flat wire format", () => {
+  const batch = [
+    { message: newMessage(7, { dstid: 8, cid: "a", content: "héllo \u0000 ✓" }), now: 11 },
+    {
+      message: { ...newMessage(7, { cmd: 11, dstid: 3, cid: "b" }), amount: 250, memo: "m" },
+      now: 12,
+    },
+    { message: newMessage(8, { dstid: 7, cid: "c" }), now: 13 },
+  ];
+  const wire = structuredClone(encodeBatch(batch));
+  deepStrictEqual(decodeBatch(wire), batch);
+  throws(() => decodeBatch(wire.slice(1)), /not a multiple/);
+  throws(() => decodeBatch([...wire.slice(0, -1), "13"]), /not a number/);
+
+  const first = { ...batch[2]!.message, id: 1, conv: "u:7:8", seq: 1, ts: 5 };
+  const outcomes = [
+    {
+      ok: true as const,
+      result: {
+        message: { ...batch[0]!.message, id: 9, conv: "u:7:8", seq: 2, ts: 11 },
+        duplicate: false,
+      },
+    },
+    { ok: false as const, error: Object.assign(new Error("boom"), { errcode: 19 }) },
+    { ok: true as const, result: { message: first, duplicate: true } },
+  ];
+  const back = decodeOutcomes(structuredClone(encodeOutcomes(outcomes)), batch);
+  deepStrictEqual(back[0], outcomes[0]);
+  deepStrictEqual(back[2], outcomes[2]);
+  ok(!back[1]!.ok && back[1]!.error instanceof Error);
+  strictEqual((back[1] as { error: { errcode?: number } }).error.errcode, 19);
+  // An item the worker left out fails on its own instead of answering a made-up row.
+  const missing = encodeOutcomes(outcomes);
+  missing.fresh.fill(NaN);
+  ok(!decodeOutcomes(missing, batch)[0]!.ok);
 });
 
 Deno.test("appends in the worker get gap-free seqs while the main thread writes the same file", async () => {
