@@ -54,9 +54,9 @@ function readSettings(): Settings {
       "group-size": { type: "string", default: "100" },
       "rates-1to1": {
         type: "string",
-        default: "100,1000,2000,4000,8000,12000,16000,24000,32000,48000,64000",
+        default: "100,1000,2000,4000,8000,12000,16000,20000,24000,28000,32000,48000,64000",
       },
-      "rates-group": { type: "string", default: "10,50,100,200,300,450,700,1000,1500" },
+      "rates-group": { type: "string", default: "10,50,100,200,300,450,700,1000,1500,2000,2500" },
       "storm-concurrency": { type: "string", default: "500" },
       profile: { type: "string" },
       "budget-seconds": { type: "string", default: "600" },
