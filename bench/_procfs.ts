@@ -1,10 +1,12 @@
 /**
- * Readings from Linux `/proc` for the bench: CPU time of a process and of
- * its main (JavaScript) thread, resident memory, and the load average.
+ * Readings from Linux `/proc` for the bench: CPU time of a process, of its
+ * main (JavaScript) thread and of its worker threads, the whole machine's
+ * busy share, resident memory, and the load average.
  *
  * Deno 2.9 refuses any read under `/proc` unless the process has
  * `--allow-all` (NotCapable, whatever `--allow-read` says), so the files are
- * read through `cat` in a subprocess: needs `--allow-run=cat`.
+ * read through `cat` and the thread list through `ls` in a subprocess: needs
+ * `--allow-run=cat,ls`.
  *
  * @module
  */
@@ -12,12 +14,23 @@
 /** Clock ticks per second of `/proc/<pid>/stat` (USER_HZ, 100 on Linux). */
 const TICKS_PER_SECOND = 100;
 
-/** CPU seconds used so far: the whole process and its main thread. */
+/** CPU seconds used so far: the whole process, its main thread, its JS workers. */
 export interface CpuTimes {
   /** All threads (JS, GC helpers, I/O), seconds. */
   readonly process: number;
-  /** The main thread (where JavaScript and `node:sqlite` run), seconds. */
+  /** The main thread (JavaScript, and `node:sqlite` without the append worker), seconds. */
   readonly main: number;
+  /**
+   * The busiest JavaScript worker thread (Deno names them `worker-<n>`; in
+   * lanchat the SQLite append worker), seconds; 0 without one.
+   */
+  readonly worker: number;
+}
+
+/** The whole machine's CPU ticks so far, from the `cpu` line of `/proc/stat`. */
+export interface MachineTicks {
+  readonly busy: number;
+  readonly total: number;
 }
 
 /** Read `paths` (under /proc) through `cat`; the texts in order. */
@@ -41,26 +54,62 @@ function statSeconds(text: string): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-/** CPU seconds of process `pid` and of its main thread. */
+/** The thread ids of process `pid` (`ls /proc/<pid>/task`). */
+async function threadIds(pid: number): Promise<number[]> {
+  const { stdout, success } = await new Deno.Command("ls", {
+    args: [`/proc/${pid}/task`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (!success) throw new Error(`Cannot list the threads of ${pid}`);
+  return new TextDecoder().decode(stdout).split(/\s+/).filter((t) => /^\d+$/.test(t)).map(Number);
+}
+
+/** CPU seconds of process `pid`, of its main thread and of its busiest JS worker thread. */
 export async function cpuTimes(pid: number): Promise<CpuTimes> {
-  const [all = "", main = ""] = await readProc([
+  const workers = (await threadIds(pid)).filter((tid) => tid !== pid);
+  const [all = "", main = "", ...threads] = await readProc([
     `/proc/${pid}/stat`,
     `/proc/${pid}/task/${pid}/stat`,
+    ...workers.map((tid) => `/proc/${pid}/task/${tid}/stat`),
   ]);
-  return { process: statSeconds(all), main: statSeconds(main) };
+  const worker = threads
+    .filter((text) => /\(worker-\d+\)/.test(text))
+    .reduce((most, text) => Math.max(most, statSeconds(text)), 0);
+  return { process: statSeconds(all), main: statSeconds(main), worker };
+}
+
+/** CPU use between two readings `wallSeconds` apart, % of one core. */
+export interface CpuPercent {
+  readonly process: number;
+  readonly main: number;
+  readonly worker: number;
 }
 
 /** Percent of one core used between two readings `wallSeconds` apart. */
-export function cpuPercent(
-  before: CpuTimes,
-  after: CpuTimes,
-  wallSeconds: number,
-): { process: number; main: number } {
+export function cpuPercent(before: CpuTimes, after: CpuTimes, wallSeconds: number): CpuPercent {
   const pct = (a: number, b: number) => Math.round(((b - a) / wallSeconds) * 1000) / 10;
   return {
     process: pct(before.process, after.process),
     main: pct(before.main, after.main),
+    worker: pct(before.worker, after.worker),
   };
+}
+
+/** The machine's busy and total ticks (all cores; iowait counts as idle). */
+export async function machineTicks(): Promise<MachineTicks> {
+  const [text = ""] = await readProc(["/proc/stat"]);
+  const line = text.split("\n").find((l) => l.startsWith("cpu ")) ?? "";
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] =
+    line.trim().split(/\s+/).slice(1).map(Number);
+  const busy = user + nice + system + irq + softirq + steal;
+  return { busy, total: busy + idle + iowait };
+}
+
+/** Percent of the whole machine (every core) busy between two readings. */
+export function machineBusyPercent(before: MachineTicks, after: MachineTicks): number {
+  const total = after.total - before.total;
+  return total <= 0 ? 0 : Math.round(((after.busy - before.busy) / total) * 1000) / 10;
 }
 
 /** Resident set size of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`). */

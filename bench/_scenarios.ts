@@ -7,7 +7,13 @@
  */
 
 import { type BenchClient, percentile, type Recorder } from "./_clients.ts";
-import { cpuPercent, cpuTimes } from "./_procfs.ts";
+import {
+  type CpuPercent,
+  cpuPercent,
+  cpuTimes,
+  machineBusyPercent,
+  machineTicks,
+} from "./_procfs.ts";
 
 /** One rate step's figures. */
 export interface StepResult {
@@ -28,9 +34,11 @@ export interface StepResult {
   readonly p99Ms: number;
   readonly errors: number;
   readonly drops: number;
-  /** Server and generator CPU, % of one core (process / main thread). */
-  readonly serverCpu: { process: number; main: number };
-  readonly genCpu: { process: number; main: number };
+  /** Server and generator CPU, % of one core (process / main thread / busiest JS worker). */
+  readonly serverCpu: CpuPercent;
+  readonly genCpu: CpuPercent;
+  /** The whole machine's busy share over the step, % of all cores. */
+  readonly machineBusy: number;
   /** Whether delivery kept up (see {@linkcode keptUp}). */
   readonly keptUp: boolean;
 }
@@ -124,6 +132,7 @@ async function runStep(
   const drops0 = rec.drops;
   const server0 = await cpuTimes(options.serverPid);
   const gen0 = await cpuTimes(Deno.pid);
+  const machine0 = await machineTicks();
   const delivered0 = rec.delivered;
   const t0 = performance.now();
   let sent = 0;
@@ -143,7 +152,11 @@ async function runStep(
   }
   const wall = (performance.now() - t0) / 1000;
   const delivered = rec.delivered - delivered0;
-  const [server1, gen1] = await Promise.all([cpuTimes(options.serverPid), cpuTimes(Deno.pid)]);
+  const [server1, gen1, machine1] = await Promise.all([
+    cpuTimes(options.serverPid),
+    cpuTimes(Deno.pid),
+    machineTicks(),
+  ]);
   const server = cpuPercent(server0, server1, wall);
   const gen = cpuPercent(gen0, gen1, wall);
   // Let in-flight frames land (bounded) so the next step starts clean.
@@ -167,6 +180,7 @@ async function runStep(
     drops: rec.drops - drops0,
     serverCpu: server,
     genCpu: gen,
+    machineBusy: machineBusyPercent(machine0, machine1),
   };
   rec.latencies = [];
   return { ...partial, keptUp: keptUp(partial) };

@@ -95,13 +95,22 @@ function delay(ms: number): Promise<void> {
 /** One JSON line of results.jsonl. */
 type ResultLine = Record<string, unknown> & { server: ServerKind; scenario: string };
 
-/** Which limit a saturated step hit, judged from main-thread CPU (≥ 90 % of a core). */
+/**
+ * Which limit a saturated step hit: a thread at ≥ 90 % of a core (the
+ * generator's, the server's main thread, the server's SQLite append worker),
+ * else every core of the machine ≥ 90 % busy (server, generator and the
+ * kernel's network and disk work together), else latency alone.
+ */
 function limitOf(step: StepResult | undefined): string {
   if (step === undefined) return "none";
   if (step.keptUp) return "not reached (rates list ended)";
   if (step.genCpu.main >= 90) return "generator CPU";
-  if (step.serverCpu.main >= 90) return "server CPU (main thread, includes node:sqlite)";
-  return "neither main thread ≥ 90 % (machine shared / latency)";
+  if (step.serverCpu.main >= 90) return "server CPU (main thread)";
+  if (step.serverCpu.worker >= 90) return "server store thread (SQLite append worker)";
+  if (step.machineBusy >= 90) {
+    return "machine CPU (both cores busy: server threads, generator, kernel)";
+  }
+  return "no thread or core saturated (latency)";
 }
 
 function summarizeSteps(steps: StepResult[]) {
