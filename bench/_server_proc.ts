@@ -1,7 +1,7 @@
 /**
  * Start the server under test as a child process on 127.0.0.1 with its own
  * data folder and scoped permissions, wait until it answers, and stop it.
- * Two kinds: `lanchat` (main.ts over the fixture's SQLite file, logging at
+ * Two kinds: `lanchat` (main.ts over the fixture's store, logging at
  * `warning` so per-session info lines do not count, and `CHAT_BUS=local`:
  * one node) and `ref`
  * (bench/ref_server.ts, no store).
@@ -25,6 +25,8 @@ export interface StartOptions {
   readonly cpuProfDir?: string | undefined;
   /** How long to wait for the first answer, ms. @default {20000} */
   readonly readyTimeoutMs?: number;
+  /** lanchat's store (`CHAT_DB`), e.g. a Postgres URL. @default {the fixture's SQLite file} */
+  readonly db?: string | undefined;
 }
 
 /** A running server child. */
@@ -65,7 +67,8 @@ export async function startServer(
       "--allow-net=127.0.0.1",
       `--allow-read=${options.root},${options.dataDir}`,
       `--allow-write=${options.dataDir}`,
-      `--allow-env=${ENV_NAMES.join(",")}`,
+      // The pg driver reads these two as well (see the start task).
+      `--allow-env=${[...ENV_NAMES, "PGBINARY", "PGREPLICATION"].join(",")}`,
       "main.ts",
     ]
     : [
@@ -90,6 +93,7 @@ export async function startServer(
       CHAT_BUS: "local",
       // The generator connects from one address: the per-address connect limit would refuse it.
       CHAT_CONNECT_RATE: "1000000",
+      ...(options.db === undefined ? {} : { CHAT_DB: options.db }),
     },
     stdin: "null",
     stdout: "piped",

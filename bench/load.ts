@@ -16,6 +16,8 @@ import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
 import { closeClients, openClients, Recorder } from "./_clients.ts";
 import { createFixture, type Fixture, writeFixtureFiles } from "./fixture.ts";
+import { createBenchDatabase } from "./_pg_database.ts";
+import type { DbSetting } from "../lib/config.ts";
 import { cpuPercent, cpuTimes, loadAverage, rssKiB } from "./_procfs.ts";
 import { groupSender, oneToOneSender, runSteps, type StepResult } from "./_scenarios.ts";
 import { type ServerKind, type ServerProcess, startServer } from "./_server_proc.ts";
@@ -36,6 +38,8 @@ interface Settings {
   budgetSeconds: number;
   results: string;
   label: string;
+  /** lanchat's store: undefined = a SQLite file, else a Postgres URL. */
+  db: string | undefined;
 }
 
 function numbers(raw: string): number[] {
@@ -62,6 +66,7 @@ function readSettings(): Settings {
       "budget-seconds": { type: "string", default: "600" },
       results: { type: "string", default: join(ROOT, "bench", "results.jsonl") },
       label: { type: "string", default: "" },
+      db: { type: "string" },
     },
   });
   const servers = values.servers.split(",").filter((s): s is ServerKind =>
@@ -81,7 +86,18 @@ function readSettings(): Settings {
     budgetSeconds: Number(values["budget-seconds"]),
     results: values.results,
     label: values.label,
+    db: parseDbOption(values.db),
   };
+}
+
+/** `--db`: absent or "sqlite" = a SQLite file; otherwise a postgres:// URL on loopback. */
+function parseDbOption(raw: string | undefined): string | undefined {
+  if (raw === undefined || raw === "sqlite") return undefined;
+  const url = URL.canParse(raw) ? new URL(raw) : undefined;
+  if (!/^postgres(ql)?:$/.test(url?.protocol ?? "") || url?.hostname !== "127.0.0.1") {
+    throw new TypeError(`--db must be "sqlite" or a postgres:// URL on 127.0.0.1, not ${raw}`);
+  }
+  return raw;
 }
 
 function say(line: string): void {
@@ -133,6 +149,7 @@ async function runServer(
   fixture: Fixture,
   dataDir: string,
   base: Record<string, unknown>,
+  db: string | undefined,
 ): Promise<ResultLine[]> {
   const lines: ResultLine[] = [];
   const budgetEnd = performance.now() + s.budgetSeconds * 1000;
@@ -141,6 +158,7 @@ async function runServer(
     root: ROOT,
     dataDir,
     cpuProfDir: profile,
+    db,
   });
   const url = `ws://127.0.0.1:${server.port}/chat`;
   const rec = new Recorder();
@@ -335,15 +353,31 @@ async function main(): Promise<void> {
     for (const kind of s.servers) {
       const dataDir = join(tmp, kind);
       await Deno.mkdir(dataDir, { recursive: true });
+      // Only lanchat has a store; ref reads the tokens of a SQLite fixture.
+      await using pgDb = kind === "lanchat" && s.db !== undefined
+        ? await createBenchDatabase(s.db)
+        : undefined;
       const t0 = performance.now();
-      const fixture = await createFixture({ kind: "sqlite", path: join(dataDir, "chat.db") }, {
+      const setting: DbSetting = pgDb === undefined
+        ? { kind: "sqlite", path: join(dataDir, "chat.db") }
+        : { kind: "postgres", url: pgDb.url };
+      const fixture = await createFixture(setting, {
         users: Math.max(s.conns, s.storm),
         groupSize: s.groupSize,
       });
       await writeFixtureFiles(fixture, join(dataDir, "tokens.json"));
       const fixtureSeconds = Math.round(performance.now() - t0) / 1000;
-      say(`[${kind}] fixture ${fixture.users.length} users in ${fixtureSeconds} s`);
-      const lines = await runServer(kind, s, fixture, dataDir, { ...base, fixtureSeconds });
+      say(
+        `[${kind}] fixture ${fixture.users.length} users in ${fixtureSeconds} s (${setting.kind})`,
+      );
+      const lines = await runServer(
+        kind,
+        s,
+        fixture,
+        dataDir,
+        { ...base, fixtureSeconds, store: kind === "lanchat" ? setting.kind : "none" },
+        pgDb?.url,
+      );
       for (const line of lines) {
         await Deno.writeTextFile(s.results, JSON.stringify(line) + "\n", { append: true });
       }
