@@ -14,11 +14,14 @@ import type {
   UsersTable,
 } from "./migrations.ts";
 import type { Group, PublicUser, Sex, StoredMessage } from "./store.ts";
+import type { ReusedQueries } from "./_reused_query.ts";
 
 /** A Kysely handle on the store's schema, plus which engine it talks to. */
 export interface StoreDb {
   readonly db: Kysely<Database>;
   readonly dialect: SqlDialectKind;
+  /** Compiled hot queries (see `_reused_query.ts`); without it they compile each time. */
+  readonly reused?: ReusedQueries;
 }
 
 /** The `users` columns a {@linkcode PublicUser} is built from. */

@@ -43,6 +43,7 @@ import * as social from "./store_kysely_social.ts";
 import * as messages from "./store_kysely_messages.ts";
 import { GroupCommit } from "./store_batch.ts";
 import { appendMessages } from "./_store_kysely_batch.ts";
+import { ReusedQueries } from "./_reused_query.ts";
 import { AppendWorker, AppendWorkerStopped } from "./store_append_worker.ts";
 
 const log = getLogger(["chat", "store"]);
@@ -149,7 +150,7 @@ export class KyselyStore implements Store {
    * way. With `worker`, message batches go to it; the store closes it.
    */
   constructor(store: StoreDb, worker?: AppendWorker) {
-    this.#s = store;
+    this.#s = { ...store, reused: store.reused ?? new ReusedQueries() };
     this.#worker = worker;
     // The worker writes batches in arrival order, so it may hold the next one.
     this.#commits = new GroupCommit((batch) => this.#writeBatch(batch), {
@@ -258,11 +259,15 @@ export class KyselyStore implements Store {
     tokenHash: string,
     now: number,
   ): Promise<number | undefined> {
-    const row = await this.#s.db.selectFrom("tokens").select("user_id")
-      .where("token_hash", "=", tokenHash)
-      .where("revoked", "=", 0)
-      .where("expires_at", ">", now)
-      .executeTakeFirst();
+    const { db, reused } = this.#s;
+    const build = () =>
+      db.selectFrom("tokens").select("user_id")
+        .where("token_hash", "=", tokenHash)
+        .where("revoked", "=", 0)
+        .where("expires_at", ">", now);
+    const [row] = reused === undefined
+      ? await build().execute()
+      : await reused.rows(db, "findTokenUser", build, [tokenHash, 0, now]);
     return row === undefined ? undefined : Number(row.user_id);
   }
 

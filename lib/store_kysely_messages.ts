@@ -100,20 +100,23 @@ export async function lastSeqs(
   store: StoreDb,
   userId: number,
 ): Promise<Map<string, number>> {
-  const rows = await store.db.selectFrom("conversations")
-    .select(["conv", "last_seq"])
-    .where((eb) =>
-      eb.or([
-        eb("user_lo", "=", userId),
-        eb("user_hi", "=", userId),
-        eb(
-          "group_id",
-          "in",
-          eb.selectFrom("memberships").select("group_id")
-            .where("user_id", "=", userId),
-        ),
-      ])
-    )
-    .execute();
+  const build = () =>
+    store.db.selectFrom("conversations")
+      .select(["conv", "last_seq"])
+      .where((eb) =>
+        eb.or([
+          eb("user_lo", "=", userId),
+          eb("user_hi", "=", userId),
+          eb(
+            "group_id",
+            "in",
+            eb.selectFrom("memberships").select("group_id")
+              .where("user_id", "=", userId),
+          ),
+        ])
+      );
+  const rows = store.reused === undefined
+    ? await build().execute()
+    : await store.reused.rows(store.db, "lastSeqs", build, [userId, userId, userId]);
   return new Map(rows.map((r) => [r.conv, Number(r.last_seq)]));
 }

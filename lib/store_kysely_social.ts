@@ -150,12 +150,15 @@ export async function listGroups(
   store: StoreDb,
   userId: number,
 ): Promise<Group[]> {
-  const rows = await store.db.selectFrom("memberships")
-    .innerJoin("chat_groups", "chat_groups.id", "memberships.group_id")
-    .selectAll("chat_groups")
-    .where("memberships.user_id", "=", userId)
-    .orderBy("chat_groups.id")
-    .execute();
+  const build = () =>
+    store.db.selectFrom("memberships")
+      .innerJoin("chat_groups", "chat_groups.id", "memberships.group_id")
+      .selectAll("chat_groups")
+      .where("memberships.user_id", "=", userId)
+      .orderBy("chat_groups.id");
+  const rows = store.reused === undefined
+    ? await build().execute()
+    : await store.reused.rows(store.db, "listGroups", build, [userId]);
   return rows.map(toGroup);
 }
 

@@ -2,7 +2,11 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import pg from "pg";
+import { Kysely, sql } from "kysely";
 import { openKyselyStore } from "../lib/store_kysely.ts";
+import { ReusedQueries } from "../lib/_reused_query.ts";
+import { sqliteDialect } from "../lib/_sqlite_dialect.ts";
+import type { Database } from "../lib/migrations.ts";
 import { pgConnectionConfig } from "../lib/_pg_dialect.ts";
 import { newMessage, newUser, storeContract } from "./store_contract.ts";
 import { dropPgSchema } from "./_chat_helpers.ts";
@@ -276,4 +280,28 @@ Deno.test("openKyselyStore() rejects a schema name that is not a plain identifie
     }),
     RangeError,
   );
+});
+
+Deno.test("ReusedQueries compiles once, reruns with new values, and refuses a wrong value count", async () => {
+  const db = new Kysely<Database>({ dialect: sqliteDialect(":memory:") });
+  try {
+    await db.schema.createTable("t").addColumn("x", "integer").execute();
+    await sql`insert into t (x) values (1), (2), (3)`.execute(db);
+    const queries = new ReusedQueries();
+    let builds = 0;
+    // deno-lint-ignore no-explicit-any
+    const typed = db as unknown as Kysely<any>;
+    const build = (min: number) => () => {
+      builds++;
+      return typed.selectFrom("t").select("x").where("x", ">=", min).orderBy("x");
+    };
+    const first = await queries.rows(db, "atLeast", build(2), [2]);
+    const second = await queries.rows(db, "atLeast", build(3), [3]);
+    assert.deepStrictEqual(first.map((r) => Number((r as { x: number }).x)), [2, 3]);
+    assert.deepStrictEqual(second.map((r) => Number((r as { x: number }).x)), [3]);
+    assert.equal(builds, 1);
+    await assert.rejects(queries.rows(db, "other", build(1), [1, 2]), /binds 1 values, not 2/);
+  } finally {
+    await db.destroy();
+  }
 });
