@@ -1,0 +1,95 @@
+/**
+ * The bench still runs (issue #7): `bench/load.ts` under the `bench` task's
+ * own permissions, at a tiny scale, against both servers, writes a JSON
+ * line per scenario with every figure docs/bench.md names. It measures
+ * nothing here: performance is judged by `deno task bench` itself.
+ */
+
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { join } from "node:path";
+import { ROOT } from "./_node_helpers.ts";
+
+const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
+
+/** The `bench` task's words after `deno`, up to and including bench/load.ts. */
+async function benchTaskArgs(): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
+  const words = String(config.tasks.bench).split(/\s+/);
+  strictEqual(words[0], "deno");
+  strictEqual(words.at(-1), "bench/load.ts");
+  return words.slice(1);
+}
+
+type Line = Record<string, unknown> & { server: string; scenario: string; steps?: Step[] };
+type Step = Record<string, unknown> & {
+  keptUp: boolean;
+  deliveredTotal: number;
+  serverCpu: { process: number; main: number; worker: number };
+  machineBusy: number;
+};
+
+async function runBench(extra: string[]): Promise<Line[]> {
+  const results = await Deno.makeTempFile({ prefix: "lanchat_bench_smoke_", suffix: ".jsonl" });
+  try {
+    const out = await new Deno.Command("deno", {
+      args: [
+        ...await benchTaskArgs(),
+        ...["--conns", "20", "--group-size", "10", "--step-seconds", "2"],
+        ...["--rates-1to1", "50", "--rates-group", "10", "--results", results, "--label", "smoke"],
+        ...extra,
+      ],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    ok(out.success, text);
+    ok(text.includes("| scenario | figure |"), text);
+    const raw = await Deno.readTextFile(results);
+    return raw.trim().split("\n").map((l) => JSON.parse(l));
+  } finally {
+    await Deno.remove(results);
+  }
+}
+
+function checkTraffic(line: Line): void {
+  const steps = line.steps ?? [];
+  strictEqual(steps.length, 1, JSON.stringify(line));
+  const [step] = steps;
+  ok(step!.keptUp && step!.deliveredTotal > 0, JSON.stringify(step));
+  ok(step!.machineBusy >= 0 && step!.machineBusy <= 100, JSON.stringify(step));
+  ok(step!.serverCpu.process >= step!.serverCpu.main, JSON.stringify(step));
+  strictEqual(line["limit"], "not reached (rates list ended)");
+  ok(typeof line["lightP99Ms"] === "number", JSON.stringify(line));
+}
+
+Deno.test("the bench runs the storm, 1:1 and group against both servers and reports each", async () => {
+  const lines = await runBench(["--storm", "30"]);
+  deepStrictEqual(
+    lines.map((l) => `${l.server}/${l.scenario}`),
+    ["ref/storm", "ref/1to1", "ref/group", "lanchat/storm", "lanchat/1to1", "lanchat/group"],
+  );
+  for (const line of lines) {
+    if (line.scenario === "storm") {
+      deepStrictEqual([line["opened"], line["failed"]], [30, 0]);
+      ok(Number(line["rssPerConnKiB"]) > 0, JSON.stringify(line));
+    } else {
+      checkTraffic(line);
+    }
+  }
+  strictEqual(lines.find((l) => l.server === "lanchat")?.["store"], "sqlite");
+});
+
+Deno.test({
+  name: "the bench runs lanchat on a throwaway Postgres database with --db",
+  ignore: PG_URL === undefined,
+  async fn() {
+    const lines = await runBench([
+      ...["--servers", "lanchat", "--storm", "0", "--scenarios", "1to1", "--db", PG_URL ?? ""],
+    ]);
+    strictEqual(lines.length, 1);
+    strictEqual(lines[0]!["store"], "postgres");
+    checkTraffic(lines[0]!);
+  },
+});
