@@ -3,7 +3,7 @@
  * worker's own `node:sqlite` connection, so SQLite's work for a message
  * (B-tree inserts, WAL writes), about half of the main thread's time in 1:1
  * chat, runs on another core while the main thread serves sockets. The main
- * side is `store_append_worker.ts`; the messages are typed there.
+ * side is `store_append_worker.ts`; the messages are in `_append_wire.ts`.
  *
  * Loaded as a worker module under the server's read permission, so its
  * runtime imports stay within `lib/` and never reach Kysely (`_batch_sql.ts`).
@@ -22,7 +22,7 @@ import {
   toWire,
   type WorkerReply,
   type WorkerRequest,
-} from "./store_append_worker.ts";
+} from "./_append_wire.ts";
 
 /** How many prepared statements the connection keeps (batch texts differ by size). */
 const STATEMENT_CACHE_SIZE = 256;

@@ -9,15 +9,15 @@ import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/s
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { openKyselyStore } from "../lib/store_kysely.ts";
+import { AppendWorker } from "../lib/store_append_worker.ts";
 import {
-  AppendWorker,
   decodeBatch,
   decodeOutcomes,
   encodeBatch,
   encodeOutcomes,
   fromWire,
   toWire,
-} from "../lib/store_append_worker.ts";
+} from "../lib/_append_wire.ts";
 import { isUniqueViolation } from "../lib/_store_kysely_rows.ts";
 import { newMessage, newUser } from "./store_contract.ts";
 
