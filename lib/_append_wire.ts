@@ -8,7 +8,7 @@
  * @module
  */
 
-import { conversationKey } from "./store.ts";
+import { conversationKey, newMessageValues } from "./store.ts";
 import type { AppendOutcome, AppendRequest, AppendResult } from "./store.ts";
 import { storedMessage } from "./_batch_sql.ts";
 
@@ -76,21 +76,7 @@ export const WIRE_FIELDS = 11;
  */
 export function encodeBatch(batch: readonly AppendRequest[]): WireBatch {
   const out: (string | number)[] = [];
-  for (const { message: m, now } of batch) {
-    out.push(
-      m.userid,
-      m.cmd,
-      m.dstid,
-      m.media,
-      m.content,
-      m.pic,
-      m.url,
-      m.memo,
-      m.amount,
-      m.cid,
-      now,
-    );
-  }
+  for (const { message, now } of batch) out.push(...newMessageValues(message), now);
   return out;
 }
 

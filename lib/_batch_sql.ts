@@ -12,7 +12,7 @@
  */
 
 import type { Selectable } from "kysely";
-import { conversationKey } from "./store.ts";
+import { conversationKey, newMessageFields, newMessageValues } from "./store.ts";
 import type { AppendRequest, AppendResult, NewMessage, StoredMessage } from "./store.ts";
 import type { MessagesTable, SqlDialectKind } from "./migrations.ts";
 import { isForeignKeyViolation, isUniqueViolation, toMessage } from "./_store_kysely_rows.ts";
@@ -98,20 +98,10 @@ export async function writeBatch(
   for (const [i, step] of steps.entries()) {
     const request = batch[i];
     if (step.kind !== "new" || request === undefined) continue;
-    const m = request.message;
     const row = [
       step.conv,
       seqOf(step.conv, step.nth),
-      m.userid,
-      m.cmd,
-      m.dstid,
-      m.media,
-      m.content,
-      m.pic,
-      m.url,
-      m.memo,
-      m.amount,
-      m.cid,
+      ...newMessageValues(request.message),
       request.now,
     ];
     tuples.push(`(${row.map((v) => p.add(v)).join(", ")})`);
@@ -147,22 +137,7 @@ export function storedMessage(
   message: NewMessage,
   stamps: { readonly id: number; readonly conv: string; readonly seq: number; readonly ts: number },
 ): StoredMessage {
-  return {
-    id: stamps.id,
-    conv: stamps.conv,
-    seq: stamps.seq,
-    userid: message.userid,
-    cmd: message.cmd,
-    dstid: message.dstid,
-    media: message.media,
-    content: message.content,
-    pic: message.pic,
-    url: message.url,
-    memo: message.memo,
-    amount: message.amount,
-    cid: message.cid,
-    ts: stamps.ts,
-  };
+  return { ...newMessageFields(message), ...stamps };
 }
 
 /** The result of a step that stored nothing, given the results before it. */

@@ -269,6 +269,15 @@ export function conversationKey(
   return `u:${lo}:${hi}`;
 }
 
+/**
+ * The client-framed fields of `message` as values, in the order of the
+ * `messages` insert after `conv, seq` (and of the append worker's wire batch).
+ */
+export function newMessageValues(message: NewMessage): (string | number)[] {
+  const m = message;
+  return [m.userid, m.cmd, m.dstid, m.media, m.content, m.pic, m.url, m.memo, m.amount, m.cid];
+}
+
 /** The client-framed fields of `message`, nothing else (drops any stamps). */
 export function newMessageFields(message: NewMessage): NewMessage {
   return {
