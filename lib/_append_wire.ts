@@ -44,18 +44,9 @@ export interface WireOutcomes {
   readonly others: readonly (readonly [number, WireOutcome])[];
 }
 
-/** What a worker thread does (see `_sqlite_append_worker.ts`). */
-export type WorkerRole = "append" | "checkpoint";
-
 /** What the main side asks of the worker. */
 export type WorkerRequest =
-  | {
-    readonly kind: "open";
-    readonly path: string;
-    readonly busyTimeoutMs: number;
-    /** "append" writes batches; "checkpoint" only checkpoints the WAL, on its own timer. */
-    readonly role: WorkerRole;
-  }
+  | { readonly kind: "open"; readonly path: string; readonly busyTimeoutMs: number }
   | { readonly kind: "batch"; readonly id: number; readonly batch: WireBatch }
   | { readonly kind: "close" };
 

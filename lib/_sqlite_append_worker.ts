@@ -5,14 +5,6 @@
  * chat, runs on another core while the main thread serves sockets. The main
  * side is `store_append_worker.ts`; the messages are in `_append_wire.ts`.
  *
- * A second instance of this module, in the "checkpoint" role, runs passive
- * WAL checkpoints on its own timer: SQLite's own checkpoint runs inside the
- * COMMIT that crosses the WAL limit and paused the writer about 25 ms each
- * time, which was most of the p99 under load (bench/RESULTS.md). The
- * writer's own checkpoint stays as the backstop that lets the WAL start over
- * (a passive checkpoint beside a busy writer never finishes the whole WAL);
- * it then finds the frames copied already and is short.
- *
  * Loaded as a worker module under the server's read permission, so its
  * runtime imports stay within `lib/` and never reach Kysely (`_batch_sql.ts`).
  *
@@ -22,11 +14,7 @@
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { isItemError, writeBatch } from "./_batch_sql.ts";
 import { isUniqueViolation } from "./_store_kysely_rows.ts";
-import {
-  BACKGROUND_CHECKPOINT_BUSY_FRAMES,
-  BACKGROUND_CHECKPOINT_MS,
-  CONNECTION_PRAGMAS,
-} from "./_sqlite_pragmas.ts";
+import { CONNECTION_PRAGMAS } from "./_sqlite_pragmas.ts";
 import type { AppendOutcome, AppendRequest, AppendResult } from "./store.ts";
 import {
   decodeBatch,
@@ -52,8 +40,6 @@ class AppendConnection {
   #busyTimeoutMs: number;
   #statements = new Map<string, StatementSync>();
   #inTransaction = false;
-  /** WAL frames backfilled as of this connection's last checkpoint. */
-  #backfilled = 0;
 
   constructor(path: string, busyTimeoutMs: number) {
     this.#db = new DatabaseSync(path);
@@ -146,51 +132,9 @@ class AppendConnection {
     }
   }
 
-  /** A passive checkpoint; returns how many WAL frames it copied into the database file. */
-  checkpoint(): number {
-    const row = this.#db.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as
-      | { busy: number; log: number; checkpointed: number }
-      | undefined;
-    const copied = Math.max(0, (row?.checkpointed ?? 0) - this.#backfilled);
-    // A WAL that started over counts from 0 again.
-    this.#backfilled = row?.checkpointed ?? 0;
-    return copied;
-  }
-
   close(): void {
     this.#statements.clear();
     this.#db.close();
-  }
-}
-
-/** Runs {@linkcode AppendConnection.checkpoint} on a timer until stopped. */
-class CheckpointLoop {
-  #connection: AppendConnection;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-
-  constructor(connection: AppendConnection) {
-    this.#connection = connection;
-    this.#schedule(BACKGROUND_CHECKPOINT_MS.idle);
-  }
-
-  #schedule(ms: number): void {
-    this.#timer = setTimeout(() => {
-      let copied = 0;
-      try {
-        copied = this.#connection.checkpoint();
-      } catch {
-        // Busy or locked: the writer or the next round gets it.
-      }
-      this.#schedule(
-        copied >= BACKGROUND_CHECKPOINT_BUSY_FRAMES
-          ? BACKGROUND_CHECKPOINT_MS.busy
-          : BACKGROUND_CHECKPOINT_MS.idle,
-      );
-    }, ms);
-  }
-
-  stop(): void {
-    clearTimeout(this.#timer);
   }
 }
 
@@ -204,7 +148,6 @@ function only(results: AppendResult[]): AppendResult {
 class AppendWorkerHost {
   #scope: WorkerScope;
   #connection: AppendConnection | undefined;
-  #checkpoints: CheckpointLoop | undefined;
   #queue: Promise<void> = Promise.resolve();
 
   constructor(scope: WorkerScope) {
@@ -223,9 +166,6 @@ class AppendWorkerHost {
     if (request.kind === "open") {
       try {
         this.#connection = new AppendConnection(request.path, request.busyTimeoutMs);
-        if (request.role === "checkpoint") {
-          this.#checkpoints = new CheckpointLoop(this.#connection);
-        }
         scope.postMessage({ kind: "opened" });
       } catch (error) {
         scope.postMessage({ kind: "failed", id: 0, error: toWire(error) });
@@ -242,7 +182,6 @@ class AppendWorkerHost {
       }
     } else {
       try {
-        this.#checkpoints?.stop();
         this.#connection?.close();
       } finally {
         this.#connection = undefined;

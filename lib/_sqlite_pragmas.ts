@@ -29,12 +29,3 @@ export const CONNECTION_PRAGMAS: readonly string[] = [
   "PRAGMA foreign_keys = ON",
   `PRAGMA wal_autocheckpoint = ${WAL_AUTOCHECKPOINT_PAGES}`,
 ];
-
-/**
- * How often the checkpoint thread (see `_sqlite_append_worker.ts`) runs a
- * passive checkpoint while the WAL grows fast, and while it does not, ms.
- */
-export const BACKGROUND_CHECKPOINT_MS = { busy: 100, idle: 1000 } as const;
-
-/** WAL frames a background checkpoint copied at which the next one comes after `busy` ms. */
-export const BACKGROUND_CHECKPOINT_BUSY_FRAMES = 1000;

@@ -21,7 +21,6 @@ import {
   fromWire,
   type WorkerReply,
   type WorkerRequest,
-  type WorkerRole,
 } from "./_append_wire.ts";
 
 /** Options of {@linkcode AppendWorker.start}. */
@@ -32,8 +31,6 @@ export interface AppendWorkerOptions {
   readonly startTimeoutMs?: number;
   /** How long {@linkcode AppendWorker.close} waits for the worker. @default {5000} */
   readonly closeTimeoutMs?: number;
-  /** "checkpoint": a thread that only checkpoints the WAL (takes no batches). @default {"append"} */
-  readonly role?: WorkerRole;
 }
 
 /** The worker stopped (crashed, or was closed); its batches were not answered. */
@@ -68,7 +65,7 @@ export class AppendWorker {
    * the file in time.
    */
   static start(url: URL, path: string, options: AppendWorkerOptions = {}): Promise<AppendWorker> {
-    const worker = new Worker(url, { type: "module", name: `sqlite-${options.role ?? "append"}` });
+    const worker = new Worker(url, { type: "module", name: "sqlite-append" });
     const self = new AppendWorker(worker, options.closeTimeoutMs ?? 5000);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
@@ -99,7 +96,6 @@ export class AppendWorker {
           kind: "open",
           path,
           busyTimeoutMs: options.busyTimeoutMs ?? 5000,
-          role: options.role ?? "append",
         } satisfies WorkerRequest,
       );
     });

@@ -114,23 +114,7 @@ export async function openKyselyStore(
       });
     }
   }
-  let checkpointer: AppendWorker | undefined;
-  if (worker !== undefined && options.appendWorker !== undefined && setting.kind === "sqlite") {
-    try {
-      checkpointer = await AppendWorker.start(options.appendWorker, setting.path, {
-        role: "checkpoint",
-      });
-    } catch (error) {
-      // Not fatal: the writer's own checkpoint still runs, with its pauses.
-      log.warn(
-        "WAL checkpoints run inside message commits; the checkpoint thread failed: {error}",
-        {
-          error,
-        },
-      );
-    }
-  }
-  return new KyselyStore({ db, dialect: setting.kind }, worker, checkpointer);
+  return new KyselyStore({ db, dialect: setting.kind }, worker);
 }
 
 async function migrate(
@@ -160,18 +144,14 @@ export class KyselyStore implements Store {
   #commits: GroupCommit;
   /** Writes batches on another thread (SQLite file), while it runs. */
   #worker: AppendWorker | undefined;
-  /** Checkpoints the WAL on a third thread (see `_sqlite_append_worker.ts`). */
-  #checkpointer: AppendWorker | undefined;
 
   /**
    * Wrap an open, migrated database; {@linkcode openKyselyStore} is the usual
-   * way. With `worker`, message batches go to it; with `checkpointer`, WAL
-   * checkpoints run there. The store closes both.
+   * way. With `worker`, message batches go to it; the store closes it.
    */
-  constructor(store: StoreDb, worker?: AppendWorker, checkpointer?: AppendWorker) {
+  constructor(store: StoreDb, worker?: AppendWorker) {
     this.#s = { ...store, reused: store.reused ?? new ReusedQueries() };
     this.#worker = worker;
-    this.#checkpointer = checkpointer;
     // The worker writes batches in arrival order, so it may hold the next one.
     this.#commits = new GroupCommit((batch) => this.#writeBatch(batch), {
       maxInFlight: worker === undefined ? 1 : 2,
@@ -415,7 +395,7 @@ export class KyselyStore implements Store {
 
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      await Promise.all([this.#worker?.close(), this.#checkpointer?.close()]);
+      await this.#worker?.close();
       await this.#s.db.destroy();
     })();
     return this.#closing;

@@ -184,39 +184,3 @@ Deno.test("a worker that crashes mid-batch: the batch is written on the main thr
     await store.close();
   }
 });
-
-Deno.test("the checkpoint thread copies the WAL into the database file without the writer's pause", async () => {
-  /** Size of the database file itself (not its WAL) after 300 appends, waited for up to `ms`. */
-  async function fileSizeAfterAppends(withWorkers: boolean, ms: number): Promise<[number, number]> {
-    await using db = await tempDb();
-    const store = await openKyselyStore(
-      { kind: "sqlite", path: db.path },
-      withWorkers ? { appendWorker: APPEND_WORKER } : {},
-    );
-    try {
-      const ann = await store.createUser(newUser("13800000001"), 1);
-      const bob = await store.createUser(newUser("13800000002"), 1);
-      const before = (await Deno.stat(db.path)).size;
-      await Promise.all(
-        Array.from(
-          { length: 300 },
-          (_, i) => store.appendMessage(newMessage(ann.id, { dstid: bob.id, cid: `w${i}` }), 2),
-        ),
-      );
-      // Far below the writer's own checkpoint limit: only the checkpoint thread moves the file.
-      const deadline = Date.now() + ms;
-      let after = (await Deno.stat(db.path)).size;
-      while (after === before && Date.now() < deadline) {
-        await new Promise((r) => setTimeout(r, 100));
-        after = (await Deno.stat(db.path)).size;
-      }
-      return [before, after];
-    } finally {
-      await store.close();
-    }
-  }
-  const [before, after] = await fileSizeAfterAppends(true, 5000);
-  ok(after > before, `the file grew from ${before} bytes (got ${after})`);
-  const [plainBefore, plainAfter] = await fileSizeAfterAppends(false, 1500);
-  strictEqual(plainAfter, plainBefore, "without the thread the rows stay in the WAL");
-});
