@@ -82,8 +82,15 @@ export interface BusStats {
  * within a few seconds and never throws synchronously.
  */
 export interface Bus {
-  /** Send `envelope` to every node (fire and forget). */
-  publish(envelope: BusEnvelope): void;
+  /**
+   * Send `envelope` to every node. This node's handlers run before it
+   * returns. When the envelope leaves the process asynchronously, the
+   * returned promise settles (it never rejects) once the envelope is handed
+   * to the transport, dropped, or a bounded wait is over: the chat service
+   * holds a sender's ack until then, so a node killed right after an ack has
+   * already told the other nodes. `undefined` means nothing is left to wait for.
+   */
+  publish(envelope: BusEnvelope): Promise<void> | undefined;
   /** Call `handler` for every envelope received; returns an unsubscribe function. */
   subscribe(handler: (envelope: BusEnvelope) => void): () => void;
   /** Resolves when the bus can carry envelopes; rejects when it cannot (see above). */

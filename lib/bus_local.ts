@@ -14,7 +14,7 @@ export class LocalBus implements Bus {
   #published = 0;
 
   /** Call every handler with `envelope`; a throwing handler is logged and skipped. */
-  publish(envelope: BusEnvelope): void {
+  publish(envelope: BusEnvelope): undefined {
     if (this.#closed) return;
     this.#published++;
     this.#handlers.emit(envelope);

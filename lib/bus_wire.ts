@@ -85,6 +85,8 @@ export class WireBus implements Bus {
   #closed = false;
   #interval: ReturnType<typeof setInterval>;
   #repeats = new Set<ReturnType<typeof setTimeout>>();
+  #nextTick = Promise.withResolvers<void>();
+  #secondTick = Promise.withResolvers<void>();
   #inbound: Promise<void> = Promise.resolve();
   #queued = 0;
   #maxInbound: number;
@@ -107,7 +109,14 @@ export class WireBus implements Bus {
     this.#memberRepeatMs = options.memberRepeatMs ?? [];
     this.#now = options.now ?? Date.now;
     this.#maxInbound = options.maxInbound ?? 10_000;
-    this.#interval = setInterval(() => this.#announce(false), options.headIntervalMs ?? 1000);
+    this.#interval = setInterval(() => {
+      // Bounds publish()'s wait without a timer per packet: it races the
+      // second tick from now, so it lasts one to two intervals at most.
+      this.#nextTick.resolve();
+      this.#nextTick = this.#secondTick;
+      this.#secondTick = Promise.withResolvers();
+      this.#announce(false);
+    }, options.headIntervalMs ?? 1000);
     this.#transport.start({
       packet: (bytes) => {
         if (this.#closed) return;
@@ -140,14 +149,18 @@ export class WireBus implements Bus {
     return this.#codec.nodeId;
   }
 
-  /** Deliver to this node's handlers now, then send to the other nodes. */
-  publish(envelope: BusEnvelope): void {
+  /**
+   * Deliver to this node's handlers now, then send to the other nodes; the
+   * promise settles when the packet is with the transport (or dropped), or
+   * after one to two head intervals if the transport hangs.
+   */
+  publish(envelope: BusEnvelope): Promise<void> | undefined {
     if (this.#closed) return;
     this.#handlers.emit(envelope);
     if (envelope.kind === "message") {
       this.#heads.note(envelope.message.conv, envelope.message.seq, this.#now());
     }
-    void this.#send(envelope);
+    const sent = Promise.race([this.#send(envelope), this.#secondTick.promise]);
     if (envelope.kind === "member") {
       for (const ms of this.#memberRepeatMs) {
         const id = setTimeout(() => {
@@ -157,6 +170,7 @@ export class WireBus implements Bus {
         this.#repeats.add(id);
       }
     }
+    return sent;
   }
 
   /** Add a handler; the returned function removes it. */
@@ -175,6 +189,8 @@ export class WireBus implements Bus {
     if (this.#closed) return;
     this.#closed = true;
     clearInterval(this.#interval);
+    this.#nextTick.resolve();
+    this.#secondTick.resolve();
     for (const id of this.#repeats) clearTimeout(id);
     this.#repeats.clear();
     this.#handlers.clear();

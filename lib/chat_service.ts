@@ -1,8 +1,8 @@
 /**
  * The per-message flow: stamp the sender, check friendship or membership,
- * persist (the store assigns `seq` and dedups by `cid`), ack the sender,
- * then publish on the bus; every node's subscriber hands it to its
- * dispatcher. Also catch-up and history, and the list of live sessions.
+ * persist (the store assigns `seq` and dedups by `cid`), publish on the bus
+ * (every node's subscriber hands it to its dispatcher), then ack the sender
+ * once the bus has handed it to its transport. Also catch-up and history, and the list of live sessions.
  *
  * @module
  */
@@ -259,6 +259,15 @@ export class ChatService implements SessionHandler {
       throw error;
     }
     const { message, duplicate } = stored;
+    // A retry is published again: the node that stored the first copy may have
+    // died before publishing it. Sessions that already have the seq skip it.
+    const published = this.#bus.publish({
+      kind: "message",
+      message,
+      exceptSession: session.id,
+    });
+    // The ack waits for the bus: acked means the other nodes were told, so a
+    // node killed right after an ack strands nothing (its client will not resend).
     delivery.own(message, {
       cmd: CMD_ACK,
       cid: message.cid,
@@ -267,14 +276,7 @@ export class ChatService implements SessionHandler {
       conv: message.conv,
       ts: message.ts,
       dup: duplicate,
-    });
-    // A retry is published again: the node that stored the first copy may have
-    // died before publishing it. Sessions that already have the seq skip it.
-    this.#bus.publish({
-      kind: "message",
-      message,
-      exceptSession: session.id,
-    });
+    }, published);
   }
 
   async #authorizeSend(userId: number, frame: ChatFrame): Promise<void> {

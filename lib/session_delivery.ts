@@ -123,16 +123,39 @@ export class SessionDelivery implements DeliveryTarget {
 
   /**
    * The session's own message was stored: send `ack` in its place (the
-   * sender already shows the message) and count the seq as delivered.
+   * sender already shows the message) and count the seq as delivered. With
+   * `published`, the ack waits for it (the bus handing the message to the
+   * other nodes) and this session's later frames queue behind it, in order.
    */
-  own(message: StoredMessage, ack: AckFrame): void {
-    if (this.#ackedEarly.delete(ack.cid)) {
-      this.#pending.delete(ack.cid);
+  own(message: StoredMessage, ack: AckFrame, published?: Promise<void>): void {
+    const text = encode(ack);
+    if (published === undefined) {
+      this.#ownNow(message, text, ack.cid);
+      return;
+    }
+    // Hold the bytes against the queue limit like any queued frame; a session
+    // over its limit is closing, and its client resends the unacked cid.
+    if (!this.#session.hold(text.length)) return;
+    void this.#enqueue(async () => {
+      await published;
+      this.#session.release(text.length);
+      if (this.#ackedEarly.delete(ack.cid)) {
+        this.#pending.delete(ack.cid);
+        return;
+      }
+      // In this step, not queued again: frames that came meanwhile wait behind it.
+      await this.#place(message, text, ack.cid);
+    });
+  }
+
+  #ownNow(message: StoredMessage, text: string, cid: string): void {
+    if (this.#ackedEarly.delete(cid)) {
+      this.#pending.delete(cid);
       return;
     }
     // The cid stays pending until its ack is really sent: a gap fill running
     // meanwhile must send this row as an ack too, not as a message.
-    this.#accept(message, encode(ack), ack.cid);
+    this.#accept(message, text, cid);
   }
 
   /** The session is about to store its message `cid`; see {@linkcode own}. */

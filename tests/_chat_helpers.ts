@@ -7,6 +7,7 @@
 
 import pg from "pg";
 import { Auth } from "../lib/auth.ts";
+import type { Bus } from "../lib/bus.ts";
 import { LocalBus } from "../lib/bus_local.ts";
 import { ChatService } from "../lib/chat_service.ts";
 import { chatRoutes } from "../lib/http/chat_route.ts";
@@ -218,6 +219,8 @@ export interface ChatServerOptions {
   allowStrangers?: boolean;
   origins?: readonly string[];
   catchUpGraceMs?: number;
+  /** The bus (default: a fresh LocalBus). */
+  bus?: Bus;
 }
 
 /** A running chat server for one test. */
@@ -246,7 +249,7 @@ export async function startChatServer(
 ): Promise<ChatServer> {
   const { store, dispose } = await openTestStore(options.store ?? "sqlite");
   const auth = new Auth({ store, tokenTtlSeconds: 3600, iterations: 1000 });
-  const bus = new LocalBus();
+  const bus = options.bus ?? new LocalBus();
   const chat = new ChatService({
     store,
     bus,

@@ -37,3 +37,44 @@ Deno.test("WireBus drops and counts packets past its inbound queue bound, and ha
   deepStrictEqual(got.at(-1), 999);
   await bus.close();
 });
+
+/** A transport whose sends finish only when the test says so (or never). */
+class HangingTransport extends PushTransport {
+  readonly sends: PromiseWithResolvers<void>[] = [];
+  override send(): Promise<void> {
+    const sent = Promise.withResolvers<void>();
+    this.sends.push(sent);
+    return sent.promise;
+  }
+}
+
+Deno.test("WireBus.publish settles when the transport took the packet, and within two head intervals if it hangs", async () => {
+  const transport = new HangingTransport();
+  const bus = new WireBus({
+    codec: await EnvelopeCodec.create({ secret: "wire-test-secret-0123456789", nodeId: "a" }),
+    transport,
+    loadMessage: () => Promise.resolve(undefined),
+    headIntervalMs: 100,
+  });
+  const settled: string[] = [];
+  const publish = (name: string, userId: number) => {
+    const done = bus.publish({ kind: "member", groupId: 1, userId });
+    deepStrictEqual(done instanceof Promise, true);
+    void done?.then(() => settled.push(name));
+  };
+  const started = Date.now();
+  publish("taken", 1);
+  publish("hung", 2);
+  for (let i = 0; i < 100 && transport.sends.length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  deepStrictEqual(transport.sends.length, 2);
+  transport.sends[0]!.resolve();
+  await new Promise((r) => setTimeout(r, 20));
+  deepStrictEqual(settled, ["taken"]);
+  for (let i = 0; i < 100 && settled.length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+  deepStrictEqual(settled, ["taken", "hung"]);
+  const waited = Date.now() - started;
+  deepStrictEqual(waited >= 90 && waited < 1000, true, `the hung publish waited ${waited} ms`);
+  await bus.close();
+});

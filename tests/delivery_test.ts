@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import type { Bus, BusEnvelope, BusStats } from "../lib/bus.ts";
+import { LocalBus } from "../lib/bus_local.ts";
 import { CLOSE } from "../lib/close_codes.ts";
 import {
   delay,
@@ -180,3 +182,52 @@ for (const kind of storeKinds()) {
     assert.ok(texts > 0 && texts < total, `the stuck client got ${texts} frames`);
   });
 }
+
+/** A LocalBus whose packets to other nodes "leave" only when the test says so. */
+class HeldBus implements Bus {
+  readonly held: PromiseWithResolvers<void>[] = [];
+  #local = new LocalBus();
+  publish(envelope: BusEnvelope): Promise<void> {
+    this.#local.publish(envelope); // local delivery at once, like WireBus
+    const sent = Promise.withResolvers<void>();
+    this.held.push(sent);
+    return sent.promise;
+  }
+  subscribe(handler: (envelope: BusEnvelope) => void): () => void {
+    return this.#local.subscribe(handler);
+  }
+  ping(): Promise<void> {
+    return this.#local.ping();
+  }
+  close(): Promise<void> {
+    return this.#local.close();
+  }
+  stats(): BusStats {
+    return this.#local.stats();
+  }
+}
+
+Deno.test("/chat acks only after the bus took the message: a node killed before its packet left has acked nothing", async () => {
+  const bus = new HeldBus();
+  await using srv = await startChatServer({ bus });
+  const ann = await srv.user("ann");
+  const bob = await srv.user("bob");
+  await srv.store.addFriendship(ann.id, bob.id, 0);
+  const a = await srv.connect(ann);
+  const b = await srv.connect(bob);
+  a.send({ cmd: 10, dstid: bob.id, media: 1, content: "first", cid: "h1" });
+  await b.waitFor(isMsg); // local fan-out does not wait for the bus
+  b.send({ cmd: 10, dstid: ann.id, media: 1, content: "reply", cid: "h2" });
+  for (let i = 0; i < 200 && bus.held.length < 2; i++) await delay(5);
+  assert.equal(bus.held.length, 2, "both messages were stored and published");
+  await delay(50);
+  const chat = (f: Frame) => f["cmd"] === 10 || f["cmd"] === 20;
+  const seen = (s: TestSocket) => s.frames.filter(chat).map((f) => `${f["cmd"]}:${f["seq"]}`);
+  assert.deepStrictEqual(seen(a), [], "no ack, and nothing behind it, while the packet is held");
+  assert.deepStrictEqual(seen(b), ["10:1"]);
+  for (const sent of bus.held) sent.resolve();
+  await a.waitFor(isMsg);
+  await b.waitFor((f) => f["cmd"] === 20);
+  assert.deepStrictEqual(seen(a), ["20:1", "10:2"]);
+  assert.deepStrictEqual(seen(b), ["10:1", "20:2"]);
+});

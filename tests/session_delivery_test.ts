@@ -224,3 +224,25 @@ Deno.test("SessionDelivery sends an own message once, as its ack, when its store
   );
   session.close("normal");
 });
+
+Deno.test("SessionDelivery holds an own ack until the bus has published, and later frames queue behind it in order", async () => {
+  const { conn, delivery, live, session, store } = setup(3);
+  live(1);
+  const own = msg(2, 1);
+  store.rows.set(2, own);
+  delivery.sending(own.cid);
+  const published = Promise.withResolvers<void>();
+  const ack = { cmd: CMD_ACK, cid: own.cid, seq: 2, id: 2, conv: CONV, ts: 2, dup: false } as const;
+  delivery.own(own, ack, published.promise);
+  live(3); // the peer's reply, before this node's packet left
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  const frames = () => conn.frames().map((f) => `${f["cmd"]}:${f["seq"]}`);
+  assert.deepStrictEqual(frames(), ["10:1"], "no ack before the bus has the message");
+  assert.ok(session.queuedBytes > 0, "the held frames count against the queue limit");
+  published.resolve();
+  await delivery.idle();
+  assert.deepStrictEqual(frames(), ["10:1", "20:2", "10:3"]);
+  assert.deepStrictEqual(store.reads, [], "waiting for the bus costs no gap fill");
+  assert.equal(session.queuedBytes, 0);
+  session.close("normal");
+});
