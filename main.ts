@@ -14,7 +14,7 @@ import { loadOrCreateSecret } from "./lib/secret.ts";
 import { openKyselyStore } from "./lib/store_kysely.ts";
 import { Auth } from "./lib/auth.ts";
 import { createApp } from "./lib/http/app.ts";
-import { type Bus, storeMessageLoader } from "./lib/bus.ts";
+import { type Bus, storeMessageLoader, storeRecentHeadsLoader } from "./lib/bus.ts";
 import { LocalBus } from "./lib/bus_local.ts";
 import { openUdpBus } from "./lib/bus_udp.ts";
 import { openRedisBus } from "./lib/bus_redis.ts";
@@ -204,19 +204,22 @@ async function main(): Promise<number> {
 
 /** The bus `config.bus` names: UDP broadcast (default), Redis pub/sub, or in-process. */
 function openBus(config: Config, secret: string, store: MessageStore): Promise<Bus> {
-  const loadMessage = storeMessageLoader(store);
+  const loaders = {
+    loadMessage: storeMessageLoader(store),
+    loadRecentHeads: storeRecentHeadsLoader(store),
+  };
   switch (config.bus.kind) {
     case "local":
       return Promise.resolve(new LocalBus());
     case "redis":
-      return openRedisBus({ url: config.bus.url, secret, nodeId: config.nodeId, loadMessage });
+      return openRedisBus({ url: config.bus.url, secret, nodeId: config.nodeId, ...loaders });
     case "udp":
       return openUdpBus({
         secret,
         nodeId: config.nodeId,
         port: config.udpPort,
         broadcast: config.broadcast,
-        loadMessage,
+        ...loaders,
       });
   }
 }

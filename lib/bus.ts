@@ -104,6 +104,17 @@ export interface Bus {
 /** Loads a message a packet named by reference; undefined if it is not there. */
 export type MessageLoader = (ref: MessageRef) => Promise<StoredMessage | undefined>;
 
+/** Reads the newest seq of the conversations written since `sinceTs` (epoch ms). */
+export type RecentHeadsLoader = (sinceTs: number) => Promise<readonly ConvHead[]>;
+
+/** A {@linkcode RecentHeadsLoader} reading at most the last `limit` messages of `store`. */
+export function storeRecentHeadsLoader(
+  store: Pick<MessageStore, "recentHeads">,
+  limit = 50_000,
+): RecentHeadsLoader {
+  return (sinceTs) => store.recentHeads(sinceTs, limit);
+}
+
 /** A {@linkcode MessageLoader} reading `store` (one row by conversation and seq). */
 export function storeMessageLoader(store: Pick<MessageStore, "listMessages">): MessageLoader {
   return async function loadMessage(ref: MessageRef): Promise<StoredMessage | undefined> {

@@ -17,7 +17,7 @@
 import { getLogger } from "@logtape/logtape";
 import { Buffer } from "node:buffer";
 import { createClient } from "redis";
-import type { MessageLoader } from "./bus.ts";
+import type { MessageLoader, RecentHeadsLoader } from "./bus.ts";
 import { type Transport, type TransportListener, WireBus } from "./bus_wire.ts";
 import { EnvelopeCodec } from "./envelope.ts";
 
@@ -36,6 +36,8 @@ export interface RedisBusOptions {
   readonly nodeId: string;
   /** Loads messages that came by reference. */
   readonly loadMessage: MessageLoader;
+  /** Reads recent conversation heads when another node goes silent (see `WireBus`). */
+  readonly loadRecentHeads?: RecentHeadsLoader;
   /** Pub/sub channel. @default {"lanchat:bus"} */
   readonly channel?: string;
   /** How long the first connection may take. @default {5000} */
@@ -70,6 +72,7 @@ export async function openRedisBus(options: RedisBusOptions): Promise<WireBus> {
     codec,
     transport,
     loadMessage: options.loadMessage,
+    ...(options.loadRecentHeads === undefined ? {} : { loadRecentHeads: options.loadRecentHeads }),
     ...(options.headIntervalMs === undefined ? {} : { headIntervalMs: options.headIntervalMs }),
     ...(options.now === undefined ? {} : { now: options.now }),
   });

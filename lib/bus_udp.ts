@@ -12,7 +12,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import type { MessageLoader } from "./bus.ts";
+import type { MessageLoader, RecentHeadsLoader } from "./bus.ts";
 import { WireBus } from "./bus_wire.ts";
 import { DATAGRAM_MAX_BYTES, EnvelopeCodec } from "./envelope.ts";
 import type { Transport, TransportListener } from "./bus_wire.ts";
@@ -33,6 +33,8 @@ export interface UdpBusOptions {
   readonly hostname?: string;
   /** Loads messages that came by reference. */
   readonly loadMessage: MessageLoader;
+  /** Reads recent conversation heads when another node goes silent (see `WireBus`). */
+  readonly loadRecentHeads?: RecentHeadsLoader;
   /** Largest datagram. @default {DATAGRAM_MAX_BYTES} */
   readonly maxBytes?: number;
   /** How often recent conversation heads are announced. @default {1000} */
@@ -86,6 +88,7 @@ export async function openUdpBus(options: UdpBusOptions): Promise<UdpBus> {
     codec,
     transport,
     loadMessage: options.loadMessage,
+    ...(options.loadRecentHeads === undefined ? {} : { loadRecentHeads: options.loadRecentHeads }),
     memberRepeatMs: options.memberRepeatMs ?? [200, 1000],
     ...(options.headIntervalMs === undefined ? {} : { headIntervalMs: options.headIntervalMs }),
     ...(options.now === undefined ? {} : { now: options.now }),

@@ -4,7 +4,11 @@
  * envelopes to its handlers at once (never waiting for an echo), drops its
  * echo by node id, refuses and counts bad packets, loads messages sent by
  * reference from the store, and announces conversation heads so a lost
- * tail is repaired (see `bus_heads.ts`).
+ * tail is repaired (see `bus_heads.ts`). A node with nothing to say sends a
+ * keepalive each head interval; when another node goes silent, the bus
+ * reads the recent conversation heads from the store and hands them to its
+ * handlers, since what that node published last may be lost with it
+ * (`bus_peers.ts`).
  *
  * @module
  */
@@ -16,8 +20,10 @@ import {
   BusHandlers,
   type BusStats,
   type MessageLoader,
+  type RecentHeadsLoader,
 } from "./bus.ts";
 import { HeadTracker, type HeadTrackerOptions } from "./bus_heads.ts";
+import { PeerWatch } from "./bus_peers.ts";
 import { type EnvelopeCodec, EnvelopeError, type WirePayload } from "./envelope.ts";
 
 const logger = getLogger(["chat", "bus"]);
@@ -55,6 +61,15 @@ export interface WireBusOptions {
   readonly transport: Transport;
   /** Loads messages that came by reference. */
   readonly loadMessage: MessageLoader;
+  /**
+   * Reads recent conversation heads from the store when another node goes
+   * silent. Without it a lost node is only logged.
+   */
+  readonly loadRecentHeads?: RecentHeadsLoader;
+  /** Silence after which another node counts as lost. @default {3 head intervals} */
+  readonly peerTimeoutMs?: number;
+  /** How far back `loadRecentHeads` looks when a node is lost. @default {60000} */
+  readonly repairWindowMs?: number;
   /** How often recent conversation heads are announced. @default {1000} */
   readonly headIntervalMs?: number;
   /** Head tracking tunables. */
@@ -80,6 +95,10 @@ export class WireBus implements Bus {
   #loadMessage: MessageLoader;
   #handlers = new BusHandlers();
   #heads: HeadTracker;
+  #peers: PeerWatch;
+  #loadRecentHeads: RecentHeadsLoader | undefined;
+  #repairWindowMs: number;
+  #sentSinceTick = false;
   #memberRepeatMs: readonly number[];
   #now: () => number;
   #closed = false;
@@ -106,6 +125,10 @@ export class WireBus implements Bus {
     this.#transport = options.transport;
     this.#loadMessage = options.loadMessage;
     this.#heads = new HeadTracker(options.heads);
+    const intervalMs = options.headIntervalMs ?? 1000;
+    this.#peers = new PeerWatch(options.peerTimeoutMs ?? 3 * intervalMs);
+    this.#loadRecentHeads = options.loadRecentHeads;
+    this.#repairWindowMs = options.repairWindowMs ?? 60_000;
     this.#memberRepeatMs = options.memberRepeatMs ?? [];
     this.#now = options.now ?? Date.now;
     this.#maxInbound = options.maxInbound ?? 10_000;
@@ -115,8 +138,8 @@ export class WireBus implements Bus {
       this.#nextTick.resolve();
       this.#nextTick = this.#secondTick;
       this.#secondTick = Promise.withResolvers();
-      this.#announce(false);
-    }, options.headIntervalMs ?? 1000);
+      this.#tick();
+    }, intervalMs);
     this.#transport.start({
       packet: (bytes) => {
         if (this.#closed) return;
@@ -203,6 +226,51 @@ export class WireBus implements Bus {
     return { ...this.#counts };
   }
 
+  #tick(): void {
+    const quiet = !this.#sentSinceTick;
+    this.#announce(false);
+    // Silence must mean "gone": say something every interval.
+    if (quiet && !this.#sentSinceTick) void this.#send({ kind: "heads", heads: [] });
+    this.#sentSinceTick = false;
+    const lost = this.#peers.lost(this.#now());
+    if (lost.length > 0) void this.#repair(lost);
+  }
+
+  /** Hand this node's handlers the store's recent heads: `lost` may have taken a tail with it. */
+  async #repair(lost: string[]): Promise<void> {
+    const load = this.#loadRecentHeads;
+    if (load === undefined) {
+      logger.warn(
+        "Node(s) {nodes} went silent; their last messages reach sessions here only after a reconnect",
+        {
+          nodes: lost,
+        },
+      );
+      return;
+    }
+    let heads;
+    try {
+      heads = await load(this.#now() - this.#repairWindowMs);
+    } catch (error) {
+      logger.error("Node(s) {nodes} went silent and recent heads cannot be read: {error}", {
+        nodes: lost,
+        error,
+      });
+      return;
+    }
+    if (this.#closed) return;
+    logger.warn(
+      "Node(s) {nodes} went silent; checking {count} recent conversations against the store",
+      {
+        nodes: lost,
+        count: heads.length,
+      },
+    );
+    for (let i = 0; i < heads.length; i += 64) {
+      this.#handlers.emit({ kind: "heads", heads: heads.slice(i, i + 64) });
+    }
+  }
+
   #announce(all: boolean): void {
     if (this.#closed) return;
     for (const heads of this.#heads.due(this.#now(), all)) {
@@ -211,6 +279,7 @@ export class WireBus implements Bus {
   }
 
   async #send(envelope: WirePayload): Promise<void> {
+    this.#sentSinceTick = true;
     let packet: Uint8Array;
     try {
       packet = await this.#codec.seal(envelope);
@@ -241,6 +310,7 @@ export class WireBus implements Bus {
     }
     if (opened.self || this.#closed) return;
     const { payload, nodeId } = opened;
+    this.#peers.heard(nodeId, this.#now());
     if (payload.kind !== "message_ref") {
       this.#counts.received++;
       this.#handlers.emit(payload);

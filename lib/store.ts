@@ -247,6 +247,13 @@ export interface MessageStore {
   ): Promise<StoredMessage[]>;
   /** The last seq of each conversation `userId` takes part in (for catch-up). */
   lastSeqs(userId: number): Promise<Map<string, number>>;
+  /**
+   * The newest seq of each conversation among the last `limit` messages
+   * stored (by id) whose `ts >= sinceTs`, in no particular order. The bus
+   * uses it when another node went silent: what that node published last
+   * may not have arrived.
+   */
+  recentHeads(sinceTs: number, limit: number): Promise<{ conv: string; seq: number }[]>;
 }
 
 /** The whole store, as `main.ts` wires it. */

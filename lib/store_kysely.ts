@@ -389,6 +389,10 @@ export class KyselyStore implements Store {
     return messages.lastSeqs(this.#s, userId);
   }
 
+  recentHeads(sinceTs: number, limit: number): Promise<{ conv: string; seq: number }[]> {
+    return messages.recentHeads(this.#s, sinceTs, limit);
+  }
+
   async ping(): Promise<void> {
     await sql`select 1`.execute(this.#s.db);
   }

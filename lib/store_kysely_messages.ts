@@ -120,3 +120,22 @@ export async function lastSeqs(
     : await store.reused.rows(store.db, "lastSeqs", build, [userId, userId, userId]);
   return new Map(rows.map((r) => [r.conv, Number(r.last_seq)]));
 }
+
+/** See {@linkcode MessageStore.recentHeads}: a descending scan of the primary key, `limit` rows at most. */
+export async function recentHeads(
+  store: StoreDb,
+  sinceTs: number,
+  limit: number,
+): Promise<{ conv: string; seq: number }[]> {
+  const recent = store.db.selectFrom("messages")
+    .select(["conv", "seq", "ts"])
+    .orderBy("id", "desc")
+    .limit(Math.max(0, Math.floor(limit)))
+    .as("recent");
+  const rows = await store.db.selectFrom(recent)
+    .select((eb) => ["conv", eb.fn.max("seq").as("seq")])
+    .where("ts", ">=", sinceTs)
+    .groupBy("conv")
+    .execute();
+  return rows.map((r) => ({ conv: r.conv, seq: Number(r.seq) }));
+}

@@ -327,6 +327,15 @@ export class MemoryStore implements Store {
     return Promise.resolve(seqs);
   }
 
+  recentHeads(sinceTs: number, limit: number): Promise<{ conv: string; seq: number }[]> {
+    const all = [...this.#messages.values()].flat().sort((x, y) => y.id - x.id);
+    const heads = new Map<string, number>();
+    for (const m of all.slice(0, Math.max(0, limit))) {
+      if (m.ts >= sinceTs) heads.set(m.conv, Math.max(m.seq, heads.get(m.conv) ?? 0));
+    }
+    return Promise.resolve([...heads].map(([conv, seq]) => ({ conv, seq })));
+  }
+
   ping(): Promise<void> {
     if (this.#closed) return Promise.reject(new Error("Store is closed"));
     return Promise.resolve();

@@ -78,3 +78,21 @@ Deno.test("WireBus.publish settles when the transport took the packet, and withi
   deepStrictEqual(waited >= 90 && waited < 1000, true, `the hung publish waited ${waited} ms`);
   await bus.close();
 });
+
+Deno.test("WireBus sends a keepalive each head interval it has nothing to send, and stops at close", async () => {
+  const transport = new HangingTransport();
+  const bus = new WireBus({
+    codec: await EnvelopeCodec.create({ secret: "wire-test-secret-0123456789", nodeId: "a" }),
+    transport,
+    loadMessage: () => Promise.resolve(undefined),
+    headIntervalMs: 50,
+  });
+  for (let i = 0; i < 100 && transport.sends.length < 3; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  deepStrictEqual(transport.sends.length, 3, "one packet per quiet interval");
+  await bus.close();
+  const after = transport.sends.length;
+  await new Promise((r) => setTimeout(r, 120));
+  deepStrictEqual(transport.sends.length, after, "nothing after close");
+});

@@ -543,6 +543,35 @@ const CASES: Record<string, Case> = {
     assert.deepStrictEqual(await store.lastSeqs(9999), new Map());
   },
 
+  async "recentHeads() gives each conversation's newest seq among the last messages since a time"(
+    store,
+  ) {
+    const [a, b, c] = await users(store, 3);
+    assert.ok(a && b && c);
+    const send = (from: number, to: number, cid: string, ts: number) =>
+      store.appendMessage(newMessage(from, { dstid: to, cid }), ts);
+    await send(a.id, b.id, "1", 100); // a-b seq 1, too old below
+    await send(a.id, c.id, "2", 100); // a-c seq 1, too old
+    await send(b.id, a.id, "3", 200); // a-b seq 2
+    await send(c.id, b.id, "4", 200); // b-c seq 1
+    await send(a.id, b.id, "5", 300); // a-b seq 3
+    const key = (x: number, y: number) => `u:${Math.min(x, y)}:${Math.max(x, y)}`;
+    const heads = async (since: number, limit: number) =>
+      Object.fromEntries(
+        (await store.recentHeads(since, limit)).map((h) => [h.conv, h.seq]),
+      );
+    assert.deepStrictEqual(await heads(150, 100), { [key(a.id, b.id)]: 3, [key(b.id, c.id)]: 1 });
+    assert.deepStrictEqual(await heads(0, 100), {
+      [key(a.id, b.id)]: 3,
+      [key(a.id, c.id)]: 1,
+      [key(b.id, c.id)]: 1,
+    });
+    // Only the last two rows are looked at: a-b's seq 3 and b-c's seq 1.
+    assert.deepStrictEqual(await heads(0, 2), { [key(a.id, b.id)]: 3, [key(b.id, c.id)]: 1 });
+    assert.deepStrictEqual(await heads(400, 100), {});
+    assert.deepStrictEqual(await heads(0, 0), {});
+  },
+
   async "ping() answers and close() is idempotent"(store) {
     await store.ping();
     await store.close();

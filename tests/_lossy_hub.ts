@@ -1,0 +1,163 @@
+/**
+ * Chat nodes joined by an in-process packet hub instead of a kernel: every
+ * transport hears every other's packets, minus a seeded share (`loss`) and
+ * minus everything from a transport the test has cut off.
+ */
+
+import { Auth } from "../lib/auth.ts";
+import { storeMessageLoader, storeRecentHeadsLoader } from "../lib/bus.ts";
+import { type Transport, type TransportListener, WireBus } from "../lib/bus_wire.ts";
+import { ChatService } from "../lib/chat_service.ts";
+import { EnvelopeCodec } from "../lib/envelope.ts";
+import { chatRoutes } from "../lib/http/chat_route.ts";
+import type { Store } from "../lib/store.ts";
+import { TestSocket } from "./_chat_helpers.ts";
+
+/** Every transport of the hub hears every other's packets, minus a seeded share. */
+export class LossyHub {
+  #listeners = new Map<LossyTransport, TransportListener>();
+  #seed: number;
+  lost = 0;
+
+  constructor(readonly loss: number, seed: number) {
+    this.#seed = seed;
+  }
+
+  #random(): number {
+    // mulberry32
+    let t = (this.#seed += 0x6d2b79f5);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  join(t: LossyTransport, listener: TransportListener): void {
+    this.#listeners.set(t, listener);
+  }
+
+  leave(t: LossyTransport): void {
+    this.#listeners.delete(t);
+  }
+
+  /** Transports whose packets go nowhere (a dead or cut-off node). */
+  readonly cut = new Set<LossyTransport>();
+
+  send(from: LossyTransport, packet: Uint8Array): void {
+    if (this.cut.has(from)) {
+      this.lost++;
+      return;
+    }
+    for (const [t, listener] of this.#listeners) {
+      if (t === from) continue;
+      if (this.#random() < this.loss) {
+        this.lost++;
+        continue;
+      }
+      setTimeout(() => listener.packet(packet.slice()), 0);
+    }
+  }
+}
+
+export class LossyTransport implements Transport {
+  constructor(readonly hub: LossyHub) {}
+  start(listener: TransportListener): void {
+    this.hub.join(this, listener);
+  }
+  send(packet: Uint8Array): Promise<void> {
+    this.hub.send(this, packet);
+    return Promise.resolve();
+  }
+  close(): Promise<void> {
+    this.hub.leave(this);
+    return Promise.resolve();
+  }
+  ping(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** One chat node on the hub. */
+export interface HubNode {
+  readonly bus: WireBus;
+  readonly transport: LossyTransport;
+  readonly chat: ChatService;
+  readonly port: number;
+  /** Open a /chat socket for `user`, catch up (`all`) and wait for the end of it. */
+  connect(user: { id: number; token: string }): Promise<TestSocket>;
+  close(): Promise<void>;
+}
+
+/** Start a node per id on `hub`, all over `store`; `bus` options go to each WireBus. */
+export async function startHubNodes(
+  store: Store,
+  hub: LossyHub,
+  nodeIds: readonly string[],
+  bus: { headIntervalMs: number; repairFromStore?: boolean },
+): Promise<HubNode[]> {
+  const auth = new Auth({ store, tokenTtlSeconds: 3600, iterations: 1000 });
+  const nodes: HubNode[] = [];
+  for (const nodeId of nodeIds) {
+    const codec = await EnvelopeCodec.create({ secret: "loss-test-secret-0123456789", nodeId });
+    const transport = new LossyTransport(hub);
+    const wire = new WireBus({
+      codec,
+      transport,
+      loadMessage: storeMessageLoader(store),
+      ...(bus.repairFromStore === true ? { loadRecentHeads: storeRecentHeadsLoader(store) } : {}),
+      headIntervalMs: bus.headIntervalMs,
+    });
+    const chat = new ChatService({ store, bus: wire });
+    const ac = new AbortController();
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
+      chatRoutes({ chat, auth, config: { origins: [] } }).fetch,
+    );
+    const sockets: TestSocket[] = [];
+    const port = server.addr.port;
+    nodes.push({
+      bus: wire,
+      transport,
+      chat,
+      port,
+      async connect(user) {
+        const s = new TestSocket(
+          `ws://127.0.0.1:${port}/chat?id=${user.id}&token=${encodeURIComponent(user.token)}`,
+        );
+        sockets.push(s);
+        await s.opened;
+        s.send({ cmd: 30, all: true });
+        await s.waitFor((f) => f["cmd"] === 31);
+        return s;
+      },
+      async close() {
+        await Promise.all(sockets.map((s) => s.close()));
+        chat.close();
+        await wire.close();
+        ac.abort();
+        await server.finished;
+      },
+    });
+  }
+  return nodes;
+}
+
+/** Users named `names` with login tokens. */
+export async function hubUsers(
+  store: Store,
+  names: readonly string[],
+): Promise<{ id: number; token: string }[]> {
+  const auth = new Auth({ store, tokenTtlSeconds: 3600, iterations: 1000 });
+  const users = [];
+  for (const [i, name] of names.entries()) {
+    const u = await store.createUser({
+      mobile: `1390000${String(i).padStart(4, "0")}`,
+      passwordHash: "x",
+      nickname: name,
+      avatar: "",
+      sex: "U",
+      memo: "",
+    }, Date.now());
+    users.push({ id: u.id, token: await auth.issueToken(u.id) });
+  }
+  return users;
+}

@@ -1,0 +1,67 @@
+/**
+ * A node that dies right after its last message went out, and that message's
+ * datagram is lost: no later seq shows the hole and the dead node announces
+ * no heads. The other node notices the silence and checks its sessions'
+ * conversations against the store.
+ */
+
+import { deepStrictEqual } from "node:assert/strict";
+import { openTestStore } from "./_chat_helpers.ts";
+import { hubUsers, LossyHub, startHubNodes } from "./_lossy_hub.ts";
+
+const isChat = (f: Record<string, unknown>) => f["cmd"] === 10 || f["cmd"] === 11;
+
+for (const repairFromStore of [true, false]) {
+  const outcome = repairFromStore
+    ? "its peer's sessions get the lost tail from the store"
+    : "without the store repair the tail stays lost (the control)";
+  Deno.test(`a node goes silent after a lost last message: ${outcome}`, async () => {
+    const { store, dispose } = await openTestStore("sqlite");
+    const hub = new LossyHub(0, 1);
+    const nodes = await startHubNodes(store, hub, ["a", "b"], {
+      headIntervalMs: 50,
+      repairFromStore,
+    });
+    try {
+      const [ann, bob, cat] = await hubUsers(store, ["ann", "bob", "cat"]) as [
+        { id: number; token: string },
+        { id: number; token: string },
+        { id: number; token: string },
+      ];
+      await store.addFriendship(ann.id, bob.id, 0);
+      const g = await store.createGroup(
+        { name: "g", ownerId: ann.id, icon: "", cate: 0, memo: "" },
+        { now: 0, maxPerOwner: 5 },
+      );
+      await store.joinGroup(cat.id, g.id, 0);
+      const a = await nodes[0]!.connect(ann);
+      const b = await nodes[1]!.connect(bob);
+      const c = await nodes[1]!.connect(cat);
+      a.send({ cmd: 10, dstid: bob.id, media: 1, content: "first", cid: "f1" });
+      await b.waitFor(isChat);
+      // Node a's link dies: its next packets, heads and keepalives go nowhere.
+      hub.cut.add(nodes[0]!.transport);
+      a.send({ cmd: 10, dstid: bob.id, media: 1, content: "last", cid: "f2" });
+      a.send({ cmd: 11, dstid: g.id, media: 1, content: "group", cid: "f3" });
+      await a.waitFor((f) => f["cmd"] === 20, 3);
+      // 3 head intervals of silence, then a store read: well within a second.
+      const wait = repairFromStore ? 3000 : 800;
+      const got = async (s: typeof b, n: number) => {
+        try {
+          await s.waitFor(isChat, n, wait);
+        } catch { /* the control: checked below */ }
+        return s.frames.filter(isChat).map((f) => f["content"]);
+      };
+      if (repairFromStore) {
+        deepStrictEqual(await got(b, 2), ["first", "last"]);
+        deepStrictEqual(await got(c, 1), ["group"]);
+      } else {
+        deepStrictEqual(await got(b, 2), ["first"]);
+        deepStrictEqual(await got(c, 1), []);
+      }
+    } finally {
+      for (const n of nodes) await n.close();
+      await dispose();
+    }
+  });
+}
