@@ -9,6 +9,11 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
+import type { ConvHead, RecentHeadsLoader } from "./bus.ts";
+
+const logger = getLogger(["chat", "bus"]);
+
 /** Last-heard times of the other nodes. */
 export class PeerWatch {
   #lastHeard = new Map<string, number>();
@@ -41,4 +46,49 @@ export class PeerWatch {
   get size(): number {
     return this.#lastHeard.size;
   }
+}
+
+/** What {@linkcode repairAfterLoss} needs. */
+export interface RepairOptions {
+  /** Reads recent heads from the store; without it the loss is only logged. */
+  readonly load: RecentHeadsLoader | undefined;
+  /** Conversations written since then (epoch ms) are checked. */
+  readonly sinceTs: number;
+  /** Hands a group of heads to this node's sessions, as a heads envelope would. */
+  readonly emit: (heads: ConvHead[]) => void;
+}
+
+/**
+ * `lost` went silent: read the store's recent heads and hand them on in
+ * groups of 64, so sessions here that are behind pull the rest. Never throws.
+ */
+export async function repairAfterLoss(
+  lost: readonly string[],
+  options: RepairOptions,
+): Promise<void> {
+  if (options.load === undefined) {
+    logger.warn(
+      "Node(s) {nodes} went silent; their last messages reach sessions here only after a reconnect",
+      { nodes: lost },
+    );
+    return;
+  }
+  let heads;
+  try {
+    heads = await options.load(options.sinceTs);
+  } catch (error) {
+    logger.error("Node(s) {nodes} went silent and recent heads cannot be read: {error}", {
+      nodes: lost,
+      error,
+    });
+    return;
+  }
+  logger.warn(
+    "Node(s) {nodes} went silent; checking {count} recent conversations against the store",
+    {
+      nodes: lost,
+      count: heads.length,
+    },
+  );
+  for (let i = 0; i < heads.length; i += 64) options.emit(heads.slice(i, i + 64));
 }

@@ -18,7 +18,8 @@ import { getLogger } from "@logtape/logtape";
 import { Buffer } from "node:buffer";
 import { createClient } from "redis";
 import type { MessageLoader, RecentHeadsLoader } from "./bus.ts";
-import { type Transport, type TransportListener, WireBus } from "./bus_wire.ts";
+import type { Transport, TransportListener } from "./bus_transport.ts";
+import { WireBus } from "./bus_wire.ts";
 import { EnvelopeCodec } from "./envelope.ts";
 
 const logger = getLogger(["chat", "bus_redis"]);

@@ -15,7 +15,7 @@ import { getLogger } from "@logtape/logtape";
 import type { MessageLoader, RecentHeadsLoader } from "./bus.ts";
 import { WireBus } from "./bus_wire.ts";
 import { DATAGRAM_MAX_BYTES, EnvelopeCodec } from "./envelope.ts";
-import type { Transport, TransportListener } from "./bus_wire.ts";
+import type { Transport, TransportListener } from "./bus_transport.ts";
 
 const logger = getLogger(["chat", "bus_udp"]);
 

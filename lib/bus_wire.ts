@@ -23,37 +23,11 @@ import {
   type RecentHeadsLoader,
 } from "./bus.ts";
 import { HeadTracker, type HeadTrackerOptions } from "./bus_heads.ts";
-import { PeerWatch } from "./bus_peers.ts";
+import { PeerWatch, repairAfterLoss } from "./bus_peers.ts";
+import type { Transport } from "./bus_transport.ts";
 import { type EnvelopeCodec, EnvelopeError, type WirePayload } from "./envelope.ts";
 
 const logger = getLogger(["chat", "bus"]);
-
-/** What the transport tells the bus. */
-export interface TransportListener {
-  /** One packet arrived (from any node, this one included). */
-  packet(bytes: Uint8Array): void;
-  /** The link came back after a break: packets may have been lost meanwhile. */
-  reconnected(): void;
-}
-
-/**
- * Moves packets to every node. Contract: `send` rejects on failure and
- * never blocks for long; after `close()` nothing more reaches the listener.
- */
-export interface Transport {
-  /** Begin receiving. Called once. */
-  start(listener: TransportListener): void;
-  /** Send one packet to every node. */
-  send(packet: Uint8Array): Promise<void>;
-  /** Stop and release sockets or connections. Idempotent. */
-  close(): Promise<void>;
-  /**
-   * Resolves when the transport can carry packets to other nodes; rejects
-   * when it cannot (closed, socket failed, server not answering). Settles
-   * within a few seconds.
-   */
-  ping(): Promise<void>;
-}
 
 /** Options of {@linkcode WireBus}. */
 export interface WireBusOptions {
@@ -233,42 +207,14 @@ export class WireBus implements Bus {
     if (quiet && !this.#sentSinceTick) void this.#send({ kind: "heads", heads: [] });
     this.#sentSinceTick = false;
     const lost = this.#peers.lost(this.#now());
-    if (lost.length > 0) void this.#repair(lost);
-  }
-
-  /** Hand this node's handlers the store's recent heads: `lost` may have taken a tail with it. */
-  async #repair(lost: string[]): Promise<void> {
-    const load = this.#loadRecentHeads;
-    if (load === undefined) {
-      logger.warn(
-        "Node(s) {nodes} went silent; their last messages reach sessions here only after a reconnect",
-        {
-          nodes: lost,
-        },
-      );
-      return;
-    }
-    let heads;
-    try {
-      heads = await load(this.#now() - this.#repairWindowMs);
-    } catch (error) {
-      logger.error("Node(s) {nodes} went silent and recent heads cannot be read: {error}", {
-        nodes: lost,
-        error,
-      });
-      return;
-    }
-    if (this.#closed) return;
-    logger.warn(
-      "Node(s) {nodes} went silent; checking {count} recent conversations against the store",
-      {
-        nodes: lost,
-        count: heads.length,
+    if (lost.length === 0) return;
+    void repairAfterLoss(lost, {
+      load: this.#loadRecentHeads,
+      sinceTs: this.#now() - this.#repairWindowMs,
+      emit: (heads) => {
+        if (!this.#closed) this.#handlers.emit({ kind: "heads", heads });
       },
-    );
-    for (let i = 0; i < heads.length; i += 64) {
-      this.#handlers.emit({ kind: "heads", heads: heads.slice(i, i + 64) });
-    }
+    });
   }
 
   #announce(all: boolean): void {

@@ -6,7 +6,8 @@
 
 import { Auth } from "../lib/auth.ts";
 import { storeMessageLoader, storeRecentHeadsLoader } from "../lib/bus.ts";
-import { type Transport, type TransportListener, WireBus } from "../lib/bus_wire.ts";
+import type { Transport, TransportListener } from "../lib/bus_transport.ts";
+import { WireBus } from "../lib/bus_wire.ts";
 import { ChatService } from "../lib/chat_service.ts";
 import { EnvelopeCodec } from "../lib/envelope.ts";
 import { chatRoutes } from "../lib/http/chat_route.ts";

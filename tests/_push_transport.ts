@@ -1,6 +1,6 @@
 /** A bus transport a test drives by hand: it pushes packets in, and sends go nowhere. */
 
-import type { Transport, TransportListener } from "../lib/bus_wire.ts";
+import type { Transport, TransportListener } from "../lib/bus_transport.ts";
 
 /** Hands each packet the test pushes to the bus; `listener` is set while started. */
 export class PushTransport implements Transport {
