@@ -33,8 +33,12 @@ export interface MachineTicks {
   readonly total: number;
 }
 
-/** Read `paths` (under /proc) through `cat`; the texts in order. */
-async function readProc(paths: readonly string[]): Promise<string[]> {
+/**
+ * Read `paths` (under /proc) through `cat`; the texts in order. With
+ * `vanishing`, a file that cannot be read (a thread that ended between the
+ * listing and the read) gives "" instead of an error.
+ */
+async function readProc(paths: readonly string[], vanishing = false): Promise<string[]> {
   const out: string[] = [];
   for (const path of paths) {
     const { stdout, success } = await new Deno.Command("cat", {
@@ -42,8 +46,8 @@ async function readProc(paths: readonly string[]): Promise<string[]> {
       stdout: "piped",
       stderr: "null",
     }).output();
-    if (!success) throw new Error(`Cannot read ${path}`);
-    out.push(new TextDecoder().decode(stdout));
+    if (!success && !vanishing) throw new Error(`Cannot read ${path}`);
+    out.push(success ? new TextDecoder().decode(stdout) : "");
   }
   return out;
 }
@@ -68,11 +72,12 @@ async function threadIds(pid: number): Promise<number[]> {
 /** CPU seconds of process `pid`, of its main thread and of its busiest JS worker thread. */
 export async function cpuTimes(pid: number): Promise<CpuTimes> {
   const workers = (await threadIds(pid)).filter((tid) => tid !== pid);
-  const [all = "", main = "", ...threads] = await readProc([
+  const [all = "", main = ""] = await readProc([
     `/proc/${pid}/stat`,
     `/proc/${pid}/task/${pid}/stat`,
-    ...workers.map((tid) => `/proc/${pid}/task/${tid}/stat`),
   ]);
+  // Runtime threads come and go (e.g. a pool thread ending): a vanished one is skipped.
+  const threads = await readProc(workers.map((tid) => `/proc/${pid}/task/${tid}/stat`), true);
   const worker = threads
     .filter((text) => /\(worker-\d+\)/.test(text))
     .reduce((most, text) => Math.max(most, statSeconds(text)), 0);
