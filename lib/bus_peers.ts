@@ -1,10 +1,11 @@
 /**
  * Which other nodes are alive, as far as the bus can tell. Every node sends
  * at least one packet per head interval (a keepalive when it has nothing
- * else), so a node not heard from for `timeoutMs` crashed or was cut off:
- * the last messages it published may not have arrived here, and nothing
- * from it will announce them. Pure: the caller feeds it packet times and
- * asks at each tick.
+ * else), so a node not heard from for `timeoutMs` crashed or was cut off,
+ * and one heard with a new start epoch restarted: either way the last
+ * messages it published may not have arrived here, and nothing from it will
+ * announce them. `PeerWatch` is pure (the caller feeds it packet times and
+ * asks at each tick); `repairAfterLoss` reads the store's recent heads.
  *
  * @module
  */
@@ -14,9 +15,10 @@ import type { ConvHead, RecentHeadsLoader } from "./bus.ts";
 
 const logger = getLogger(["chat", "bus"]);
 
-/** Last-heard times of the other nodes. */
+/** Last-heard times (and epochs) of the other nodes. */
 export class PeerWatch {
-  #lastHeard = new Map<string, number>();
+  #lastHeard = new Map<string, { at: number; epoch: string }>();
+  #restarted = new Set<string>();
   #timeoutMs: number;
 
   /** Nodes silent for longer than `timeoutMs` count as lost. */
@@ -24,22 +26,32 @@ export class PeerWatch {
     this.#timeoutMs = timeoutMs;
   }
 
-  /** A genuine (signed) packet from `nodeId` was handled at `now`. */
-  heard(nodeId: string, now: number): void {
-    this.#lastHeard.set(nodeId, now);
+  /**
+   * A genuine (signed) packet from `nodeId` in its start `epoch` was handled
+   * at `now`. A new epoch of a watched node means it restarted, perhaps
+   * faster than the timeout: that counts as a loss too.
+   */
+  heard(nodeId: string, epoch: string, now: number): void {
+    const last = this.#lastHeard.get(nodeId);
+    if (last !== undefined && last.epoch !== epoch) this.#restarted.add(nodeId);
+    this.#lastHeard.set(nodeId, { at: now, epoch });
   }
 
   /**
-   * The nodes silent for longer than the timeout at `now`, each reported
-   * once; a lost node that speaks again is watched again.
+   * The nodes silent for longer than the timeout at `now`, and those that
+   * restarted since the last call, each reported once; a lost node that
+   * speaks again is watched again.
    */
   lost(now: number): string[] {
-    const gone: string[] = [];
-    for (const [nodeId, at] of this.#lastHeard) {
-      if (now - at > this.#timeoutMs) gone.push(nodeId);
+    const gone = new Set(this.#restarted);
+    this.#restarted.clear();
+    for (const [nodeId, { at }] of this.#lastHeard) {
+      if (now - at > this.#timeoutMs) {
+        gone.add(nodeId);
+        this.#lastHeard.delete(nodeId);
+      }
     }
-    for (const nodeId of gone) this.#lastHeard.delete(nodeId);
-    return gone;
+    return [...gone];
   }
 
   /** How many nodes are being watched. */

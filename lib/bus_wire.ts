@@ -256,7 +256,7 @@ export class WireBus implements Bus {
     }
     if (opened.self || this.#closed) return;
     const { payload, nodeId } = opened;
-    this.#peers.heard(nodeId, this.#now());
+    this.#peers.heard(nodeId, opened.epoch, this.#now());
     if (payload.kind !== "message_ref") {
       this.#counts.received++;
       this.#handlers.emit(payload);

@@ -61,6 +61,8 @@ export type OpenedEnvelope =
     readonly self: false;
     /** The sending node. */
     readonly nodeId: string;
+    /** The sending node's epoch: a new one means it restarted. */
+    readonly epoch: string;
     readonly payload: WirePayload;
   };
 
@@ -213,7 +215,7 @@ export class EnvelopeCodec {
     const body = parseBody(packet.subarray(HEADER_BYTES));
     if (body.nodeId === this.#nodeId) return { self: true };
     this.#checkReplay(body);
-    return { self: false, nodeId: body.nodeId, payload: body.payload };
+    return { self: false, nodeId: body.nodeId, epoch: body.epoch, payload: body.payload };
   }
 
   #checkReplay(body: Body): void {

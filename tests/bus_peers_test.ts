@@ -3,15 +3,26 @@ import { PeerWatch } from "../lib/bus_peers.ts";
 
 Deno.test("PeerWatch reports a node silent past the timeout once, and watches it again when it speaks", () => {
   const peers = new PeerWatch(300);
-  peers.heard("a", 1000);
-  peers.heard("b", 1000);
+  peers.heard("a", "e1", 1000);
+  peers.heard("b", "e1", 1000);
   deepStrictEqual(peers.lost(1300), []);
-  peers.heard("b", 1250);
+  peers.heard("b", "e1", 1250);
   deepStrictEqual(peers.lost(1301), ["a"]);
   deepStrictEqual(peers.lost(1400), [], "reported once");
   deepStrictEqual(peers.size, 1);
-  peers.heard("a", 1500);
+  peers.heard("a", "e1", 1500);
   deepStrictEqual(peers.lost(1600), ["b"]);
   deepStrictEqual(peers.lost(1801), ["a"]);
   deepStrictEqual(peers.size, 0);
+});
+
+Deno.test("PeerWatch reports a node that restarted within the timeout (a new epoch) once", () => {
+  const peers = new PeerWatch(3000);
+  peers.heard("a", "e1", 1000);
+  deepStrictEqual(peers.lost(1100), []);
+  peers.heard("a", "e2", 1200); // back after a crash, well inside the timeout
+  peers.heard("a", "e2", 1300);
+  deepStrictEqual(peers.lost(1400), ["a"]);
+  deepStrictEqual(peers.lost(1500), []);
+  deepStrictEqual(peers.size, 1, "still watched");
 });

@@ -13,7 +13,7 @@ async function refused(p: Promise<unknown>, reason: EnvelopeErrorReason): Promis
 }
 
 Deno.test("EnvelopeCodec round-trips each kind and knows its own echo", async () => {
-  const a = await codec("a");
+  const a = await codec("a", { epoch: "e1" });
   const b = await codec("b");
   const kinds = [
     { kind: "message", message: message(1), exceptSession: "s" },
@@ -23,13 +23,13 @@ Deno.test("EnvelopeCodec round-trips each kind and knows its own echo", async ()
   for (const env of kinds) {
     const packet = await a.seal(env);
     strictEqual(packet.length <= 1200, true);
-    deepStrictEqual(await b.open(packet), { self: false, nodeId: "a", payload: env });
+    deepStrictEqual(await b.open(packet), { self: false, nodeId: "a", epoch: "e1", payload: env });
     deepStrictEqual(await a.open(packet), { self: true });
   }
 });
 
 Deno.test("EnvelopeCodec sends a message too big for a datagram by reference, never truncated", async () => {
-  const a = await codec("a");
+  const a = await codec("a", { epoch: "e1" });
   const b = await codec("b");
   const big = message(7, "x".repeat(5000), "g:12");
   const packet = await a.seal({ kind: "message", message: big });
@@ -37,6 +37,7 @@ Deno.test("EnvelopeCodec sends a message too big for a datagram by reference, ne
   deepStrictEqual(await b.open(packet), {
     self: false,
     nodeId: "a",
+    epoch: "e1",
     payload: { kind: "message_ref", ref: { id: big.id, conv: "g:12", seq: 7 } },
   });
   // Anything else that does not fit is refused, not cut.
