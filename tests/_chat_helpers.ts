@@ -223,6 +223,24 @@ export interface ChatServerOptions {
   bus?: Bus;
 }
 
+/** A user `name` (password hash "x") straight in `store`, with a login token. */
+export async function testUser(
+  store: Store,
+  auth: Auth,
+  mobile: string,
+  name: string,
+): Promise<{ id: number; token: string }> {
+  const u = await store.createUser({
+    mobile,
+    passwordHash: "x",
+    nickname: name,
+    avatar: "",
+    sex: "U",
+    memo: "",
+  }, Date.now());
+  return { id: u.id, token: await auth.issueToken(u.id) };
+}
+
 /** A running chat server for one test. */
 export interface ChatServer extends AsyncDisposable {
   readonly port: number;
@@ -277,16 +295,8 @@ export async function startChatServer(
     auth,
     chat,
     url,
-    async user(name) {
-      const u = await store.createUser({
-        mobile: `139${String(++n).padStart(8, "0")}`,
-        passwordHash: "x",
-        nickname: name,
-        avatar: "",
-        sex: "U",
-        memo: "",
-      }, Date.now());
-      return { id: u.id, token: await auth.issueToken(u.id) };
+    user(name) {
+      return testUser(store, auth, `139${String(++n).padStart(8, "0")}`, name);
     },
     async connect(user, options = {}) {
       const s = new TestSocket(

@@ -12,7 +12,7 @@ import { ChatService } from "../lib/chat_service.ts";
 import { EnvelopeCodec } from "../lib/envelope.ts";
 import { chatRoutes } from "../lib/http/chat_route.ts";
 import type { Store } from "../lib/store.ts";
-import { TestSocket } from "./_chat_helpers.ts";
+import { TestSocket, testUser } from "./_chat_helpers.ts";
 
 /** Every transport of the hub hears every other's packets, minus a seeded share. */
 export class LossyHub {
@@ -142,23 +142,27 @@ export async function startHubNodes(
   return nodes;
 }
 
-/** Users named `names` with login tokens. */
-export async function hubUsers(
+type User = { id: number; token: string };
+
+/**
+ * Ann, Bob and Cat with login tokens; Ann and Bob are friends; Ann owns
+ * group `g`, which `members` join.
+ */
+export async function hubCast(
   store: Store,
-  names: readonly string[],
-): Promise<{ id: number; token: string }[]> {
+  members: readonly ("bob" | "cat")[],
+): Promise<{ ann: User; bob: User; cat: User; g: { id: number } }> {
   const auth = new Auth({ store, tokenTtlSeconds: 3600, iterations: 1000 });
-  const users = [];
-  for (const [i, name] of names.entries()) {
-    const u = await store.createUser({
-      mobile: `1390000${String(i).padStart(4, "0")}`,
-      passwordHash: "x",
-      nickname: name,
-      avatar: "",
-      sex: "U",
-      memo: "",
-    }, Date.now());
-    users.push({ id: u.id, token: await auth.issueToken(u.id) });
-  }
-  return users;
+  const [ann, bob, cat] = [
+    await testUser(store, auth, "13900000001", "ann"),
+    await testUser(store, auth, "13900000002", "bob"),
+    await testUser(store, auth, "13900000003", "cat"),
+  ];
+  await store.addFriendship(ann.id, bob.id, 0);
+  const g = await store.createGroup(
+    { name: "g", ownerId: ann.id, icon: "", cate: 0, memo: "" },
+    { now: 0, maxPerOwner: 5 },
+  );
+  for (const m of members) await store.joinGroup((m === "bob" ? bob : cat).id, g.id, 0);
+  return { ann, bob, cat, g };
 }

@@ -9,25 +9,14 @@
 
 import { deepStrictEqual } from "node:assert/strict";
 import { openTestStore, type TestSocket } from "./_chat_helpers.ts";
-import { hubUsers, LossyHub, startHubNodes } from "./_lossy_hub.ts";
+import { hubCast, LossyHub, startHubNodes } from "./_lossy_hub.ts";
 
 Deno.test("sessions on two nodes get every message once, in order, over a bus losing 30%", async () => {
   const { store, dispose } = await openTestStore("sqlite");
   const hub = new LossyHub(0.3, 42);
   const nodes = await startHubNodes(store, hub, ["a", "b"], { headIntervalMs: 100 });
   try {
-    const [ann, bob, cat] = await hubUsers(store, ["ann", "bob", "cat"]) as [
-      { id: number; token: string },
-      { id: number; token: string },
-      { id: number; token: string },
-    ];
-    await store.addFriendship(ann.id, bob.id, 0);
-    const g = await store.createGroup(
-      { name: "g", ownerId: ann.id, icon: "", cate: 0, memo: "" },
-      { now: 0, maxPerOwner: 5 },
-    );
-    await store.joinGroup(bob.id, g.id, 0);
-    await store.joinGroup(cat.id, g.id, 0);
+    const { ann, bob, cat, g } = await hubCast(store, ["bob", "cat"]);
     const a = await nodes[0]!.connect(ann);
     const b = await nodes[1]!.connect(bob);
     const c = await nodes[1]!.connect(cat);

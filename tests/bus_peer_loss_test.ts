@@ -7,7 +7,7 @@
 
 import { deepStrictEqual } from "node:assert/strict";
 import { openTestStore } from "./_chat_helpers.ts";
-import { hubUsers, LossyHub, startHubNodes } from "./_lossy_hub.ts";
+import { hubCast, LossyHub, startHubNodes } from "./_lossy_hub.ts";
 
 const isChat = (f: Record<string, unknown>) => f["cmd"] === 10 || f["cmd"] === 11;
 
@@ -23,17 +23,7 @@ for (const repairFromStore of [true, false]) {
       repairFromStore,
     });
     try {
-      const [ann, bob, cat] = await hubUsers(store, ["ann", "bob", "cat"]) as [
-        { id: number; token: string },
-        { id: number; token: string },
-        { id: number; token: string },
-      ];
-      await store.addFriendship(ann.id, bob.id, 0);
-      const g = await store.createGroup(
-        { name: "g", ownerId: ann.id, icon: "", cate: 0, memo: "" },
-        { now: 0, maxPerOwner: 5 },
-      );
-      await store.joinGroup(cat.id, g.id, 0);
+      const { ann, bob, cat, g } = await hubCast(store, ["cat"]);
       const a = await nodes[0]!.connect(ann);
       const b = await nodes[1]!.connect(bob);
       const c = await nodes[1]!.connect(cat);
