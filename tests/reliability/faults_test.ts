@@ -8,7 +8,7 @@
  * never-reading and heartbeat-less clients are in faults_net_test.ts.
  */
 
-import { deepStrictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok } from "node:assert/strict";
 import {
   assertClean,
   busCounters,
@@ -42,15 +42,22 @@ function acked(w: Workload): number {
   return w.clients.reduce((n, c) => n + [...c.acked.values()].reduce((m, s) => m + s.size, 0), 0);
 }
 
-/** Send the workload; run `fault` once a third is acked; then tally and check the nodes. */
+/**
+ * Send the workload; run `fault` once a third is acked; then tally and check
+ * the nodes. `warmNode` places client `i` for the warm-up round (default: as
+ * in the fault round, `i % nodes`); a fault that moves clients warms up with
+ * where they end, so each survivor's baseline has carried that load once.
+ */
 async function withFault(
   cluster: Cluster,
   w: Workload,
   fault: () => Promise<void>,
+  warmNode?: (i: number) => number,
 ): Promise<void> {
   const n = cluster.nodes.length;
+  const warmAt = warmNode ?? ((i: number) => i % n);
   // A warm-up round of the same workload first: the RSS baseline, and acks counted anew.
-  const { baseline, next } = await warmUp(cluster.nodes, w, (i) => cluster.chatUrl(i % n));
+  const { baseline, next } = await warmUp(cluster.nodes, w, (i) => cluster.chatUrl(warmAt(i)));
   await connectAll(w.clients, (i) => cluster.chatUrl(i % n));
   try {
     const sending = sendAll(next);
@@ -74,7 +81,11 @@ Deno.test("a node killed with SIGKILL mid-stream loses nothing: its clients move
     const moved = w.clients.filter((_, i) => i % 3 === 0);
     await until(() => moved.every((c) => !c.ready), "node 0's clients see the close", 10_000);
     await Promise.all(moved.map((c) => c.connect(cluster.chatUrl(1))));
-  });
+  }, (i) => i % 3 === 0 ? 1 : i % 3);
+  // The survivors noticed the silence and checked recent heads against the store.
+  for (const node of cluster.nodes.slice(1)) {
+    ok(/rel0.*went silent; checking \d+ recent conversations/.test(node!.log()), node!.log());
+  }
 });
 
 Deno.test("a Redis restart mid-stream loses nothing: gaps are pulled from the store", async () => {
