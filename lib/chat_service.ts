@@ -2,7 +2,8 @@
  * The per-message flow: stamp the sender, check friendship or membership,
  * persist (the store assigns `seq` and dedups by `cid`), publish on the bus
  * (every node's subscriber hands it to its dispatcher), then ack the sender
- * once the bus has handed it to its transport. Also catch-up and history, and the list of live sessions.
+ * once the bus has handed it to its transport. Also catch-up and history,
+ * and the list of live sessions.
  *
  * @module
  */

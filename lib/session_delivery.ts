@@ -139,23 +139,24 @@ export class SessionDelivery implements DeliveryTarget {
     void this.#enqueue(async () => {
       await published;
       this.#session.release(text.length);
-      if (this.#ackedEarly.delete(ack.cid)) {
-        this.#pending.delete(ack.cid);
-        return;
-      }
+      if (this.#ackedByFill(ack.cid)) return;
       // In this step, not queued again: frames that came meanwhile wait behind it.
       await this.#place(message, text, ack.cid);
     });
   }
 
   #ownNow(message: StoredMessage, text: string, cid: string): void {
-    if (this.#ackedEarly.delete(cid)) {
-      this.#pending.delete(cid);
-      return;
-    }
+    if (this.#ackedByFill(cid)) return;
     // The cid stays pending until its ack is really sent: a gap fill running
     // meanwhile must send this row as an ack too, not as a message.
     this.#accept(message, text, cid);
+  }
+
+  /** Whether a gap fill already sent the ack of `cid` (then the cid is done). */
+  #ackedByFill(cid: string): boolean {
+    if (!this.#ackedEarly.delete(cid)) return false;
+    this.#pending.delete(cid);
+    return true;
   }
 
   /** The session is about to store its message `cid`; see {@linkcode own}. */
