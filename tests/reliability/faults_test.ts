@@ -42,29 +42,46 @@ function acked(w: Workload): number {
   return w.clients.reduce((n, c) => n + [...c.acked.values()].reduce((m, s) => m + s.size, 0), 0);
 }
 
+/** Where the warm-up round differs from the fault round; see {@linkcode withFault}. */
+interface WarmUp {
+  /** The node client `i` uses in the warm-up round. @default {i % nodes} */
+  readonly node?: (i: number) => number;
+  /** Run the fault in the warm-up round too (it must be repeatable). @default {false} */
+  readonly withFault?: boolean;
+}
+
 /**
  * Send the workload; run `fault` once a third is acked; then tally and check
- * the nodes. `warmNode` places client `i` for the warm-up round (default: as
- * in the fault round, `i % nodes`); a fault that moves clients warms up with
- * where they end, so each survivor's baseline has carried that load once.
+ * the nodes. A warm-up round first sets each node's RSS baseline, so it must
+ * carry the load the fault round puts on each node: a fault that moves
+ * clients for good warms up with them where they end (`warm.node`); one that
+ * adds work on every node, like a reconnect storm, is run there too
+ * (`warm.withFault`).
  */
 async function withFault(
   cluster: Cluster,
   w: Workload,
   fault: () => Promise<void>,
-  warmNode?: (i: number) => number,
+  warm: WarmUp = {},
 ): Promise<void> {
   const n = cluster.nodes.length;
-  const warmAt = warmNode ?? ((i: number) => i % n);
-  // A warm-up round of the same workload first: the RSS baseline, and acks counted anew.
-  const { baseline, next } = await warmUp(cluster.nodes, w, (i) => cluster.chatUrl(warmAt(i)));
-  await connectAll(w.clients, (i) => cluster.chatUrl(i % n));
-  try {
-    const sending = sendAll(next);
+  const warmAt = warm.node ?? ((i: number) => i % n);
+  const midway = async (round: Workload, send: Promise<void>) => {
     await until(() => acked(w) >= w.total / 3, "a third acked", 60_000);
     await fault();
-    await sending;
-    await assertExact(await settle(next), cluster);
+    await send;
+    return round;
+  };
+  // A warm-up round of the same workload first: the RSS baseline, and acks counted anew.
+  const { baseline, next } = await warmUp(
+    cluster.nodes,
+    w,
+    (i) => cluster.chatUrl(warmAt(i)),
+    warm.withFault === true ? async (round) => void await midway(round, sendAll(round)) : sendAll,
+  );
+  await connectAll(w.clients, (i) => cluster.chatUrl(i % n));
+  try {
+    await assertExact(await settle(await midway(next, sendAll(next))), cluster);
   } finally {
     await Promise.all(w.clients.map((c) => c.close()));
   }
@@ -81,7 +98,7 @@ Deno.test("a node killed with SIGKILL mid-stream loses nothing: its clients move
     const moved = w.clients.filter((_, i) => i % 3 === 0);
     await until(() => moved.every((c) => !c.ready), "node 0's clients see the close", 10_000);
     await Promise.all(moved.map((c) => c.connect(cluster.chatUrl(1))));
-  }, (i) => i % 3 === 0 ? 1 : i % 3);
+  }, { node: (i) => i % 3 === 0 ? 1 : i % 3 });
   // The survivors noticed the silence and checked recent heads against the store.
   for (const node of cluster.nodes.slice(1)) {
     ok(/rel0.*went silent; checking \d+ recent conversations/.test(node!.log()), node!.log());
@@ -116,5 +133,5 @@ Deno.test("a reconnect storm of all 300 clients at once mid-stream loses nothing
     // Everyone at once, each to the other node.
     const ok = await Promise.all(w.clients.map((c, i) => c.connect(cluster.chatUrl((i + 1) % 2))));
     deepStrictEqual(ok.filter((x) => !x).length, 0, "every client reconnected");
-  });
+  }, { withFault: true });
 });
