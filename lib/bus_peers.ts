@@ -66,13 +66,13 @@ export interface RepairOptions {
   readonly load: RecentHeadsLoader | undefined;
   /** Conversations written since then (epoch ms) are checked. */
   readonly sinceTs: number;
-  /** Hands a group of heads to this node's sessions, as a heads envelope would. */
-  readonly emit: (heads: ConvHead[]) => void;
+  /** Hands the heads to this node's sessions, as a heads envelope would. */
+  readonly emit: (heads: readonly ConvHead[]) => void;
 }
 
 /**
- * `lost` went silent: read the store's recent heads and hand them on in
- * groups of 64, so sessions here that are behind pull the rest. Never throws.
+ * `lost` went silent: read the store's recent heads and hand them on, so
+ * sessions here that are behind pull the rest. Never throws.
  */
 export async function repairAfterLoss(
   lost: readonly string[],
@@ -102,5 +102,6 @@ export async function repairAfterLoss(
       count: heads.length,
     },
   );
-  for (let i = 0; i < heads.length; i += 64) options.emit(heads.slice(i, i + 64));
+  // Handed on locally, not sent: no envelope size to keep under.
+  if (heads.length > 0) options.emit(heads);
 }

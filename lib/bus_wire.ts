@@ -201,10 +201,9 @@ export class WireBus implements Bus {
   }
 
   #tick(): void {
-    const quiet = !this.#sentSinceTick;
     this.#announce(false);
     // Silence must mean "gone": say something every interval.
-    if (quiet && !this.#sentSinceTick) void this.#send({ kind: "heads", heads: [] });
+    if (!this.#sentSinceTick) void this.#send({ kind: "heads", heads: [] });
     this.#sentSinceTick = false;
     const lost = this.#peers.lost(this.#now());
     if (lost.length === 0) return;

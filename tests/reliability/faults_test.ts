@@ -66,22 +66,22 @@ async function withFault(
 ): Promise<void> {
   const n = cluster.nodes.length;
   const warmAt = warm.node ?? ((i: number) => i % n);
-  const midway = async (round: Workload, send: Promise<void>) => {
+  const faultMidway = async (sending: Promise<void>) => {
     await until(() => acked(w) >= w.total / 3, "a third acked", 60_000);
     await fault();
-    await send;
-    return round;
+    await sending;
   };
   // A warm-up round of the same workload first: the RSS baseline, and acks counted anew.
   const { baseline, next } = await warmUp(
     cluster.nodes,
     w,
     (i) => cluster.chatUrl(warmAt(i)),
-    warm.withFault === true ? async (round) => void await midway(round, sendAll(round)) : sendAll,
+    warm.withFault === true ? (round) => faultMidway(sendAll(round)) : sendAll,
   );
   await connectAll(w.clients, (i) => cluster.chatUrl(i % n));
   try {
-    await assertExact(await settle(await midway(next, sendAll(next))), cluster);
+    await faultMidway(sendAll(next));
+    await assertExact(await settle(next), cluster);
   } finally {
     await Promise.all(w.clients.map((c) => c.close()));
   }
