@@ -29,9 +29,12 @@ import { type EnvelopeCodec, EnvelopeError, type WirePayload } from "./envelope.
 
 const logger = getLogger(["chat", "bus"]);
 
+/** What the bus needs of an {@linkcode EnvelopeCodec}. */
+export type PacketCodec = Pick<EnvelopeCodec, "nodeId" | "seal" | "open">;
+
 /** Options of {@linkcode WireBus}. */
 export interface WireBusOptions {
-  readonly codec: EnvelopeCodec;
+  readonly codec: PacketCodec;
   readonly transport: Transport;
   /** Loads messages that came by reference. */
   readonly loadMessage: MessageLoader;
@@ -64,7 +67,7 @@ type Counts = { -readonly [K in keyof BusStats]: number };
 
 /** The signed-packet bus; see the module doc. */
 export class WireBus implements Bus {
-  #codec: EnvelopeCodec;
+  #codec: PacketCodec;
   #transport: Transport;
   #loadMessage: MessageLoader;
   #handlers = new BusHandlers();
@@ -81,6 +84,8 @@ export class WireBus implements Bus {
   #nextTick = Promise.withResolvers<void>();
   #secondTick = Promise.withResolvers<void>();
   #inbound: Promise<void> = Promise.resolve();
+  /** Settles once the last packet sealed so far went to the transport (or was dropped). */
+  #handedOff: Promise<void> = Promise.resolve();
   #queued = 0;
   #maxInbound: number;
   #counts: Counts = {
@@ -225,18 +230,30 @@ export class WireBus implements Bus {
 
   async #send(envelope: WirePayload): Promise<void> {
     this.#sentSinceTick = true;
-    let packet: Uint8Array;
+    // Seals run on a thread pool and finish out of order under load; packets
+    // still go to the transport in publish order, or receivers would see
+    // seq gaps and read the store to fill them.
+    const sealing = this.#codec.seal(envelope);
+    const previous = this.#handedOff;
+    const turn = Promise.withResolvers<void>();
+    this.#handedOff = turn.promise;
+    let sending: Promise<void>;
     try {
-      packet = await this.#codec.seal(envelope);
+      const packet = await sealing;
+      await previous;
+      if (this.#closed) return;
+      sending = this.#transport.send(packet);
     } catch (error) {
       if (error instanceof EnvelopeError) this.#counts.oversized++;
       else this.#counts.dropped++;
       logger.error("Envelope not sent: {error}", { error });
+      await previous;
       return;
+    } finally {
+      turn.resolve();
     }
-    if (this.#closed) return;
     try {
-      await this.#transport.send(packet);
+      await sending;
       this.#counts.sent++;
     } catch (error) {
       this.#counts.dropped++;

@@ -8,7 +8,7 @@ export class PushTransport implements Transport {
   start(listener: TransportListener): void {
     this.listener = listener;
   }
-  send(): Promise<void> {
+  send(_packet: Uint8Array): Promise<void> {
     return Promise.resolve();
   }
   close(): Promise<void> {

@@ -1,7 +1,7 @@
 /** WireBus's own bounds, with a transport the test drives by hand. */
 
 import { deepStrictEqual } from "node:assert/strict";
-import { WireBus } from "../lib/bus_wire.ts";
+import { type PacketCodec, WireBus } from "../lib/bus_wire.ts";
 import { EnvelopeCodec } from "../lib/envelope.ts";
 import { PushTransport } from "./_push_transport.ts";
 
@@ -112,4 +112,40 @@ Deno.test("WireBus sends a keepalive each head interval it has nothing to send, 
   const after = transport.sends.length;
   await new Promise((r) => setTimeout(r, 120));
   deepStrictEqual(transport.sends.length, after, "nothing after close");
+});
+
+Deno.test("WireBus hands packets to the transport in publish order when seals finish out of order", async () => {
+  const real = await EnvelopeCodec.create({ secret: "wire-test-secret-0123456789", nodeId: "a" });
+  const firstSeal = Promise.withResolvers<void>();
+  // The first seal finishes last, as a busy crypto thread pool can make it.
+  const codec: PacketCodec = {
+    nodeId: real.nodeId,
+    seal: async (envelope) => {
+      const packet = await real.seal(envelope);
+      if (envelope.kind === "member" && envelope.userId === 1) await firstSeal.promise;
+      return packet;
+    },
+    open: (packet) => real.open(packet),
+  };
+  const sent: number[] = [];
+  const transport = new class extends PushTransport {
+    override send(packet: Uint8Array): Promise<void> {
+      const body = JSON.parse(new TextDecoder().decode(packet.subarray(35))); // after prefix and tag;
+      if (body.k === "g") sent.push(body.u);
+      return Promise.resolve();
+    }
+  }();
+  const bus = new WireBus({
+    codec,
+    transport,
+    loadMessage: () => Promise.resolve(undefined),
+    headIntervalMs: 60_000,
+  });
+  const done = [1, 2, 3].map((userId) => bus.publish({ kind: "member", groupId: 1, userId }));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setTimeout(r, 1));
+  deepStrictEqual(sent, [], "2 and 3 are sealed but wait for 1");
+  firstSeal.resolve();
+  await Promise.all(done);
+  deepStrictEqual(sent, [1, 2, 3]);
+  await bus.close();
 });
