@@ -27,6 +27,7 @@ import { ChatMetrics } from "./lib/chat_metrics.ts";
 import { timedStore } from "./lib/store_timed.ts";
 import { DrainState, waitUntil } from "./lib/drain.ts";
 import { drainGate, opsRoutes, type ReadinessCheck } from "./lib/http/ops_routes.ts";
+import { serve } from "./lib/ws/serve.ts";
 
 const ROOT = import.meta.dirname ?? ".";
 /** Whether this runs from a `deno compile` binary (its modules live under deno-compile-*). */
@@ -169,21 +170,21 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
 
-  const server = Deno.serve({
+  const server = serve({
     hostname: config.host,
     port: config.port,
     signal: shutdown.signal,
-    onListen: ({ hostname, port }) => {
-      log.info("Listening on {url} as node {nodeId} (store {db}, bus {bus})", {
-        url: `http://${hostname}:${port}`,
-        nodeId: config.nodeId,
-        db: config.db.kind,
-        bus: config.bus.kind,
-        secretFrom: config.secret === undefined ? "data folder" : "CHAT_SECRET",
-        secretBytes: secret.length,
-      });
-    },
-  }, drainGate(app.fetch, drain));
+    fetch: drainGate(app.fetch, drain),
+  });
+  const { hostname, port } = server.addr;
+  log.info("Listening on {url} as node {nodeId} (store {db}, bus {bus})", {
+    url: `http://${hostname}:${port}`,
+    nodeId: config.nodeId,
+    db: config.db.kind,
+    bus: config.bus.kind,
+    secretFrom: config.secret === undefined ? "data folder" : "CHAT_SECRET",
+    secretBytes: secret.length,
+  });
 
   const metricsServer = config.metricsAddr === undefined ? undefined : Deno.serve({
     hostname: config.metricsAddr.host,

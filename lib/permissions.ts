@@ -40,6 +40,12 @@ export function neededPermissions(
     flag: `--allow-net=${hostForFlag(config.host)}`,
     reason: "to listen on HOST:PORT",
   });
+  // The internal HTTP server behind the websocket front door (lib/ws/serve.ts).
+  needs.push({
+    descriptor: { name: "net", host: "127.0.0.1:0" },
+    flag: "--allow-net=127.0.0.1",
+    reason: "for the internal HTTP server on loopback",
+  });
   if (config.metricsAddr !== undefined) {
     const host = hostForFlag(config.metricsAddr.host);
     needs.push({

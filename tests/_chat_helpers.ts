@@ -5,6 +5,7 @@
  * clients.
  */
 
+import { serve } from "../lib/ws/serve.ts";
 import pg from "pg";
 import { Auth } from "../lib/auth.ts";
 import type { Bus } from "../lib/bus.ts";
@@ -281,10 +282,12 @@ export async function startChatServer(
     config: { origins: options.origins ?? [] },
   });
   const ac = new AbortController();
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
-    app.fetch,
-  );
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: ac.signal,
+    fetch: app.fetch,
+  });
   const sockets: TestSocket[] = [];
   let n = 0;
   const port = server.addr.port;

@@ -4,6 +4,7 @@
  * minus everything from a transport the test has cut off.
  */
 
+import { serve } from "../lib/ws/serve.ts";
 import { Auth } from "../lib/auth.ts";
 import { storeMessageLoader, storeRecentHeadsLoader } from "../lib/bus.ts";
 import type { Transport, TransportListener } from "../lib/bus_transport.ts";
@@ -109,10 +110,12 @@ export async function startHubNodes(
     });
     const chat = new ChatService({ store, bus: wire });
     const ac = new AbortController();
-    const server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
-      chatRoutes({ chat, auth, config: { origins: [] } }).fetch,
-    );
+    const server = serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      signal: ac.signal,
+      fetch: chatRoutes({ chat, auth, config: { origins: [] } }).fetch,
+    });
     const sockets: TestSocket[] = [];
     const port = server.addr.port;
     nodes.push({

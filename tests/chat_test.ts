@@ -1,3 +1,4 @@
+import { serve } from "../lib/ws/serve.ts";
 import assert from "node:assert/strict";
 import { LocalBus } from "../lib/bus_local.ts";
 import { ChatService } from "../lib/chat_service.ts";
@@ -337,10 +338,12 @@ Deno.test("/chat works when mounted in the full app through extraRoutes", async 
     },
   });
   const ac = new AbortController();
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
-    app.fetch,
-  );
+  const server = serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    signal: ac.signal,
+    fetch: app.fetch,
+  });
   try {
     const user = await t.store.createUser({
       mobile: "13900000001",

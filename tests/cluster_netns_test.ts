@@ -194,7 +194,7 @@ Deno.test({
         "run",
         "--quiet",
         "--no-prompt",
-        `--allow-net=0.0.0.0,${BROADCAST}`,
+        `--allow-net=0.0.0.0,127.0.0.1,${BROADCAST}`,
         `--allow-read=${ROOT},${dir}`,
         `--allow-write=${dir}`,
         `--allow-env=${ENV_NAMES.join(",")}`,

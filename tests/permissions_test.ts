@@ -16,13 +16,14 @@ function grantOnly(granted: (d: Deno.PermissionDescriptor) => boolean) {
   };
 }
 
-Deno.test("neededPermissions() asks for the listener, data folder and LAN bus on defaults", () => {
+Deno.test("neededPermissions() asks for the listener, its internal loopback server, data folder and LAN bus on defaults", () => {
   const needs = neededPermissions(parseConfig({}), paths);
   const hosts = needs.filter((n) => n.descriptor.name === "net").map((n) =>
     (n.descriptor as Deno.NetPermissionDescriptor).host
   );
   deepStrictEqual(hosts, [
     "0.0.0.0:8080",
+    "127.0.0.1:0",
     "0.0.0.0:3000",
     "127.255.255.255:3000",
   ]);

@@ -19,6 +19,8 @@ import { ClientError, RateLimitError } from "../errors.ts";
 import { DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, messageFrame } from "../protocol.ts";
 import type { Connection, Session } from "../session.ts";
 import { conversationKey } from "../store.ts";
+import type { RawUpgrade } from "../ws/front_door.ts";
+import type { WsHandler } from "../ws/raw_socket.ts";
 import { fail, list } from "./envelope.ts";
 import { requireUser, tokenFromRequest } from "./identity.ts";
 
@@ -69,28 +71,50 @@ async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
   const userId = await requireUser(deps.auth, req, fields);
   const usedToken = tokenFromRequest(req, fields) ?? "";
   limits?.acquireSocket(userId);
-  let upgraded: { socket: WebSocket; response: Response };
+  const raw = rawUpgrade(c.env);
   try {
-    upgraded = Deno.upgradeWebSocket(req);
+    if (raw !== undefined) {
+      const { socket, response } = raw(req);
+      socket.bind(new SocketBinding(socket, deps, userId, usedToken));
+      return response;
+    }
+    const { socket, response } = Deno.upgradeWebSocket(req);
+    socket.binaryType = "arraybuffer";
+    const binding = new SocketBinding(socket, deps, userId, usedToken);
+    for (const type of ["open", "message", "close", "error"]) {
+      socket.addEventListener(type, binding);
+    }
+    return response;
   } catch (error) {
     limits?.releaseSocket(userId);
     throw error;
   }
-  const { socket, response } = upgraded;
-  socket.binaryType = "arraybuffer";
-  const binding = new SocketBinding(socket, deps, userId, usedToken);
-  for (const type of ["open", "message", "close", "error"]) socket.addEventListener(type, binding);
-  return response;
+}
+
+/** The front door's websocket upgrade, when it is the front door that asks. */
+function rawUpgrade(env: unknown): RawUpgrade | undefined {
+  if (typeof env !== "object" || env === null || !("upgradeWebSocket" in env)) return undefined;
+  const upgrade = env.upgradeWebSocket;
+  return typeof upgrade === "function" ? upgrade as RawUpgrade : undefined;
+}
+
+/** What a binding needs of its socket: Deno's `WebSocket` or the front door's. */
+interface ChatSocket {
+  readonly readyState: number;
+  readonly bufferedAmount: number;
+  send(text: string): void;
+  close(code: number, reason: string): void;
 }
 
 /**
  * Everything one open websocket keeps on this side, in one object (issue #7:
  * memory per idle connection): it is the session's {@linkcode Connection}
- * and the socket's event listener (`handleEvent`), so a socket costs no
+ * and the socket's event listener (`handleEvent` for Deno's socket, the
+ * {@linkcode WsHandler} methods for the front door's), so a socket costs no
  * per-socket closures beyond the login recheck.
  */
-class SocketBinding implements Connection, EventListenerObject {
-  #socket: WebSocket;
+class SocketBinding implements Connection, EventListenerObject, WsHandler {
+  #socket: ChatSocket;
   #deps: ChatRouteDeps;
   #userId: number;
   #token: string;
@@ -98,7 +122,7 @@ class SocketBinding implements Connection, EventListenerObject {
   #held: boolean;
   #session: Session | undefined;
 
-  constructor(socket: WebSocket, deps: ChatRouteDeps, userId: number, token: string) {
+  constructor(socket: ChatSocket, deps: ChatRouteDeps, userId: number, token: string) {
     this.#socket = socket;
     this.#deps = deps;
     this.#userId = userId;
@@ -109,17 +133,13 @@ class SocketBinding implements Connection, EventListenerObject {
   handleEvent(e: Event): void {
     switch (e.type) {
       case "open":
-        this.#open();
+        this.opened();
         break;
       case "message":
-        this.#deps.meter?.messageIn();
-        this.#session?.receive((e as MessageEvent).data);
+        this.message((e as MessageEvent).data);
         break;
       case "close":
-        this.#release();
-        if (this.#session === undefined) break;
-        this.#deps.meter?.socketClosed();
-        this.#session.closedByPeer((e as CloseEvent).code);
+        this.closed((e as CloseEvent).code);
         break;
       case "error":
         // A close event follows; the slot goes back there (or here if it never opened).
@@ -128,7 +148,19 @@ class SocketBinding implements Connection, EventListenerObject {
     }
   }
 
-  #open(): void {
+  message(data: string | ArrayBuffer | Uint8Array): void {
+    this.#deps.meter?.messageIn();
+    this.#session?.receive(data);
+  }
+
+  closed(code: number): void {
+    this.#release();
+    if (this.#session === undefined) return;
+    this.#deps.meter?.socketClosed();
+    this.#session.closedByPeer(code);
+  }
+
+  opened(): void {
     const deps = this.#deps;
     deps.meter?.socketOpened();
     this.#session = deps.chat.open(this, this.#userId, {

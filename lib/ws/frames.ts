@@ -1,0 +1,260 @@
+/**
+ * RFC 6455 frames as a server sees them: a pure, incremental reader of
+ * client frames and a writer of server frames. The reader takes bytes as
+ * they come off the socket and returns whole messages (text, binary, close,
+ * ping, pong); anything a server must refuse throws {@linkcode WsProtocolError}
+ * with the close code to send. No sockets here.
+ *
+ * @module
+ */
+
+/** Opcodes (RFC 6455 §5.2). */
+export const OP = {
+  continuation: 0x0,
+  text: 0x1,
+  binary: 0x2,
+  close: 0x8,
+  ping: 0x9,
+  pong: 0xa,
+} as const;
+
+/** A complete message from the client. */
+export type WsMessage =
+  | { readonly kind: "text"; readonly text: string }
+  | { readonly kind: "binary"; readonly data: Uint8Array }
+  | { readonly kind: "close"; readonly code: number; readonly reason: string }
+  | { readonly kind: "ping"; readonly data: Uint8Array }
+  | { readonly kind: "pong" };
+
+/** Frames a server must refuse, with the close code that says why. */
+export class WsProtocolError extends Error {
+  /** 1002 protocol error, 1007 invalid UTF-8, 1009 too big. */
+  readonly code: number;
+
+  /** An error to close the connection with `code`. */
+  constructor(code: number, message: string) {
+    super(message);
+    this.name = "WsProtocolError";
+    this.code = code;
+  }
+}
+
+const DECODER = new TextDecoder("utf-8", { fatal: true });
+const EMPTY = new Uint8Array(0);
+
+function utf8(bytes: Uint8Array): string {
+  try {
+    return DECODER.decode(bytes);
+  } catch {
+    throw new WsProtocolError(1007, "Text is not valid UTF-8");
+  }
+}
+
+/** Close codes a peer may send (RFC 6455 §7.4). */
+function validCloseCode(code: number): boolean {
+  return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+    (code >= 3000 && code <= 4999);
+}
+
+/**
+ * Reads client frames from a byte stream. Each reader is one connection's
+ * state: a partial frame, and the fragments of a message in progress.
+ */
+export class FrameReader {
+  #maxMessage: number;
+  #pending: Uint8Array = EMPTY;
+  /** Opcode of the fragmented message in progress, or -1. */
+  #fragmentOp = -1;
+  #fragments: Uint8Array[] = [];
+  #fragmentBytes = 0;
+
+  /** A reader refusing messages over `maxMessageBytes` (1009). */
+  constructor(maxMessageBytes: number) {
+    this.#maxMessage = maxMessageBytes;
+  }
+
+  /**
+   * Bytes a partial frame still needs before it can be read, as far as its
+   * header tells (0 when no frame is in progress): the caller may size its
+   * next read by it.
+   */
+  get wanted(): number {
+    const p = this.#pending;
+    if (p.length < 2) return 0;
+    const len7 = p[1]! & 0x7f;
+    const header = len7 < 126 ? 6 : len7 === 126 ? 8 : 14;
+    if (p.length < header) return header - p.length;
+    const length = len7 < 126 ? len7 : len7 === 126 ? (p[2]! << 8) | p[3]! : Number(
+      new DataView(p.buffer, p.byteOffset + 2, 8).getBigUint64(0),
+    );
+    return Math.max(0, header + length - p.length);
+  }
+
+  /** Feed `bytes`; returns the messages they complete, in order. Throws `WsProtocolError`. */
+  push(bytes: Uint8Array): WsMessage[] {
+    let buf = bytes;
+    if (this.#pending.length > 0) {
+      buf = new Uint8Array(this.#pending.length + bytes.length);
+      buf.set(this.#pending, 0);
+      buf.set(bytes, this.#pending.length);
+    }
+    const out: WsMessage[] = [];
+    let at = 0;
+    for (;;) {
+      const used = this.#frame(buf, at, out);
+      if (used === 0) break;
+      at += used;
+    }
+    // Keep only the unread tail, copied so the caller may reuse its buffer.
+    this.#pending = at === buf.length ? EMPTY : buf.slice(at);
+    return out;
+  }
+
+  /** Read one frame at `at`; returns its length, or 0 if it is not all here yet. */
+  #frame(buf: Uint8Array, at: number, out: WsMessage[]): number {
+    if (buf.length - at < 2) return 0;
+    const b0 = buf[at]!;
+    const b1 = buf[at + 1]!;
+    const fin = (b0 & 0x80) !== 0;
+    const op = b0 & 0x0f;
+    if ((b0 & 0x70) !== 0) throw new WsProtocolError(1002, "Reserved bits set");
+    if ((b1 & 0x80) === 0) throw new WsProtocolError(1002, "Client frames must be masked");
+    let length = b1 & 0x7f;
+    let header = 2;
+    if (length === 126) {
+      if (buf.length - at < 4) return 0;
+      length = (buf[at + 2]! << 8) | buf[at + 3]!;
+      header = 4;
+    } else if (length === 127) {
+      if (buf.length - at < 10) return 0;
+      const big = new DataView(buf.buffer, buf.byteOffset + at + 2, 8).getBigUint64(0);
+      if (big > BigInt(this.#maxMessage)) {
+        throw new WsProtocolError(1009, `Frame of ${big} bytes is too big`);
+      }
+      length = Number(big);
+      header = 10;
+    }
+    const control = op >= 0x8;
+    if (control && (!fin || length > 125)) {
+      throw new WsProtocolError(1002, "Control frames must be whole and at most 125 bytes");
+    }
+    if (!control && length + this.#fragmentBytes > this.#maxMessage) {
+      throw new WsProtocolError(1009, `Message over ${this.#maxMessage} bytes`);
+    }
+    const total = header + 4 + length;
+    if (buf.length - at < total) return 0;
+    const maskAt = at + header;
+    const payload = new Uint8Array(length);
+    for (let i = 0; i < length; i++) payload[i] = buf[maskAt + 4 + i]! ^ buf[maskAt + (i & 3)]!;
+    this.#message(op, fin, payload, out);
+    return total;
+  }
+
+  #message(op: number, fin: boolean, payload: Uint8Array, out: WsMessage[]): void {
+    switch (op) {
+      case OP.close: {
+        if (payload.length === 1) throw new WsProtocolError(1002, "Close payload of one byte");
+        if (payload.length === 0) {
+          out.push({ kind: "close", code: 1005, reason: "" });
+          return;
+        }
+        const code = (payload[0]! << 8) | payload[1]!;
+        if (!validCloseCode(code)) throw new WsProtocolError(1002, `Close code ${code}`);
+        out.push({ kind: "close", code, reason: utf8(payload.subarray(2)) });
+        return;
+      }
+      case OP.ping:
+        out.push({ kind: "ping", data: payload });
+        return;
+      case OP.pong:
+        out.push({ kind: "pong" });
+        return;
+      case OP.text:
+      case OP.binary:
+        if (this.#fragmentOp !== -1) {
+          throw new WsProtocolError(1002, "New message inside a fragmented one");
+        }
+        if (fin) {
+          out.push(data(op, payload));
+          return;
+        }
+        this.#fragmentOp = op;
+        this.#fragments = [payload];
+        this.#fragmentBytes = payload.length;
+        return;
+      case OP.continuation: {
+        if (this.#fragmentOp === -1) throw new WsProtocolError(1002, "Continuation of nothing");
+        this.#fragments.push(payload);
+        this.#fragmentBytes += payload.length;
+        if (!fin) return;
+        const whole = new Uint8Array(this.#fragmentBytes);
+        let at = 0;
+        for (const f of this.#fragments) {
+          whole.set(f, at);
+          at += f.length;
+        }
+        out.push(data(this.#fragmentOp, whole));
+        this.#fragmentOp = -1;
+        this.#fragments = [];
+        this.#fragmentBytes = 0;
+        return;
+      }
+      default:
+        throw new WsProtocolError(1002, `Unknown opcode ${op}`);
+    }
+  }
+}
+
+function data(op: number, payload: Uint8Array): WsMessage {
+  return op === OP.text ? { kind: "text", text: utf8(payload) } : { kind: "binary", data: payload };
+}
+
+/** One unmasked server frame with FIN set. */
+export function encodeFrame(op: number, payload: Uint8Array): Uint8Array {
+  const n = payload.length;
+  const header = n < 126 ? 2 : n < 65536 ? 4 : 10;
+  const frame = new Uint8Array(header + n);
+  frame[0] = 0x80 | op;
+  if (n < 126) {
+    frame[1] = n;
+  } else if (n < 65536) {
+    frame[1] = 126;
+    frame[2] = n >>> 8;
+    frame[3] = n & 0xff;
+  } else {
+    frame[1] = 127;
+    new DataView(frame.buffer).setBigUint64(2, BigInt(n));
+  }
+  frame.set(payload, header);
+  return frame;
+}
+
+const ENCODER = new TextEncoder();
+
+/** A text frame of `text`, encoded straight into the frame (no second copy). */
+export function encodeText(text: string): Uint8Array {
+  // At most 3 bytes per UTF-16 unit; short messages skip the exact count.
+  if (text.length * 3 < 126) {
+    const frame = new Uint8Array(2 + text.length * 3);
+    const { written } = ENCODER.encodeInto(text, frame.subarray(2));
+    frame[0] = 0x81;
+    frame[1] = written;
+    return frame.subarray(0, 2 + written);
+  }
+  return encodeFrame(OP.text, ENCODER.encode(text));
+}
+
+/** A close frame with `code` and `reason` (cut to fit 125 bytes). */
+export function encodeClose(code: number, reason: string): Uint8Array {
+  let bytes = ENCODER.encode(reason);
+  if (bytes.length > 123) {
+    let cut = 123;
+    while ((bytes[cut]! & 0xc0) === 0x80) cut--; // not inside a character
+    bytes = bytes.subarray(0, cut);
+  }
+  const payload = new Uint8Array(2 + bytes.length);
+  payload[0] = code >>> 8;
+  payload[1] = code & 0xff;
+  payload.set(bytes, 2);
+  return encodeFrame(OP.close, payload);
+}

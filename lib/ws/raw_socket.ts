@@ -1,0 +1,257 @@
+/**
+ * A server-side websocket on a plain TCP connection, for the chat socket
+ * (issue #7: memory per idle connection). An idle socket holds one pending
+ * read into a 1 KiB buffer and this object; Deno's own websocket holds
+ * about 16 KiB of buffers per connection. Frames queued while a write is
+ * in flight go out together in the next write.
+ *
+ * Close semantics follow the WHATWG socket the session was written for:
+ * `closed(code)` is called once, with the peer's close code, 1005 for a
+ * close without one, or 1006 when the connection ended without a close
+ * frame (or the peer did not answer ours within `closeTimeoutMs`).
+ *
+ * @module
+ */
+
+import {
+  encodeClose,
+  encodeFrame,
+  encodeText,
+  FrameReader,
+  OP,
+  WsProtocolError,
+} from "./frames.ts";
+
+/** What a raw socket reports to; the chat route's socket binding implements it. */
+export interface WsHandler {
+  /** The socket is open; frames may be sent. Called once, first. */
+  opened(): void;
+  /** One whole message from the peer. */
+  message(data: string | Uint8Array): void;
+  /** The socket closed (called once, last). */
+  closed(code: number): void;
+}
+
+/** The slice of `Deno.Conn` a raw socket uses. */
+export interface ByteConn {
+  read(p: Uint8Array): Promise<number | null>;
+  write(p: Uint8Array): Promise<number>;
+  close(): void;
+}
+
+/** Options of {@linkcode RawWebSocket}. */
+export interface RawWebSocketOptions {
+  /** Largest message accepted; a bigger one closes the socket with 1009. @default {1 MiB} */
+  readonly maxMessageBytes?: number;
+  /** How long to wait for the peer's answer to our close frame. @default {5000} */
+  readonly closeTimeoutMs?: number;
+}
+
+const READ_BYTES = 1024;
+/** Largest single read when a frame's header says it is big. */
+const MAX_READ_BYTES = 64 * 1024;
+
+const CONNECTING = 0;
+const OPEN = 1;
+const CLOSING = 2;
+const CLOSED = 3;
+
+/** One websocket on `conn`, after the opening handshake. */
+export class RawWebSocket {
+  #conn: ByteConn;
+  #reader: FrameReader;
+  #closeTimeoutMs: number;
+  #handler: WsHandler | undefined;
+  #state = CONNECTING;
+  #queue: Uint8Array[] = [];
+  #buffered = 0;
+  #writing = false;
+  /** Close the TCP connection once the queue is written. */
+  #endAfterWrite = false;
+  #ended = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  /** A socket on `conn`; nothing happens until {@linkcode start}. */
+  constructor(conn: ByteConn, options: RawWebSocketOptions = {}) {
+    this.#conn = conn;
+    this.#reader = new FrameReader(options.maxMessageBytes ?? 1024 * 1024);
+    this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
+  }
+
+  /** 0 connecting, 1 open, 2 closing, 3 closed, as `WebSocket.readyState`. */
+  get readyState(): number {
+    return this.#state;
+  }
+
+  /** Bytes queued and not yet written to the connection. */
+  get bufferedAmount(): number {
+    return this.#buffered;
+  }
+
+  /** Whether {@linkcode bind} gave the socket its handler. */
+  get bound(): boolean {
+    return this.#handler !== undefined;
+  }
+
+  /** Set the handler; before {@linkcode start}. */
+  bind(handler: WsHandler): void {
+    if (this.#state !== CONNECTING) throw new TypeError("Socket already started");
+    this.#handler = handler;
+  }
+
+  /**
+   * Write `preamble` (the 101 response), open, and read; `early` holds bytes
+   * that came after the request head.
+   */
+  start(preamble: Uint8Array, early: Uint8Array): void {
+    const handler = this.#handler;
+    if (this.#state !== CONNECTING || handler === undefined) {
+      throw new TypeError("Socket not bound, or already started");
+    }
+    this.#enqueue(preamble);
+    this.#state = OPEN;
+    handler.opened();
+    if (early.length > 0) this.#feed(early);
+    void this.#readLoop();
+  }
+
+  /** Queue one text frame; ignored unless open. */
+  send(text: string): void {
+    if (this.#state === OPEN) this.#enqueue(encodeText(text));
+  }
+
+  /** Send a close frame and wait (bounded) for the peer's. Idempotent. */
+  close(code: number, reason: string): void {
+    if (this.#state !== OPEN) return;
+    this.#state = CLOSING;
+    this.#enqueue(encodeClose(code, reason));
+    this.#timer = setTimeout(() => this.#end(1006), this.#closeTimeoutMs);
+  }
+
+  async #readLoop(): Promise<void> {
+    const small = new Uint8Array(READ_BYTES);
+    while (this.#state !== CLOSED) {
+      const wanted = this.#reader.wanted;
+      const buf = wanted > READ_BYTES ? new Uint8Array(Math.min(wanted, MAX_READ_BYTES)) : small;
+      let n: number | null;
+      try {
+        n = await this.#conn.read(buf);
+      } catch {
+        n = null;
+      }
+      if (n === null) {
+        this.#end(1006);
+        return;
+      }
+      this.#feed(buf.subarray(0, n));
+    }
+  }
+
+  #feed(bytes: Uint8Array): void {
+    let messages;
+    try {
+      messages = this.#reader.push(bytes);
+    } catch (error) {
+      if (!(error instanceof WsProtocolError)) throw error;
+      // Tell the peer why, then hang up without waiting for an answer.
+      if (this.#state === OPEN) this.#enqueue(encodeClose(error.code, error.message));
+      this.#finish(error.code, true);
+      return;
+    }
+    for (const m of messages) {
+      if (this.#state === CLOSED) return;
+      switch (m.kind) {
+        case "text":
+          if (this.#state === OPEN) this.#handler?.message(m.text);
+          break;
+        case "binary":
+          if (this.#state === OPEN) this.#handler?.message(m.data);
+          break;
+        case "ping":
+          this.#enqueue(encodeFrame(OP.pong, m.data));
+          break;
+        case "pong":
+          break;
+        case "close":
+          if (this.#state === OPEN) {
+            // Echo the code (none for 1005), as the closing handshake asks.
+            this.#enqueue(
+              m.code === 1005 ? encodeFrame(OP.close, new Uint8Array(0)) : encodeClose(m.code, ""),
+            );
+          }
+          this.#finish(m.code, true);
+          return;
+      }
+    }
+  }
+
+  #enqueue(frame: Uint8Array): void {
+    this.#queue.push(frame);
+    this.#buffered += frame.length;
+    if (!this.#writing) void this.#write();
+  }
+
+  async #write(): Promise<void> {
+    this.#writing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.length === 1 ? this.#queue[0]! : concat(this.#queue);
+        this.#queue = [];
+        let at = 0;
+        while (at < batch.length) at += await this.#conn.write(batch.subarray(at));
+        this.#buffered -= batch.length;
+      }
+    } catch {
+      this.#end(1006);
+      return;
+    } finally {
+      this.#writing = false;
+    }
+    if (this.#endAfterWrite) this.#closeConn();
+  }
+
+  /** Report `code` once; then close the connection, after the queue if `flush`. */
+  #finish(code: number, flush: boolean): void {
+    if (this.#state === CLOSED) return;
+    this.#state = CLOSED;
+    if (flush && (this.#writing || this.#queue.length > 0)) {
+      this.#endAfterWrite = true;
+      // A peer that does not read must not keep the connection.
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(() => this.#closeConn(), this.#closeTimeoutMs);
+    } else {
+      this.#closeConn();
+    }
+    this.#handler?.closed(code);
+  }
+
+  /** The connection ended or failed: report `code` if not yet, and close it now. */
+  #end(code: number): void {
+    this.#finish(code, false);
+    this.#closeConn();
+  }
+
+  #closeConn(): void {
+    clearTimeout(this.#timer);
+    if (this.#ended) return;
+    this.#ended = true;
+    this.#queue = [];
+    try {
+      this.#conn.close();
+    } catch {
+      // Already closed by the other side.
+    }
+  }
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
