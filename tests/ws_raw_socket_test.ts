@@ -198,3 +198,25 @@ Deno.test("RawWebSocket reads a large message in reads sized by its header", asy
   await tick();
   deepStrictEqual(handler.events, ["open", `text:${big}`]);
 });
+
+Deno.test("RawWebSocket.sweep pings a quiet peer, keeps one that answers, and drops one that does not", async () => {
+  const { conn, socket, handler } = started();
+  await tick();
+  const pings = () => conn.frames().filter(([op]) => op === (0x80 | OP.ping)).length;
+  strictEqual(socket.sweep(2), true, "the start counts as heard");
+  strictEqual(socket.sweep(2), true);
+  strictEqual(pings(), 0);
+  strictEqual(socket.sweep(2), true);
+  await tick();
+  strictEqual(pings(), 1, "pinged after two quiet sweeps");
+  conn.feed(clientFrame(OP.pong, ""));
+  await tick();
+  strictEqual(socket.sweep(2), true, "the pong counts");
+  strictEqual(socket.sweep(2), true);
+  strictEqual(socket.sweep(2), true);
+  await tick();
+  strictEqual(pings(), 2);
+  strictEqual(socket.sweep(2), false, "no answer: dropped");
+  deepStrictEqual(handler.events, ["open", "closed:1006"]);
+  strictEqual(conn.closed, true);
+});

@@ -46,6 +46,11 @@ export interface FrontDoorOptions {
   readonly fetch: (request: Request, info: FrontDoorInfo) => Response | Promise<Response>;
   /** A request head must arrive within this. @default {10000} */
   readonly headTimeoutMs?: number;
+  /**
+   * How often open sockets are checked for silent peers: a socket quiet for
+   * two sweeps is pinged, and dropped after a third. @default {40000}
+   */
+  readonly sweepMs?: number;
   readonly socket?: RawWebSocketOptions;
 }
 
@@ -60,18 +65,24 @@ export class FrontDoor {
   #headTimeoutMs: number;
   #closed = false;
   #accepting: Promise<void>;
+  #sockets = new Set<RawWebSocket>();
+  #sweeper: ReturnType<typeof setInterval>;
 
   /** Start accepting on `options.listener`. */
   constructor(options: FrontDoorOptions) {
     this.#options = options;
     this.#headTimeoutMs = options.headTimeoutMs ?? 10_000;
     this.#accepting = this.#accept();
+    this.#sweeper = setInterval(() => {
+      for (const socket of this.#sockets) if (!socket.sweep(2)) this.#sockets.delete(socket);
+    }, options.sweepMs ?? 40_000);
   }
 
   /** Stop accepting (open connections go on until they end). Idempotent. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    clearInterval(this.#sweeper);
     try {
       this.#options.listener.close();
     } catch {
@@ -176,6 +187,7 @@ export class FrontDoor {
       const preamble = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
         `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`;
       socket.start(ENCODER.encode(preamble), read.slice(end));
+      this.#sockets.add(socket);
       return;
     }
     if (socket !== undefined) response = new Response(null, { status: 500 });

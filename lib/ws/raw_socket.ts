@@ -70,6 +70,9 @@ export class RawWebSocket {
   #endAfterWrite = false;
   #ended = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Whether anything arrived since the last {@linkcode sweep}, and sweeps since it did. */
+  #heard = true;
+  #quietSweeps = 0;
 
   /** A socket on `conn`; nothing happens until {@linkcode start}. */
   constructor(conn: ByteConn, options: RawWebSocketOptions = {}) {
@@ -128,6 +131,25 @@ export class RawWebSocket {
     this.#timer = setTimeout(() => this.#end(1006), this.#closeTimeoutMs);
   }
 
+  /**
+   * Reaps dead peers without a timer per socket: the front door calls this
+   * every sweep interval. After `pingAfter` sweeps with nothing read, ping
+   * the peer; one more quiet sweep and the connection is dropped (1006).
+   * Returns false once the socket is closed (stop sweeping it).
+   */
+  sweep(pingAfter: number): boolean {
+    if (this.#state === CLOSED) return false;
+    if (this.#heard) {
+      this.#heard = false;
+      this.#quietSweeps = 0;
+      return true;
+    }
+    this.#quietSweeps++;
+    if (this.#quietSweeps === pingAfter) this.#enqueue(encodeFrame(OP.ping, new Uint8Array(0)));
+    else if (this.#quietSweeps > pingAfter) this.#end(1006);
+    return this.#state !== CLOSED;
+  }
+
   async #readLoop(): Promise<void> {
     const small = new Uint8Array(READ_BYTES);
     while (this.#state !== CLOSED) {
@@ -143,6 +165,7 @@ export class RawWebSocket {
         this.#end(1006);
         return;
       }
+      this.#heard = true;
       this.#feed(buf.subarray(0, n));
     }
   }
