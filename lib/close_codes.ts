@@ -22,6 +22,12 @@ export const CLOSE = {
   normal: { code: 1000, reason: "Closed", reconnect: false },
   /** The server is shutting down; reconnect (to another node) and catch up. */
   goingAway: { code: 1001, reason: "Server shutting down", reconnect: true },
+  /** A malformed websocket frame (unmasked, reserved bits, unknown opcode): a client bug. */
+  protocolError: { code: 1002, reason: "Malformed websocket frame", reconnect: false },
+  /** A text message that is not UTF-8. */
+  invalidText: { code: 1007, reason: "Text is not UTF-8", reconnect: false },
+  /** A websocket message over the size limit (1 MiB). */
+  tooBig: { code: 1009, reason: "Message too big", reconnect: false },
   /**
    * Abuse: too many refused frames in a row. Reconnecting with the same
    * behaviour will be refused again; fix the client.

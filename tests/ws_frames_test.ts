@@ -4,6 +4,7 @@ import {
   encodeText,
   FrameReader,
   OP,
+  TextFrames,
   type WsMessage,
   WsProtocolError,
 } from "../lib/ws/frames.ts";
@@ -140,4 +141,15 @@ Deno.test("encodeText and encodeClose write unmasked frames with the right lengt
   const reason = close.subarray(4);
   strictEqual(new TextDecoder("utf-8", { fatal: true }).decode(reason), "é".repeat(61));
   deepStrictEqual([close[0], close[2], close[3]], [0x88, 4002 >> 8, 4002 & 0xff]);
+});
+
+Deno.test("TextFrames encodes a string once for consecutive sends of it", () => {
+  const frames = new TextFrames();
+  const text = JSON.stringify({ cmd: 10, content: "to the whole group" });
+  const first = frames.encode(text);
+  strictEqual(frames.encode(text), first, "the same bytes for the next member");
+  deepStrictEqual(first, encodeText(text));
+  const other = frames.encode("other");
+  deepStrictEqual(other, encodeText("other"));
+  deepStrictEqual(frames.encode(text), first, "a new string is encoded anew");
 });

@@ -66,7 +66,8 @@ export function createApp(deps: AppDeps): Hono {
     logger.info("{method} {path} {status} {ms}ms", {
       method: c.req.method,
       path: c.req.path,
-      status: c.res.status,
+      // The front door's upgrade answers 200 here and sends the 101 itself.
+      status: c.res.headers.get("upgrade") === "websocket" ? 101 : c.res.status,
       ms: Math.round(performance.now() - started),
     });
   });

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { CLOSE } from "../close_codes.ts";
+
 /** Opcodes (RFC 6455 §5.2). */
 export const OP = {
   continuation: 0x0,
@@ -39,6 +41,10 @@ export class WsProtocolError extends Error {
   }
 }
 
+const PROTOCOL = CLOSE.protocolError.code;
+const INVALID_TEXT = CLOSE.invalidText.code;
+const TOO_BIG = CLOSE.tooBig.code;
+
 const DECODER = new TextDecoder("utf-8", { fatal: true });
 const EMPTY = new Uint8Array(0);
 
@@ -46,7 +52,7 @@ function utf8(bytes: Uint8Array): string {
   try {
     return DECODER.decode(bytes);
   } catch {
-    throw new WsProtocolError(1007, "Text is not valid UTF-8");
+    throw new WsProtocolError(INVALID_TEXT, "Text is not valid UTF-8");
   }
 }
 
@@ -117,8 +123,8 @@ export class FrameReader {
     const b1 = buf[at + 1]!;
     const fin = (b0 & 0x80) !== 0;
     const op = b0 & 0x0f;
-    if ((b0 & 0x70) !== 0) throw new WsProtocolError(1002, "Reserved bits set");
-    if ((b1 & 0x80) === 0) throw new WsProtocolError(1002, "Client frames must be masked");
+    if ((b0 & 0x70) !== 0) throw new WsProtocolError(PROTOCOL, "Reserved bits set");
+    if ((b1 & 0x80) === 0) throw new WsProtocolError(PROTOCOL, "Client frames must be masked");
     let length = b1 & 0x7f;
     let header = 2;
     if (length === 126) {
@@ -129,17 +135,17 @@ export class FrameReader {
       if (buf.length - at < 10) return 0;
       const big = new DataView(buf.buffer, buf.byteOffset + at + 2, 8).getBigUint64(0);
       if (big > BigInt(this.#maxMessage)) {
-        throw new WsProtocolError(1009, `Frame of ${big} bytes is too big`);
+        throw new WsProtocolError(TOO_BIG, `Frame of ${big} bytes is too big`);
       }
       length = Number(big);
       header = 10;
     }
     const control = op >= 0x8;
     if (control && (!fin || length > 125)) {
-      throw new WsProtocolError(1002, "Control frames must be whole and at most 125 bytes");
+      throw new WsProtocolError(PROTOCOL, "Control frames must be whole and at most 125 bytes");
     }
     if (!control && length + this.#fragmentBytes > this.#maxMessage) {
-      throw new WsProtocolError(1009, `Message over ${this.#maxMessage} bytes`);
+      throw new WsProtocolError(TOO_BIG, `Message over ${this.#maxMessage} bytes`);
     }
     const total = header + 4 + length;
     if (buf.length - at < total) return 0;
@@ -153,13 +159,13 @@ export class FrameReader {
   #message(op: number, fin: boolean, payload: Uint8Array, out: WsMessage[]): void {
     switch (op) {
       case OP.close: {
-        if (payload.length === 1) throw new WsProtocolError(1002, "Close payload of one byte");
+        if (payload.length === 1) throw new WsProtocolError(PROTOCOL, "Close payload of one byte");
         if (payload.length === 0) {
           out.push({ kind: "close", code: 1005, reason: "" });
           return;
         }
         const code = (payload[0]! << 8) | payload[1]!;
-        if (!validCloseCode(code)) throw new WsProtocolError(1002, `Close code ${code}`);
+        if (!validCloseCode(code)) throw new WsProtocolError(PROTOCOL, `Close code ${code}`);
         out.push({ kind: "close", code, reason: utf8(payload.subarray(2)) });
         return;
       }
@@ -172,7 +178,7 @@ export class FrameReader {
       case OP.text:
       case OP.binary:
         if (this.#fragmentOp !== -1) {
-          throw new WsProtocolError(1002, "New message inside a fragmented one");
+          throw new WsProtocolError(PROTOCOL, "New message inside a fragmented one");
         }
         if (fin) {
           out.push(data(op, payload));
@@ -183,7 +189,7 @@ export class FrameReader {
         this.#fragmentBytes = payload.length;
         return;
       case OP.continuation: {
-        if (this.#fragmentOp === -1) throw new WsProtocolError(1002, "Continuation of nothing");
+        if (this.#fragmentOp === -1) throw new WsProtocolError(PROTOCOL, "Continuation of nothing");
         this.#fragments.push(payload);
         this.#fragmentBytes += payload.length;
         if (!fin) return;
@@ -200,7 +206,7 @@ export class FrameReader {
         return;
       }
       default:
-        throw new WsProtocolError(1002, `Unknown opcode ${op}`);
+        throw new WsProtocolError(PROTOCOL, `Unknown opcode ${op}`);
     }
   }
 }
@@ -257,4 +263,23 @@ export function encodeClose(code: number, reason: string): Uint8Array {
   payload[1] = code & 0xff;
   payload.set(bytes, 2);
   return encodeFrame(OP.close, payload);
+}
+
+/**
+ * The last text frame encoded, kept for the next send of the same string: a
+ * group fan-out hands every member's socket the same string, so the frame is
+ * encoded once and shared (frames are never changed once queued).
+ */
+export class TextFrames {
+  #text = "";
+  #frame = encodeText("");
+
+  /** The frame of `text`, reused when `text` is the string encoded last. */
+  encode(text: string): Uint8Array {
+    if (text !== this.#text) {
+      this.#frame = encodeText(text);
+      this.#text = text;
+    }
+    return this.#frame;
+  }
 }

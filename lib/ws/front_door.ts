@@ -11,6 +11,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { TextFrames } from "./frames.ts";
 import { closeQuietly, type PeerAddresses, proxyTo, writeAll } from "./proxy.ts";
 import { RawWebSocket, type RawWebSocketOptions } from "./raw_socket.ts";
 import {
@@ -66,12 +67,14 @@ export class FrontDoor {
   #closed = false;
   #accepting: Promise<void>;
   #sockets = new Set<RawWebSocket>();
+  #socketOptions: RawWebSocketOptions;
   #sweeper: ReturnType<typeof setInterval>;
 
   /** Start accepting on `options.listener`. */
   constructor(options: FrontDoorOptions) {
     this.#options = options;
     this.#headTimeoutMs = options.headTimeoutMs ?? 10_000;
+    this.#socketOptions = { frames: new TextFrames(), ...options.socket };
     this.#accepting = this.#accept();
     this.#sweeper = setInterval(() => {
       for (const socket of this.#sockets) if (!socket.sweep(2)) this.#sockets.delete(socket);
@@ -111,12 +114,19 @@ export class FrontDoor {
   }
 
   async #handle(conn: Deno.Conn): Promise<void> {
-    const buf = new Uint8Array(HEAD_BYTES);
+    // Most heads fit in 2 KiB; a bigger one grows the buffer (issue #7: every
+    // byte here is garbage per connect until the next GC).
+    let buf = new Uint8Array(2048);
     let length = 0;
     let end = -1;
     const timer = setTimeout(() => closeQuietly(conn), this.#headTimeoutMs);
     try {
-      while (end < 0 && length < buf.length) {
+      while (end < 0 && length < HEAD_BYTES) {
+        if (length === buf.length) {
+          const bigger = new Uint8Array(HEAD_BYTES);
+          bigger.set(buf);
+          buf = bigger;
+        }
         const n = await conn.read(buf.subarray(length));
         if (n === null) {
           closeQuietly(conn);
@@ -170,9 +180,11 @@ export class FrontDoor {
           throw new TypeError("Invalid websocket handshake");
         }
         if (upgraded.socket !== undefined) throw new TypeError("Already upgraded");
-        upgraded.socket = new RawWebSocket(conn, this.#options.socket);
+        upgraded.socket = new RawWebSocket(conn, this.#socketOptions);
         upgraded.accept = acceptKey(key);
-        return { socket: upgraded.socket, response: new Response(null, { status: 200 }) };
+        // A Response cannot carry 101; the front door writes the real one.
+        const response = new Response(null, { status: 200, headers: { upgrade: "websocket" } });
+        return { socket: upgraded.socket, response };
       },
     };
     let response: Response;

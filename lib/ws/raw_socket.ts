@@ -19,6 +19,7 @@ import {
   encodeText,
   FrameReader,
   OP,
+  type TextFrames,
   WsProtocolError,
 } from "./frames.ts";
 
@@ -45,6 +46,8 @@ export interface RawWebSocketOptions {
   readonly maxMessageBytes?: number;
   /** How long to wait for the peer's answer to our close frame. @default {5000} */
   readonly closeTimeoutMs?: number;
+  /** Shared by the sockets of one front door, so a fan-out encodes once. @default {none} */
+  readonly frames?: TextFrames;
 }
 
 const READ_BYTES = 1024;
@@ -61,6 +64,7 @@ export class RawWebSocket {
   #conn: ByteConn;
   #reader: FrameReader;
   #closeTimeoutMs: number;
+  #frames: TextFrames | undefined;
   #handler: WsHandler | undefined;
   #state = CONNECTING;
   #queue: Uint8Array[] = [];
@@ -79,6 +83,7 @@ export class RawWebSocket {
     this.#conn = conn;
     this.#reader = new FrameReader(options.maxMessageBytes ?? 1024 * 1024);
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
+    this.#frames = options.frames;
   }
 
   /** 0 connecting, 1 open, 2 closing, 3 closed, as `WebSocket.readyState`. */
@@ -120,7 +125,7 @@ export class RawWebSocket {
 
   /** Queue one text frame; ignored unless open. */
   send(text: string): void {
-    if (this.#state === OPEN) this.#enqueue(encodeText(text));
+    if (this.#state === OPEN) this.#enqueue(this.#frames?.encode(text) ?? encodeText(text));
   }
 
   /** Send a close frame and wait (bounded) for the peer's. Idempotent. */
