@@ -164,3 +164,30 @@ Deno.test("a request head over 16 KiB, or an odd one, goes on to the HTTP server
     match(answer, /^HTTP\/1.[01] [2-5]\d\d /, head.slice(0, 40));
   }
 });
+
+Deno.test("the client address of a proxied connection is forgotten when it closes", async () => {
+  const ac = new AbortController();
+  const peers = new PeerAddresses();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen() {} },
+    (request, info) => app(request, { ...info, remoteAddr: peers.resolve(info.remoteAddr) }),
+  );
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const door = new FrontDoor({ listener, upstream: server.addr, peers, fetch: app });
+  try {
+    const conn = await Deno.connect({
+      hostname: "127.0.0.1",
+      port: (listener.addr as Deno.NetAddr).port,
+    });
+    await conn.write(enc.encode("GET /a HTTP/1.1\r\nHost: x\r\n\r\n"));
+    await readAll(conn, "}");
+    strictEqual(peers.size, 1, "mapped while open");
+    conn.close();
+    for (let i = 0; i < 100 && peers.size > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    strictEqual(peers.size, 0);
+  } finally {
+    await door.close();
+    ac.abort();
+    await server.finished;
+  }
+});

@@ -12,29 +12,29 @@ import { getLogger } from "@logtape/logtape";
 
 const logger = getLogger(["chat", "http"]);
 
-/** The client behind each upstream connection, by the upstream side's local port. */
+/** The client behind each upstream connection, by the upstream side's local address. */
 export class PeerAddresses {
-  #byPort = new Map<number, Deno.Addr>();
+  #byAddr = new Map<string, Deno.Addr>();
 
   /** `remoteAddr` as the internal server saw it, replaced by the client's if known. */
   resolve(remoteAddr: Deno.Addr): Deno.Addr {
     if (remoteAddr.transport !== "tcp") return remoteAddr;
-    return this.#byPort.get(remoteAddr.port) ?? remoteAddr;
+    return this.#byAddr.get(`${remoteAddr.hostname}:${remoteAddr.port}`) ?? remoteAddr;
   }
 
   /** Upstream connections open now. */
   get size(): number {
-    return this.#byPort.size;
+    return this.#byAddr.size;
   }
 
-  /** Remember `client` for the upstream connection from local `port`. */
-  note(port: number, client: Deno.Addr): void {
-    this.#byPort.set(port, client);
+  /** Remember `client` for the upstream connection from `local`. */
+  note(local: Deno.NetAddr, client: Deno.Addr): void {
+    this.#byAddr.set(`${local.hostname}:${local.port}`, client);
   }
 
-  /** Forget the connection from `port`. */
-  forget(port: number): void {
-    this.#byPort.delete(port);
+  /** Forget the connection from `local`. */
+  forget(local: Deno.NetAddr): void {
+    this.#byAddr.delete(`${local.hostname}:${local.port}`);
   }
 }
 
@@ -58,8 +58,8 @@ export async function proxyTo(
     closeQuietly(client);
     return;
   }
-  const port = server.localAddr.port;
-  peers.note(port, client.remoteAddr);
+  const local = server.localAddr;
+  peers.note(local, client.remoteAddr);
   try {
     await writeAll(server, head);
     await Promise.all([
@@ -69,7 +69,7 @@ export async function proxyTo(
   } catch {
     // Either side went away; both are closed below.
   } finally {
-    peers.forget(port);
+    peers.forget(local);
     closeQuietly(server);
     closeQuietly(client);
   }
