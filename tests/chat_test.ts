@@ -207,7 +207,7 @@ Deno.test("/chat answers heartbeats and closes an idle socket with 4001", async 
   assert.equal(srv.chat.stats().sessions, 0);
 });
 
-Deno.test("/chat refuses a bad login or Origin with 401/403 before the upgrade", async (t) => {
+Deno.test("/chat refuses a bad login, Origin or handshake with 401/403/400 before the upgrade", async (t) => {
   await using srv = await startChatServer({ origins: ["http://good.example"] });
   const ann = await srv.user("ann");
   const bob = await srv.user("bob");
@@ -216,6 +216,12 @@ Deno.test("/chat refuses a bad login or Origin with 401/403 before the upgrade",
     { name: "the seed's empty token for a missing user", path: "/chat?id=0&token=", want: 401 },
     { name: "a made-up token", path: `/chat?id=${ann.id}&token=nope`, want: 401 },
     { name: "id of another user", path: `/chat?id=${bob.id}&token=${ann.token}`, want: 403 },
+    {
+      name: "a second websocket version (not 13 alone)",
+      path: `/chat?id=${ann.id}&token=${ann.token}`,
+      headers: { "Sec-WebSocket-Version": "8" },
+      want: 400,
+    },
     {
       name: "a foreign Origin",
       path: `/chat?id=${ann.id}&token=${ann.token}`,

@@ -50,6 +50,15 @@ async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
     return c.json(fail("Expected a websocket upgrade"), 426);
   }
   if (
+    req.headers.get("sec-websocket-version") !== "13" ||
+    !/^[A-Za-z0-9+/]{22}==$/.test(req.headers.get("sec-websocket-key") ?? "")
+  ) {
+    throw new ClientError(
+      "bad_request",
+      "A websocket upgrade needs Sec-WebSocket-Version 13 and a Sec-WebSocket-Key",
+    );
+  }
+  if (
     !originAllowed(
       req.headers.get("origin"),
       req.headers.get("host"),

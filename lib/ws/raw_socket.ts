@@ -196,7 +196,8 @@ export class RawWebSocket {
           if (this.#state === OPEN) this.#handler?.message(m.data);
           break;
         case "ping":
-          this.#enqueue(encodeFrame(OP.pong, m.data));
+          // Nothing follows our close frame.
+          if (this.#state === OPEN) this.#enqueue(encodeFrame(OP.pong, m.data));
           break;
         case "pong":
           break;
