@@ -1,4 +1,5 @@
 import { deepStrictEqual, strictEqual, throws } from "node:assert/strict";
+import { concatBytes } from "../lib/bytes.ts";
 import {
   encodeClose,
   encodeText,
@@ -12,15 +13,7 @@ import { clientFrame, closePayload } from "./_ws_client_frames.ts";
 
 const MAX = 64 * 1024;
 
-function concat(...parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
+const concat = (...parts: Uint8Array[]) => concatBytes(parts);
 
 function refusedWith(code: number, ...frames: Uint8Array[]): void {
   const reader = new FrameReader(MAX);

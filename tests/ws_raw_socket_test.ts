@@ -1,4 +1,5 @@
 import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { concatBytes } from "../lib/bytes.ts";
 import { OP } from "../lib/ws/frames.ts";
 import { type ByteConn, RawWebSocket, type WsHandler } from "../lib/ws/raw_socket.ts";
 import { clientFrame, closePayload } from "./_ws_client_frames.ts";
@@ -46,14 +47,9 @@ class FakeConn implements ByteConn {
 
   /** Every byte written, split into the server frames (first byte, payload). */
   frames(): [number, Uint8Array][] {
-    const all = new Uint8Array(this.writes.reduce((n, w) => n + w.length, 0));
-    let at = 0;
-    for (const w of this.writes) {
-      all.set(w, at);
-      at += w.length;
-    }
+    const all = concatBytes(this.writes);
     const out: [number, Uint8Array][] = [];
-    at = new TextDecoder().decode(all).indexOf("\r\n\r\n") + 4; // after the preamble
+    let at = new TextDecoder().decode(all).indexOf("\r\n\r\n") + 4; // after the preamble
     while (at < all.length) {
       const op = all[at]!;
       let n = all[at + 1]!;

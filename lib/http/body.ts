@@ -7,6 +7,7 @@
  */
 
 import { ClientError } from "../errors.ts";
+import { concatBytes } from "../bytes.ts";
 
 /** Flat request fields: every value a string, first occurrence wins. */
 export type Fields = Readonly<Record<string, string>>;
@@ -46,13 +47,7 @@ export async function readLimited(
     }
     chunks.push(value);
   }
-  const out = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /**

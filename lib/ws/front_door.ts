@@ -38,7 +38,7 @@ export interface FrontDoorInfo {
 /** Options of {@linkcode FrontDoor}. */
 export interface FrontDoorOptions {
   /** The listening socket (`Deno.listen`). */
-  readonly listener: Deno.Listener;
+  readonly listener: Deno.TcpListener;
   /** The internal HTTP server everything else goes to. */
   readonly upstream: Deno.NetAddr;
   /** Client addresses of the upstream connections, for the internal server's handler. */
@@ -96,7 +96,7 @@ export class FrontDoor {
 
   async #accept(): Promise<void> {
     for (;;) {
-      let conn: Deno.Conn;
+      let conn: Deno.TcpConn;
       try {
         conn = await this.#options.listener.accept();
       } catch (error) {
@@ -113,7 +113,7 @@ export class FrontDoor {
     }
   }
 
-  async #handle(conn: Deno.Conn): Promise<void> {
+  async #handle(conn: Deno.TcpConn): Promise<void> {
     // Most heads fit in 2 KiB; a bigger one grows the buffer (issue #7: every
     // byte here is garbage per connect until the next GC).
     let buf = new Uint8Array(2048);
@@ -149,12 +149,17 @@ export class FrontDoor {
     await this.#upgrade(conn, head, buf.subarray(0, length), end);
   }
 
-  #proxy(conn: Deno.Conn, read: Uint8Array): Promise<void> {
+  #proxy(conn: Deno.TcpConn, read: Uint8Array): Promise<void> {
     const { upstream, peers } = this.#options;
     return proxyTo(conn, read, upstream, peers);
   }
 
-  async #upgrade(conn: Deno.Conn, head: RequestHead, read: Uint8Array, end: number): Promise<void> {
+  async #upgrade(
+    conn: Deno.TcpConn,
+    head: RequestHead,
+    read: Uint8Array,
+    end: number,
+  ): Promise<void> {
     const local = conn.localAddr as Deno.NetAddr;
     let request: Request;
     try {
@@ -180,6 +185,8 @@ export class FrontDoor {
           throw new TypeError("Invalid websocket handshake");
         }
         if (upgraded.socket !== undefined) throw new TypeError("Already upgraded");
+        // Small frames must go out at once, not wait for Nagle's algorithm (up to 40 ms).
+        conn.setNoDelay(true);
         upgraded.socket = new RawWebSocket(conn, this.#socketOptions);
         upgraded.accept = acceptKey(key);
         // A Response cannot carry 101; the front door writes the real one.

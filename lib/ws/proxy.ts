@@ -45,7 +45,7 @@ const PIPE_BYTES = 16 * 1024;
  * when both directions ended. Never throws.
  */
 export async function proxyTo(
-  client: Deno.Conn,
+  client: Deno.TcpConn,
   head: Uint8Array,
   upstream: Deno.NetAddr,
   peers: PeerAddresses,
@@ -58,6 +58,9 @@ export async function proxyTo(
     closeQuietly(client);
     return;
   }
+  // Both legs pass small writes on at once, as a direct connection would.
+  server.setNoDelay(true);
+  client.setNoDelay(true);
   const local = server.localAddr;
   peers.note(local, client.remoteAddr);
   try {

@@ -13,6 +13,7 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
 import {
   encodeClose,
   encodeFrame,
@@ -224,7 +225,7 @@ export class RawWebSocket {
     this.#writing = true;
     try {
       while (this.#queue.length > 0) {
-        const batch = this.#queue.length === 1 ? this.#queue[0]! : concat(this.#queue);
+        const batch = this.#queue.length === 1 ? this.#queue[0]! : concatBytes(this.#queue);
         this.#queue = [];
         let at = 0;
         while (at < batch.length) at += await this.#conn.write(batch.subarray(at));
@@ -271,16 +272,4 @@ export class RawWebSocket {
       // Already closed by the other side.
     }
   }
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  let n = 0;
-  for (const p of parts) n += p.length;
-  const out = new Uint8Array(n);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }

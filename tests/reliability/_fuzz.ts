@@ -7,6 +7,9 @@
  * `CHAT_FUZZ_SEED=<seed> deno task reliability`.
  */
 
+import { strictEqual } from "node:assert/strict";
+import type { ChatServer } from "../_chat_helpers.ts";
+
 /** The seed of this run. */
 export const SEED: number = readSeed();
 
@@ -142,4 +145,15 @@ export function deepJson(depth: number, object: boolean): string {
   return object
     ? '{"a":'.repeat(depth) + "1" + "}".repeat(depth)
     : "[".repeat(depth) + "1" + "]".repeat(depth);
+}
+
+/** After a fuzz run: the chat server still answers a new client, and no message was stored. */
+export async function assertServingNothingStored(server: ChatServer): Promise<void> {
+  const user = await server.user("after");
+  const socket = await server.connect(user);
+  socket.send({ cmd: 0 });
+  await socket.waitFor((f) => f["cmd"] === 0);
+  for (let id = 1; id <= user.id; id++) {
+    strictEqual((await server.store.lastSeqs(id)).size, 0, `user ${id} has no stored message`);
+  }
 }
