@@ -216,3 +216,18 @@ Deno.test("RawWebSocket.sweep pings a quiet peer, keeps one that answers, and dr
   deepStrictEqual(handler.events, ["open", "closed:1006"]);
   strictEqual(conn.closed, true);
 });
+
+Deno.test("RawWebSocket lets go of its handler when it closes, and says so once", async () => {
+  const conn = new FakeConn();
+  const closedSockets: RawWebSocket[] = [];
+  const socket = new RawWebSocket(conn, { onClosed: (s) => closedSockets.push(s) });
+  const handler = new Recorder();
+  socket.bind(handler);
+  socket.start(PREAMBLE, new Uint8Array(0));
+  conn.feed(clientFrame(OP.close, closePayload(1000)));
+  conn.feed(null);
+  await tick();
+  deepStrictEqual(closedSockets, [socket]);
+  strictEqual(socket.bound, false, "the session is no longer reachable from the socket");
+  deepStrictEqual(handler.events, ["open", "closed:1000"]);
+});

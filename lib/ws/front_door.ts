@@ -74,7 +74,11 @@ export class FrontDoor {
   constructor(options: FrontDoorOptions) {
     this.#options = options;
     this.#headTimeoutMs = options.headTimeoutMs ?? 10_000;
-    this.#socketOptions = { frames: new TextFrames(), ...options.socket };
+    this.#socketOptions = {
+      frames: new TextFrames(),
+      onClosed: (socket) => this.#sockets.delete(socket),
+      ...options.socket,
+    };
     this.#accepting = this.#accept();
     this.#sweeper = setInterval(() => {
       for (const socket of this.#sockets) if (!socket.sweep(2)) this.#sockets.delete(socket);
@@ -205,8 +209,8 @@ export class FrontDoor {
     if (socket !== undefined && socket.bound) {
       const preamble = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n" +
         `Connection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`;
-      socket.start(ENCODER.encode(preamble), read.slice(end));
       this.#sockets.add(socket);
+      socket.start(ENCODER.encode(preamble), read.slice(end));
       return;
     }
     if (socket !== undefined) response = new Response(null, { status: 500 });

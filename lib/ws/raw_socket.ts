@@ -49,6 +49,8 @@ export interface RawWebSocketOptions {
   readonly closeTimeoutMs?: number;
   /** Shared by the sockets of one front door, so a fan-out encodes once. @default {none} */
   readonly frames?: TextFrames;
+  /** Called once a socket has closed, after its handler (the front door forgets it). */
+  readonly onClosed?: (socket: RawWebSocket) => void;
 }
 
 const READ_BYTES = 1024;
@@ -66,6 +68,7 @@ export class RawWebSocket {
   #reader: FrameReader;
   #closeTimeoutMs: number;
   #frames: TextFrames | undefined;
+  #onClosed: ((socket: RawWebSocket) => void) | undefined;
   #handler: WsHandler | undefined;
   #state = CONNECTING;
   #queue: Uint8Array[] = [];
@@ -85,6 +88,7 @@ export class RawWebSocket {
     this.#reader = new FrameReader(options.maxMessageBytes ?? 1024 * 1024);
     this.#closeTimeoutMs = options.closeTimeoutMs ?? 5000;
     this.#frames = options.frames;
+    this.#onClosed = options.onClosed;
   }
 
   /** 0 connecting, 1 open, 2 closing, 3 closed, as `WebSocket.readyState`. */
@@ -252,7 +256,11 @@ export class RawWebSocket {
     } else {
       this.#closeConn();
     }
-    this.#handler?.closed(code);
+    const handler = this.#handler;
+    // Nothing of the session stays reachable from a closed socket.
+    this.#handler = undefined;
+    handler?.closed(code);
+    this.#onClosed?.(this);
   }
 
   /** The connection ended or failed: report `code` if not yet, and close it now. */
