@@ -8,6 +8,7 @@
 
 import { ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
+import { CLOSE } from "../lib/close_codes.ts";
 import {
   befriend,
   connectUser,
@@ -39,18 +40,18 @@ function findNginx(): string | undefined {
 
 const NGINX = findNginx();
 
-/** The shipped site config with its upstream servers and listen address replaced. */
+/** The shipped site config with each upstream's servers and the listen address replaced. */
 export function siteConfig(shipped: string, listen: number, nodes: readonly number[]): string {
   const servers = nodes.map((p) => `    server 127.0.0.1:${p} max_fails=1 fail_timeout=5s;`);
-  let replaced = false;
+  let replaced = 0;
   const out = shipped
-    .replace(/^\s*server\s+[0-9.]+:[0-9]+[^;]*;\n/gm, () => {
-      if (replaced) return "";
-      replaced = true;
+    .replace(/^(?:\s*server\s+[0-9.]+:[0-9]+[^;]*;\n)+/gm, () => {
+      replaced++;
       return servers.join("\n") + "\n";
     })
     .replace(/^(\s*)listen 80;/m, `$1listen 127.0.0.1:${listen};`);
-  if (!replaced || !out.includes(`listen 127.0.0.1:${listen};`)) {
+  const upstreams = shipped.match(/^upstream /gm)?.length ?? 0;
+  if (replaced === 0 || replaced !== upstreams || !out.includes(`listen 127.0.0.1:${listen};`)) {
     throw new Error("deploy/nginx/lanchat.conf no longer has the lines this test replaces");
   }
   return out;
@@ -161,6 +162,15 @@ Deno.test({
 
         // /metrics stays off the public address.
         strictEqual((await getText(`${base}/metrics`)).status, 404);
+
+        // A websocket opened after REST traffic (which fills nginx's upstream
+        // keep-alive cache) still gets the node's front-door socket: it closes a
+        // message over 1 MiB with 1009, where Deno's websocket would take it.
+        const late = await connectUser(`ws://127.0.0.1:${listen}`, ann);
+        late.ws.send("x".repeat(1024 * 1024 + 1));
+        const timeout = new Promise((r) => setTimeout(() => r("still open after 5 s"), 5000));
+        strictEqual(await Promise.race([late.closed, timeout]), CLOSE.tooBig.code);
+        await late.close();
         await annSocket.close();
         await bobSocket.close();
       } finally {

@@ -155,14 +155,25 @@ Deno.test("RawWebSocket's own close waits for the peer's answer, or gives up wit
   strictEqual(silent.conn.closed, true);
 });
 
-Deno.test("RawWebSocket closes with the protocol error's code on a bad frame", async () => {
-  const { conn, handler } = started();
+Deno.test("RawWebSocket closes with the protocol error's code on a bad frame, and reads on until the peer hangs up", async () => {
+  const { conn, handler } = started({ closeTimeoutMs: 30 });
   conn.feed(clientFrame(OP.text, "unmasked", { masked: false }));
   await tick();
   await tick();
   deepStrictEqual(handler.events, ["open", "closed:1002"]);
   strictEqual(conn.frames()[0]![0], 0x88);
+  strictEqual(conn.closed, false, "not hung up on bytes the peer may still send");
+  conn.feed(clientFrame(OP.text, "still sending"));
+  await tick();
+  deepStrictEqual(handler.events, ["open", "closed:1002"], "dropped unread");
+  conn.feed(null); // the peer read our close and hung up
+  await tick();
   strictEqual(conn.closed, true);
+
+  const silent = started({ closeTimeoutMs: 30 });
+  silent.conn.feed(clientFrame(0x3, "bad opcode"));
+  await new Promise((r) => setTimeout(r, 80));
+  strictEqual(silent.conn.closed, true, "the close timeout ends a peer that never hangs up");
 });
 
 Deno.test("RawWebSocket reports 1006 when the connection ends without a close frame", async () => {

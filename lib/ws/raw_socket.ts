@@ -77,6 +77,8 @@ export class RawWebSocket {
   /** Close the TCP connection once the queue is written. */
   #endAfterWrite = false;
   #ended = false;
+  /** After a protocol error: read on without parsing, so the peer can read our close. */
+  #discarding = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Whether anything arrived since the last {@linkcode sweep}, and sweeps since it did. */
   #heard = true;
@@ -162,7 +164,8 @@ export class RawWebSocket {
 
   async #readLoop(): Promise<void> {
     const small = new Uint8Array(READ_BYTES);
-    while (this.#state !== CLOSED) {
+    // Reads go on after a close is reported, until the connection is closed.
+    while (!this.#ended) {
       const wanted = this.#reader.wanted;
       const buf = wanted > READ_BYTES ? new Uint8Array(Math.min(wanted, MAX_READ_BYTES)) : small;
       let n: number | null;
@@ -181,14 +184,18 @@ export class RawWebSocket {
   }
 
   #feed(bytes: Uint8Array): void {
+    if (this.#discarding) return;
     let messages;
     try {
       messages = this.#reader.push(bytes);
     } catch (error) {
       if (!(error instanceof WsProtocolError)) throw error;
-      // Tell the peer why, then hang up without waiting for an answer.
+      // Tell the peer why. What it still sends is dropped unread until it
+      // answers or the close timeout ends the connection: hanging up on
+      // unread bytes would reset the connection before the close is read.
       if (this.#state === OPEN) this.#enqueue(encodeClose(error.code, error.message));
-      this.#finish(error.code, true);
+      this.#discarding = true;
+      this.#finish(error.code, "linger");
       return;
     }
     for (const m of messages) {
@@ -213,7 +220,7 @@ export class RawWebSocket {
               m.code === 1005 ? encodeFrame(OP.close, new Uint8Array(0)) : encodeClose(m.code, ""),
             );
           }
-          this.#finish(m.code, true);
+          this.#finish(m.code, "flush");
           return;
       }
     }
@@ -244,17 +251,21 @@ export class RawWebSocket {
     if (this.#endAfterWrite) this.#closeConn();
   }
 
-  /** Report `code` once; then close the connection, after the queue if `flush`. */
-  #finish(code: number, flush: boolean): void {
+  /**
+   * Report `code` once, then end the connection: `now`; after the queue is
+   * written (`flush`); or after the peer hangs up (`linger`: what it sends
+   * meanwhile is read and dropped). Waiting is bounded by the close timeout.
+   */
+  #finish(code: number, then: "now" | "flush" | "linger"): void {
     if (this.#state === CLOSED) return;
     this.#state = CLOSED;
-    if (flush && (this.#writing || this.#queue.length > 0)) {
-      this.#endAfterWrite = true;
-      // A peer that does not read must not keep the connection.
+    if (then === "now" || (then === "flush" && !this.#writing && this.#queue.length === 0)) {
+      this.#closeConn();
+    } else {
+      if (then === "flush") this.#endAfterWrite = true;
+      // A peer that does not read, or does not hang up, must not keep the connection.
       clearTimeout(this.#timer);
       this.#timer = setTimeout(() => this.#closeConn(), this.#closeTimeoutMs);
-    } else {
-      this.#closeConn();
     }
     const handler = this.#handler;
     // Nothing of the session stays reachable from a closed socket.
@@ -265,7 +276,7 @@ export class RawWebSocket {
 
   /** The connection ended or failed: report `code` if not yet, and close it now. */
   #end(code: number): void {
-    this.#finish(code, false);
+    this.#finish(code, "now");
     this.#closeConn();
   }
 
