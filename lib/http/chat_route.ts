@@ -20,6 +20,7 @@ import { DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, messageFrame } from "../proto
 import type { Connection, Session } from "../session.ts";
 import { conversationKey } from "../store.ts";
 import type { RawUpgrade } from "../ws/front_door.ts";
+import { websocketKey } from "../ws/request_head.ts";
 import type { WsHandler } from "../ws/raw_socket.ts";
 import { fail, list } from "./envelope.ts";
 import { requireUser, tokenFromRequest } from "./identity.ts";
@@ -49,10 +50,7 @@ async function upgrade(c: Context, deps: ChatRouteDeps): Promise<Response> {
   if (req.headers.get("upgrade")?.toLowerCase() !== "websocket") {
     return c.json(fail("Expected a websocket upgrade"), 426);
   }
-  if (
-    req.headers.get("sec-websocket-version") !== "13" ||
-    !/^[A-Za-z0-9+/]{22}==$/.test(req.headers.get("sec-websocket-key") ?? "")
-  ) {
+  if (websocketKey(req.headers) === undefined) {
     throw new ClientError(
       "bad_request",
       "A websocket upgrade needs Sec-WebSocket-Version 13 and a Sec-WebSocket-Key",

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { concatBytes } from "../bytes.ts";
 import { CLOSE } from "../close_codes.ts";
 
 /** Opcodes (RFC 6455 §5.2). */
@@ -86,24 +87,16 @@ export class FrameReader {
    */
   get wanted(): number {
     const p = this.#pending;
-    if (p.length < 2) return 0;
-    const len7 = p[1]! & 0x7f;
-    const header = len7 < 126 ? 6 : len7 === 126 ? 8 : 14;
-    if (p.length < header) return header - p.length;
-    const length = len7 < 126 ? len7 : len7 === 126 ? (p[2]! << 8) | p[3]! : Number(
-      new DataView(p.buffer, p.byteOffset + 2, 8).getBigUint64(0),
-    );
-    return Math.max(0, header + length - p.length);
+    const size = frameSize(p, 0);
+    if (size === undefined) return 0;
+    const head = size.header + 4; // and the mask key
+    if (size.length < 0 || p.length < head) return head - p.length;
+    return Math.max(0, head + size.length - p.length);
   }
 
   /** Feed `bytes`; returns the messages they complete, in order. Throws `WsProtocolError`. */
   push(bytes: Uint8Array): WsMessage[] {
-    let buf = bytes;
-    if (this.#pending.length > 0) {
-      buf = new Uint8Array(this.#pending.length + bytes.length);
-      buf.set(this.#pending, 0);
-      buf.set(bytes, this.#pending.length);
-    }
+    const buf = this.#pending.length > 0 ? concatBytes([this.#pending, bytes]) : bytes;
     const out: WsMessage[] = [];
     let at = 0;
     for (;;) {
@@ -125,20 +118,11 @@ export class FrameReader {
     const op = b0 & 0x0f;
     if ((b0 & 0x70) !== 0) throw new WsProtocolError(PROTOCOL, "Reserved bits set");
     if ((b1 & 0x80) === 0) throw new WsProtocolError(PROTOCOL, "Client frames must be masked");
-    let length = b1 & 0x7f;
-    let header = 2;
-    if (length === 126) {
-      if (buf.length - at < 4) return 0;
-      length = (buf[at + 2]! << 8) | buf[at + 3]!;
-      header = 4;
-    } else if (length === 127) {
-      if (buf.length - at < 10) return 0;
-      const big = new DataView(buf.buffer, buf.byteOffset + at + 2, 8).getBigUint64(0);
-      if (big > BigInt(this.#maxMessage)) {
-        throw new WsProtocolError(TOO_BIG, `Frame of ${big} bytes is too big`);
-      }
-      length = Number(big);
-      header = 10;
+    const size = frameSize(buf, at);
+    if (size === undefined || size.length < 0) return 0;
+    const { header, length } = size;
+    if (header === 10 && length > this.#maxMessage) {
+      throw new WsProtocolError(TOO_BIG, `Frame of ${length} bytes is too big`);
     }
     const control = op >= 0x8;
     if (control && (!fin || length > 125)) {
@@ -209,6 +193,23 @@ export class FrameReader {
         throw new WsProtocolError(PROTOCOL, `Unknown opcode ${op}`);
     }
   }
+}
+
+/**
+ * The header size (without the mask key) and payload length of the frame at
+ * `at`: undefined before its first two bytes, length -1 until its length
+ * bytes are here. A 64-bit length past 2^53 is approximate, and over any limit.
+ */
+function frameSize(buf: Uint8Array, at: number): { header: number; length: number } | undefined {
+  if (buf.length - at < 2) return undefined;
+  const len7 = buf[at + 1]! & 0x7f;
+  if (len7 < 126) return { header: 2, length: len7 };
+  if (len7 === 126) {
+    return { header: 4, length: buf.length - at < 4 ? -1 : (buf[at + 2]! << 8) | buf[at + 3]! };
+  }
+  if (buf.length - at < 10) return { header: 10, length: -1 };
+  const view = new DataView(buf.buffer, buf.byteOffset + at + 2, 8);
+  return { header: 10, length: Number(view.getBigUint64(0)) };
 }
 
 function data(op: number, payload: Uint8Array): WsMessage {

@@ -12,7 +12,8 @@
 
 import { getLogger } from "@logtape/logtape";
 import { TextFrames } from "./frames.ts";
-import { closeQuietly, type PeerAddresses, proxyTo, writeAll } from "./proxy.ts";
+import { writeAll } from "../bytes.ts";
+import { closeQuietly, type PeerAddresses, proxyTo } from "./proxy.ts";
 import { RawWebSocket, type RawWebSocketOptions } from "./raw_socket.ts";
 import {
   acceptKey,
@@ -21,6 +22,7 @@ import {
   isChatUpgrade,
   parseRequestHead,
   type RequestHead,
+  websocketKey,
 } from "./request_head.ts";
 
 const logger = getLogger(["chat", "http"]);
@@ -136,9 +138,10 @@ export class FrontDoor {
           closeQuietly(conn);
           return;
         }
+        const from = length;
         length += n;
         if (!startsLike(buf, length)) break;
-        end = headEnd(buf, length);
+        end = headEnd(buf, length, from);
       }
     } catch {
       closeQuietly(conn); // timed out or reset
@@ -181,13 +184,8 @@ export class FrontDoor {
       remoteAddr: conn.remoteAddr,
       completed: Promise.resolve(),
       upgradeWebSocket: (req) => {
-        const key = req.headers.get("sec-websocket-key") ?? "";
-        if (
-          req.headers.get("sec-websocket-version") !== "13" ||
-          !/^[A-Za-z0-9+/]{22}==$/.test(key)
-        ) {
-          throw new TypeError("Invalid websocket handshake");
-        }
+        const key = websocketKey(req.headers);
+        if (key === undefined) throw new TypeError("Invalid websocket handshake");
         if (upgraded.socket !== undefined) throw new TypeError("Already upgraded");
         // Small frames must go out at once, not wait for Nagle's algorithm (up to 40 ms).
         conn.setNoDelay(true);

@@ -3,12 +3,13 @@
  * door already read, then both directions piped until either side ends.
  * The internal server sees every request come from 127.0.0.1, so
  * {@linkcode PeerAddresses} remembers which client each upstream connection
- * carries, keyed by its local port, for the rate limits and logs.
+ * carries, keyed by its local address and port, for the rate limits and logs.
  *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
+import { writeAll } from "../bytes.ts";
 
 const logger = getLogger(["chat", "http"]);
 
@@ -92,12 +93,6 @@ async function pipe(from: Deno.Conn, to: Deno.Conn, ended: () => unknown): Promi
     closeQuietly(from);
     closeQuietly(to);
   }
-}
-
-/** Write all of `bytes` to `conn`. */
-export async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.length) at += await conn.write(bytes.subarray(at));
 }
 
 /** Close `conn`, ignoring that it may be closed already. */

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { concatBytes } from "../bytes.ts";
+import { concatBytes, writeAll } from "../bytes.ts";
 import {
   encodeClose,
   encodeFrame,
@@ -238,8 +238,7 @@ export class RawWebSocket {
       while (this.#queue.length > 0) {
         const batch = this.#queue.length === 1 ? this.#queue[0]! : concatBytes(this.#queue);
         this.#queue = [];
-        let at = 0;
-        while (at < batch.length) at += await this.#conn.write(batch.subarray(at));
+        await writeAll(this.#conn, batch);
         this.#buffered -= batch.length;
       }
     } catch {

@@ -20,9 +20,12 @@ export interface RequestHead {
 const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const TARGET = /^\/[\x21-\x7e]*$/;
 
-/** Index just past the blank line ending the head in `buf[0, length)`, or -1. */
-export function headEnd(buf: Uint8Array, length: number): number {
-  for (let i = 3; i < length; i++) {
+/**
+ * Index just past the blank line ending the head in `buf[0, length)`, or -1;
+ * `from` is where the bytes not yet searched start.
+ */
+export function headEnd(buf: Uint8Array, length: number, from = 0): number {
+  for (let i = Math.max(3, from); i < length; i++) {
     if (buf[i] === 10 && buf[i - 1] === 13 && buf[i - 2] === 10 && buf[i - 3] === 13) return i + 1;
   }
   return -1;
@@ -64,6 +67,17 @@ export function isChatUpgrade(head: RequestHead): boolean {
   const path = head.target.split("?", 1)[0];
   return head.method === "GET" && path === "/chat" &&
     header(head, "upgrade")?.toLowerCase() === "websocket";
+}
+
+/**
+ * The `Sec-WebSocket-Key` of a valid RFC 6455 handshake (version 13 and a
+ * 16-byte base64 key), or undefined.
+ */
+export function websocketKey(headers: Headers): string | undefined {
+  const key = headers.get("sec-websocket-key") ?? "";
+  return headers.get("sec-websocket-version") === "13" && /^[A-Za-z0-9+/]{22}==$/.test(key)
+    ? key
+    : undefined;
 }
 
 /** `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key` (RFC 6455 §4.2.2). */
