@@ -1,8 +1,9 @@
 /**
  * A server-side websocket on a plain TCP connection, for the chat socket
  * (issue #7: memory per idle connection). An idle socket holds one pending
- * read into a 1 KiB buffer and this object; Deno's own websocket holds
- * about 16 KiB of buffers per connection. Frames queued while a write is
+ * read into a 1 KiB buffer and this object (24 KiB per idle connection
+ * with Deno's websocket, about 17 with this one: bench/RESULTS.md round 5).
+ * Frames queued while a write is
  * in flight go out together in the next write.
  *
  * Close semantics follow the WHATWG socket the session was written for:
