@@ -34,6 +34,8 @@ interface Settings {
   rates1to1: number[];
   ratesGroup: number[];
   stormConcurrency: number;
+  /** How long the storm's connections stay open and idle after the 2 s reading. */
+  stormIdleSeconds: number;
   profileDir: string | undefined;
   budgetSeconds: number;
   results: string;
@@ -62,6 +64,7 @@ function readSettings(): Settings {
       },
       "rates-group": { type: "string", default: "10,50,100,200,300,450,700,1000,1500,2000,2500" },
       "storm-concurrency": { type: "string", default: "500" },
+      "storm-idle-seconds": { type: "string", default: "60" },
       profile: { type: "string" },
       "budget-seconds": { type: "string", default: "600" },
       results: { type: "string", default: join(ROOT, "bench", "results.jsonl") },
@@ -82,6 +85,7 @@ function readSettings(): Settings {
     rates1to1: numbers(values["rates-1to1"]),
     ratesGroup: numbers(values["rates-group"]),
     stormConcurrency: Number(values["storm-concurrency"]),
+    stormIdleSeconds: Number(values["storm-idle-seconds"]),
     profileDir: values.profile,
     budgetSeconds: Number(values["budget-seconds"]),
     results: values.results,
@@ -135,6 +139,16 @@ function spreadHeartbeats(live: Set<WebSocket>): ReturnType<typeof setInterval> 
       left--;
     }
   }, HEARTBEAT_TICK_MS);
+}
+
+/** RSS every 5 s for `seconds` (nothing but the clients' heartbeats going on), KiB. */
+async function idleRss(pid: number, seconds: number): Promise<number[]> {
+  const series: number[] = [];
+  for (let t = 5; t <= seconds; t += 5) {
+    await delay(5000);
+    series.push(await rssKiB(pid));
+  }
+  return series;
 }
 
 /** One JSON line of results.jsonl. */
@@ -211,6 +225,14 @@ async function runServer(
       await delay(2000);
       const rss = await rssKiB(server.pid);
       const n = opened.clients.length;
+      const perConn = (kib: number) => n === 0 ? 0 : Math.round(((kib - rssBase) / n) * 10) / 10;
+      const serverCpu = cpuPercent(server0, await cpuTimes(server.pid), wall);
+      const genCpu = cpuPercent(gen0, await cpuTimes(Deno.pid), wall);
+      // The 2 s reading still holds the connects' garbage; an idle connection's cost is what
+      // stays once the connections have sat idle (heartbeats only) for a while.
+      const idleSeries = await idleRss(server.pid, s.stormIdleSeconds);
+      const idlePerConn = idleSeries.map(perConn);
+      const round1 = (x: number) => Math.round(x * 10) / 10;
       const line: ResultLine = {
         ...base,
         server: kind,
@@ -223,9 +245,16 @@ async function runServer(
         connectP99Ms: opened.p99Ms,
         rssBaseKiB: rssBase,
         rssKiB: rss,
-        rssPerConnKiB: n === 0 ? 0 : Math.round(((rss - rssBase) / n) * 10) / 10,
-        serverCpu: cpuPercent(server0, await cpuTimes(server.pid), wall),
-        genCpu: cpuPercent(gen0, await cpuTimes(Deno.pid), wall),
+        rssPerConnKiB: perConn(rss),
+        idleSeconds: s.stormIdleSeconds,
+        rssIdleSeriesKiB: idleSeries,
+        ...(idlePerConn.length === 0 ? {} : {
+          rssPerConnIdleMinKiB: Math.min(...idlePerConn),
+          rssPerConnIdleMeanKiB: round1(idlePerConn.reduce((a, b) => a + b) / idlePerConn.length),
+          rssPerConnIdleMaxKiB: Math.max(...idlePerConn),
+        }),
+        serverCpu,
+        genCpu,
         loadavg: await loadAverage(),
       };
       lines.push(line);
@@ -352,7 +381,9 @@ function markdown(lines: ResultLine[], command: string, loadavg: string): string
   const l = get("lanchat", "storm");
   const r = get("ref", "storm");
   if (l !== undefined || r !== undefined) {
-    for (const f of ["opened", "failed", "connectsPerSec", "connectP99Ms", "rssPerConnKiB"]) {
+    const fields = ["opened", "failed", "connectsPerSec", "connectP99Ms", "rssPerConnKiB"];
+    const idle = ["rssPerConnIdleMinKiB", "rssPerConnIdleMeanKiB", "rssPerConnIdleMaxKiB"];
+    for (const f of [...fields, ...idle]) {
       out.push(
         `| storm @${(l ?? r)?.["conns"]} | ${f} | ${l?.[f] ?? "–"} | ${r?.[f] ?? "–"} | ${
           ratio(l?.[f], r?.[f])
