@@ -12,7 +12,6 @@
  * @module
  */
 
-import { parseArgs } from "node:util";
 import { join, resolve } from "node:path";
 import { closeClients, openClients, Recorder } from "./_clients.ts";
 import { createFixture, type Fixture, writeFixtureFiles } from "./fixture.ts";
@@ -20,89 +19,11 @@ import { createBenchDatabase } from "./_pg_database.ts";
 import type { DbSetting } from "../lib/config.ts";
 import { cpuPercent, cpuTimes, loadAverage, rssKiB } from "./_procfs.ts";
 import { groupSender, oneToOneSender, runSteps, type StepResult } from "./_scenarios.ts";
+import { markdown, type ResultLine, summarizeSteps } from "./_report.ts";
+import { readSettings, type Settings } from "./_settings.ts";
 import { type ServerKind, type ServerProcess, startServer } from "./_server_proc.ts";
 
 const ROOT = resolve(import.meta.dirname ?? ".", "..");
-
-interface Settings {
-  conns: number;
-  storm: number;
-  servers: ServerKind[];
-  scenarios: Set<string>;
-  stepSeconds: number;
-  groupSize: number;
-  rates1to1: number[];
-  ratesGroup: number[];
-  stormConcurrency: number;
-  /** How long the storm's connections stay open and idle after the 2 s reading. */
-  stormIdleSeconds: number;
-  profileDir: string | undefined;
-  budgetSeconds: number;
-  results: string;
-  label: string;
-  /** lanchat's store: undefined = a SQLite file, else a Postgres URL. */
-  db: string | undefined;
-}
-
-function numbers(raw: string): number[] {
-  return raw.split(",").map(Number).filter((n) => n > 0);
-}
-
-function readSettings(): Settings {
-  const { values } = parseArgs({
-    args: Deno.args,
-    options: {
-      conns: { type: "string", default: "1000" },
-      storm: { type: "string", default: "10000" },
-      servers: { type: "string", default: "ref,lanchat" },
-      scenarios: { type: "string", default: "storm,1to1,group" },
-      "step-seconds": { type: "string", default: "3" },
-      "group-size": { type: "string", default: "100" },
-      "rates-1to1": {
-        type: "string",
-        default: "100,1000,2000,4000,8000,12000,16000,20000,24000,28000,32000,48000,64000",
-      },
-      "rates-group": { type: "string", default: "10,50,100,200,300,450,700,1000,1500,2000,2500" },
-      "storm-concurrency": { type: "string", default: "500" },
-      "storm-idle-seconds": { type: "string", default: "60" },
-      profile: { type: "string" },
-      "budget-seconds": { type: "string", default: "600" },
-      results: { type: "string", default: join(ROOT, "bench", "results.jsonl") },
-      label: { type: "string", default: "" },
-      db: { type: "string" },
-    },
-  });
-  const servers = values.servers.split(",").filter((s): s is ServerKind =>
-    s === "ref" || s === "lanchat"
-  );
-  return {
-    conns: Number(values.conns),
-    storm: Number(values.storm),
-    servers,
-    scenarios: new Set(values.scenarios.split(",")),
-    stepSeconds: Number(values["step-seconds"]),
-    groupSize: Number(values["group-size"]),
-    rates1to1: numbers(values["rates-1to1"]),
-    ratesGroup: numbers(values["rates-group"]),
-    stormConcurrency: Number(values["storm-concurrency"]),
-    stormIdleSeconds: Number(values["storm-idle-seconds"]),
-    profileDir: values.profile,
-    budgetSeconds: Number(values["budget-seconds"]),
-    results: values.results,
-    label: values.label,
-    db: parseDbOption(values.db),
-  };
-}
-
-/** `--db`: absent or "sqlite" = a SQLite file; otherwise a postgres:// URL on loopback. */
-function parseDbOption(raw: string | undefined): string | undefined {
-  if (raw === undefined || raw === "sqlite") return undefined;
-  const url = URL.canParse(raw) ? new URL(raw) : undefined;
-  if (!/^postgres(ql)?:$/.test(url?.protocol ?? "") || url?.hostname !== "127.0.0.1") {
-    throw new TypeError(`--db must be "sqlite" or a postgres:// URL on 127.0.0.1, not ${raw}`);
-  }
-  return raw;
-}
 
 function say(line: string): void {
   Deno.stdout.writeSync(new TextEncoder().encode(line + "\n"));
@@ -149,42 +70,6 @@ async function idleRss(pid: number, seconds: number): Promise<number[]> {
     series.push(await rssKiB(pid));
   }
   return series;
-}
-
-/** One JSON line of results.jsonl. */
-type ResultLine = Record<string, unknown> & { server: ServerKind; scenario: string };
-
-/**
- * Which limit a saturated step hit: a thread at ≥ 90 % of a core (the
- * generator's, the server's main thread, the server's SQLite append worker),
- * else the machine's cores ≥ 80 % busy (server, generator and the kernel's
- * network and disk work together), else latency alone.
- */
-function limitOf(step: StepResult | undefined): string {
-  if (step === undefined) return "none";
-  if (step.keptUp) return "not reached (rates list ended)";
-  if (step.genCpu.main >= 90) return "generator CPU";
-  if (step.serverCpu.main >= 90) return "server CPU (main thread)";
-  if (step.serverCpu.worker >= 90) return "server store thread (SQLite append worker)";
-  // Four busy threads (two per process) on two cores queue before the cores reach 100 %.
-  if (step.machineBusy >= 80) {
-    return "machine CPU (cores ≥ 80 % busy: server threads, generator, kernel)";
-  }
-  return "no thread or core saturated (latency)";
-}
-
-function summarizeSteps(steps: StepResult[]) {
-  const ok = steps.filter((s) => s.keptUp);
-  const best = ok.reduce((m, s) => Math.max(m, s.deliveredPerSec), 0);
-  const peak = steps.reduce((m, s) => Math.max(m, s.deliveredPerSec), 0);
-  return {
-    sustainedDeliveredPerSec: best,
-    peakDeliveredPerSec: peak,
-    lightP50Ms: steps[0]?.p50Ms ?? 0,
-    lightP99Ms: steps[0]?.p99Ms ?? 0,
-    lightRate: steps[0]?.rate ?? 0,
-    limit: limitOf(steps.at(-1)),
-  };
 }
 
 async function runServer(
@@ -353,49 +238,8 @@ function partnerOf(fixture: Fixture): Map<number, number> {
   return map;
 }
 
-function ratio(a: unknown, b: unknown): string {
-  return typeof a === "number" && typeof b === "number" && b > 0 ? (a / b).toFixed(2) : "–";
-}
-
-function markdown(lines: ResultLine[], command: string, loadavg: string): string {
-  const get = (server: string, scenario: string) =>
-    lines.find((l) => l.server === server && l.scenario === scenario);
-  const out = [
-    `Command: \`${command}\` — loadavg at end ${loadavg}`,
-    "",
-    "| scenario | figure | lanchat | ref | lanchat/ref | limit (lanchat) |",
-    "| --- | --- | ---: | ---: | ---: | --- |",
-  ];
-  for (const sc of ["1to1", "group"]) {
-    const l = get("lanchat", sc);
-    const r = get("ref", sc);
-    if (l === undefined && r === undefined) continue;
-    for (const f of ["sustainedDeliveredPerSec", "peakDeliveredPerSec", "lightP99Ms"]) {
-      out.push(
-        `| ${sc} @${(l ?? r)?.["conns"]} | ${f} | ${l?.[f] ?? "–"} | ${r?.[f] ?? "–"} | ${
-          ratio(l?.[f], r?.[f])
-        } | ${l?.["limit"] ?? "–"} |`,
-      );
-    }
-  }
-  const l = get("lanchat", "storm");
-  const r = get("ref", "storm");
-  if (l !== undefined || r !== undefined) {
-    const fields = ["opened", "failed", "connectsPerSec", "connectP99Ms", "rssPerConnKiB"];
-    const idle = ["rssPerConnIdleMinKiB", "rssPerConnIdleMeanKiB", "rssPerConnIdleMaxKiB"];
-    for (const f of [...fields, ...idle]) {
-      out.push(
-        `| storm @${(l ?? r)?.["conns"]} | ${f} | ${l?.[f] ?? "–"} | ${r?.[f] ?? "–"} | ${
-          ratio(l?.[f], r?.[f])
-        } | |`,
-      );
-    }
-  }
-  return out.join("\n");
-}
-
 async function main(): Promise<void> {
-  const s = readSettings();
+  const s = readSettings(Deno.args, ROOT);
   const command = `deno task bench ${Deno.args.join(" ")}`.trim();
   const tmp = await Deno.makeTempDir({ prefix: "lanchat-bench-" });
   const base = {

@@ -70,7 +70,7 @@ function checkTraffic(line: Line): void {
 }
 
 Deno.test("the bench runs the storm, 1:1 and group against both servers and reports each", async () => {
-  const lines = await runBench(["--storm", "30"]);
+  const lines = await runBench(["--storm", "30", "--storm-idle-seconds", "10"]);
   deepStrictEqual(
     lines.map((l) => `${l.server}/${l.scenario}`),
     ["ref/storm", "ref/1to1", "ref/group", "lanchat/storm", "lanchat/1to1", "lanchat/group"],
@@ -79,6 +79,14 @@ Deno.test("the bench runs the storm, 1:1 and group against both servers and repo
     if (line.scenario === "storm") {
       deepStrictEqual([line["opened"], line["failed"]], [30, 0]);
       ok(Number(line["rssPerConnKiB"]) > 0, JSON.stringify(line));
+      // Two idle readings (every 5 s for 10 s), and their min ≤ mean ≤ max.
+      strictEqual((line["rssIdleSeriesKiB"] as number[]).length, 2, JSON.stringify(line));
+      const [min, mean, max] = ["Min", "Mean", "Max"].map((k) => line[`rssPerConnIdle${k}KiB`]);
+      ok(
+        typeof min === "number" && typeof mean === "number" && typeof max === "number" &&
+          min <= mean && mean <= max,
+        JSON.stringify(line),
+      );
     } else {
       checkTraffic(line);
     }

@@ -1,0 +1,89 @@
+/**
+ * What the load generator reports: the JSON line per scenario and server,
+ * which limit a step hit, a scenario's summary of its rate steps, and the
+ * markdown table with lanchat/ref ratios.
+ *
+ * @module
+ */
+
+import type { StepResult } from "./_scenarios.ts";
+import type { ServerKind } from "./_server_proc.ts";
+
+/** One JSON line of results.jsonl. */
+export type ResultLine = Record<string, unknown> & { server: ServerKind; scenario: string };
+
+/**
+ * Which limit a saturated step hit: a thread at ≥ 90 % of a core (the
+ * generator's, the server's main thread, the server's SQLite append worker),
+ * else the machine's cores ≥ 80 % busy (server, generator and the kernel's
+ * network and disk work together), else latency alone.
+ */
+export function limitOf(step: StepResult | undefined): string {
+  if (step === undefined) return "none";
+  if (step.keptUp) return "not reached (rates list ended)";
+  if (step.genCpu.main >= 90) return "generator CPU";
+  if (step.serverCpu.main >= 90) return "server CPU (main thread)";
+  if (step.serverCpu.worker >= 90) return "server store thread (SQLite append worker)";
+  // Four busy threads (two per process) on two cores queue before the cores reach 100 %.
+  if (step.machineBusy >= 80) {
+    return "machine CPU (cores ≥ 80 % busy: server threads, generator, kernel)";
+  }
+  return "no thread or core saturated (latency)";
+}
+
+/** A scenario's figures from its rate steps (light load = the first step). */
+export function summarizeSteps(steps: StepResult[]) {
+  const ok = steps.filter((s) => s.keptUp);
+  const best = ok.reduce((m, s) => Math.max(m, s.deliveredPerSec), 0);
+  const peak = steps.reduce((m, s) => Math.max(m, s.deliveredPerSec), 0);
+  return {
+    sustainedDeliveredPerSec: best,
+    peakDeliveredPerSec: peak,
+    lightP50Ms: steps[0]?.p50Ms ?? 0,
+    lightP99Ms: steps[0]?.p99Ms ?? 0,
+    lightRate: steps[0]?.rate ?? 0,
+    limit: limitOf(steps.at(-1)),
+  };
+}
+
+function ratio(a: unknown, b: unknown): string {
+  return typeof a === "number" && typeof b === "number" && b > 0 ? (a / b).toFixed(2) : "–";
+}
+
+/** The summary table of one run: lanchat and ref side by side, with their ratio. */
+export function markdown(lines: ResultLine[], command: string, loadavg: string): string {
+  const get = (server: string, scenario: string) =>
+    lines.find((l) => l.server === server && l.scenario === scenario);
+  const out = [
+    `Command: \`${command}\` — loadavg at end ${loadavg}`,
+    "",
+    "| scenario | figure | lanchat | ref | lanchat/ref | limit (lanchat) |",
+    "| --- | --- | ---: | ---: | ---: | --- |",
+  ];
+  for (const sc of ["1to1", "group"]) {
+    const l = get("lanchat", sc);
+    const r = get("ref", sc);
+    if (l === undefined && r === undefined) continue;
+    for (const f of ["sustainedDeliveredPerSec", "peakDeliveredPerSec", "lightP99Ms"]) {
+      out.push(
+        `| ${sc} @${(l ?? r)?.["conns"]} | ${f} | ${l?.[f] ?? "–"} | ${r?.[f] ?? "–"} | ${
+          ratio(l?.[f], r?.[f])
+        } | ${l?.["limit"] ?? "–"} |`,
+      );
+    }
+  }
+  const l = get("lanchat", "storm");
+  const r = get("ref", "storm");
+  if (l !== undefined || r !== undefined) {
+    const fields = ["opened", "failed", "connectsPerSec", "connectP99Ms", "rssPerConnKiB"];
+    const idle = ["rssPerConnIdleMinKiB", "rssPerConnIdleMeanKiB", "rssPerConnIdleMaxKiB"];
+    for (const f of [...fields, ...idle]) {
+      out.push(
+        `| storm @${(l ?? r)?.["conns"]} | ${f} | ${l?.[f] ?? "–"} | ${r?.[f] ?? "–"} | ${
+          ratio(l?.[f], r?.[f])
+        } | |`,
+      );
+    }
+  }
+  return out.join("\n");
+}
