@@ -3,7 +3,8 @@
  * the embedded default) or PostgreSQL (`pg`, for a cluster). Opening runs
  * the migrations; two nodes opening one database at once is safe.
  *
- * Friendships and groups live in `store_kysely_social.ts`, messages in
+ * Users, tokens and attachments live in `store_kysely_accounts.ts`,
+ * friendships and groups in `store_kysely_social.ts`, messages in
  * `store_kysely_messages.ts`.
  *
  * @module
@@ -13,7 +14,6 @@ import { dirname } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { type Dialect, Kysely, sql } from "kysely";
 import { Migrator } from "kysely/migration";
-import { ConflictError, NotFoundError } from "./errors.ts";
 import type { DbSetting } from "./config.ts";
 import { type Database, migrationProvider, type SqlDialectKind } from "./migrations.ts";
 import { sqliteDialect } from "./_sqlite_dialect.ts";
@@ -32,13 +32,8 @@ import type {
   Store,
   StoredMessage,
 } from "./store.ts";
-import {
-  isForeignKeyViolation,
-  isUniqueViolation,
-  PUBLIC_USER_COLUMNS,
-  type StoreDb,
-  toPublicUser,
-} from "./_store_kysely_rows.ts";
+import type { StoreDb } from "./_store_kysely_rows.ts";
+import * as accounts from "./store_kysely_accounts.ts";
 import * as social from "./store_kysely_social.ts";
 import * as messages from "./store_kysely_messages.ts";
 import { GroupCommit } from "./store_batch.ts";
@@ -177,109 +172,36 @@ export class KyselyStore implements Store {
     return this.#s.dialect;
   }
 
-  async createUser(user: NewUser, now: number): Promise<PublicUser> {
-    try {
-      const row = await this.#s.db.insertInto("users")
-        .values({
-          mobile: user.mobile,
-          password_hash: user.passwordHash,
-          nickname: user.nickname,
-          avatar: user.avatar,
-          sex: user.sex,
-          memo: user.memo,
-          created_at: now,
-        })
-        .returning(PUBLIC_USER_COLUMNS)
-        .executeTakeFirstOrThrow();
-      return toPublicUser(row);
-    } catch (error) {
-      if (isUniqueViolation(error)) {
-        throw new ConflictError("Mobile number already registered", {
-          cause: error,
-        });
-      }
-      throw error;
-    }
+  createUser(user: NewUser, now: number): Promise<PublicUser> {
+    return accounts.createUser(this.#s, user, now);
   }
 
-  async findUser(id: number): Promise<PublicUser | undefined> {
-    const row = await this.#s.db.selectFrom("users")
-      .select(PUBLIC_USER_COLUMNS).where("id", "=", id).executeTakeFirst();
-    return row === undefined ? undefined : toPublicUser(row);
+  findUser(id: number): Promise<PublicUser | undefined> {
+    return accounts.findUser(this.#s, id);
   }
 
-  async findCredentials(
-    mobile: string,
-  ): Promise<{ user: PublicUser; passwordHash: string } | undefined> {
-    const row = await this.#s.db.selectFrom("users")
-      .select([...PUBLIC_USER_COLUMNS, "password_hash"])
-      .where("mobile", "=", mobile).executeTakeFirst();
-    if (row === undefined) return undefined;
-    return { user: toPublicUser(row), passwordHash: row.password_hash };
+  findCredentials(mobile: string): Promise<{ user: PublicUser; passwordHash: string } | undefined> {
+    return accounts.findCredentials(this.#s, mobile);
   }
 
-  async updateProfile(
-    id: number,
-    patch: ProfilePatch,
-  ): Promise<PublicUser | undefined> {
-    const set: ProfilePatch = {
-      ...(patch.nickname === undefined ? {} : { nickname: patch.nickname }),
-      ...(patch.avatar === undefined ? {} : { avatar: patch.avatar }),
-      ...(patch.sex === undefined ? {} : { sex: patch.sex }),
-      ...(patch.memo === undefined ? {} : { memo: patch.memo }),
-    };
-    if (Object.keys(set).length === 0) return await this.findUser(id);
-    const row = await this.#s.db.updateTable("users").set(set)
-      .where("id", "=", id).returning(PUBLIC_USER_COLUMNS)
-      .executeTakeFirst();
-    return row === undefined ? undefined : toPublicUser(row);
+  updateProfile(id: number, patch: ProfilePatch): Promise<PublicUser | undefined> {
+    return accounts.updateProfile(this.#s, id, patch);
   }
 
-  async createToken(
-    tokenHash: string,
-    userId: number,
-    expiresAt: number,
-  ): Promise<void> {
-    try {
-      await this.#s.db.insertInto("tokens")
-        .values({ token_hash: tokenHash, user_id: userId, expires_at: expiresAt })
-        .execute();
-    } catch (error) {
-      if (isUniqueViolation(error)) {
-        throw new ConflictError("Token already exists", { cause: error });
-      }
-      if (isForeignKeyViolation(error)) {
-        throw new NotFoundError("User not found", { cause: error });
-      }
-      throw error;
-    }
+  createToken(tokenHash: string, userId: number, expiresAt: number): Promise<void> {
+    return accounts.createToken(this.#s, tokenHash, userId, expiresAt);
   }
 
-  async findTokenUser(
-    tokenHash: string,
-    now: number,
-  ): Promise<number | undefined> {
-    const { db, reused } = this.#s;
-    const build = () =>
-      db.selectFrom("tokens").select("user_id")
-        .where("token_hash", "=", tokenHash)
-        .where("revoked", "=", 0)
-        .where("expires_at", ">", now);
-    const [row] = reused === undefined
-      ? await build().execute()
-      : await reused.rows(db, "findTokenUser", build, [tokenHash, 0, now]);
-    return row === undefined ? undefined : Number(row.user_id);
+  findTokenUser(tokenHash: string, now: number): Promise<number | undefined> {
+    return accounts.findTokenUser(this.#s, tokenHash, now);
   }
 
-  async revokeToken(tokenHash: string): Promise<void> {
-    await this.#s.db.updateTable("tokens").set({ revoked: 1 })
-      .where("token_hash", "=", tokenHash).execute();
+  revokeToken(tokenHash: string): Promise<void> {
+    return accounts.revokeToken(this.#s, tokenHash);
   }
 
-  async purgeExpiredTokens(now: number): Promise<number> {
-    const result = await this.#s.db.deleteFrom("tokens")
-      .where("expires_at", "<", now).executeTakeFirst();
-    return Number(result.numDeletedRows);
+  purgeExpiredTokens(now: number): Promise<number> {
+    return accounts.purgeExpiredTokens(this.#s, now);
   }
 
   addFriendship(a: number, b: number, now: number): Promise<"added" | "exists"> {
@@ -325,49 +247,16 @@ export class KyselyStore implements Store {
     return social.isMember(this.#s, { userId, groupId });
   }
 
-  async recordAttachment(attachment: Attachment): Promise<void> {
-    try {
-      await this.#s.db.insertInto("attachments")
-        .values({
-          name: attachment.name,
-          owner_id: attachment.ownerId,
-          mime: attachment.mime,
-          size: attachment.size,
-          created_at: attachment.createdAt,
-        })
-        .execute();
-    } catch (error) {
-      if (isUniqueViolation(error)) {
-        throw new ConflictError("Attachment name already exists", {
-          cause: error,
-        });
-      }
-      if (isForeignKeyViolation(error)) {
-        throw new NotFoundError("User not found", { cause: error });
-      }
-      throw error;
-    }
+  recordAttachment(attachment: Attachment): Promise<void> {
+    return accounts.recordAttachment(this.#s, attachment);
   }
 
-  async findAttachment(name: string): Promise<Attachment | undefined> {
-    const row = await this.#s.db.selectFrom("attachments").selectAll()
-      .where("name", "=", name).executeTakeFirst();
-    if (row === undefined) return undefined;
-    return {
-      name: row.name,
-      ownerId: Number(row.owner_id),
-      mime: row.mime,
-      size: Number(row.size),
-      createdAt: Number(row.created_at),
-    };
+  findAttachment(name: string): Promise<Attachment | undefined> {
+    return accounts.findAttachment(this.#s, name);
   }
 
-  async attachmentBytes(ownerId: number): Promise<number> {
-    const row = await this.#s.db.selectFrom("attachments")
-      .select((eb) => eb.fn.coalesce(eb.fn.sum<number>("size"), sql<number>`0`).as("total"))
-      .where("owner_id", "=", ownerId)
-      .executeTakeFirstOrThrow();
-    return Number(row.total);
+  attachmentBytes(ownerId: number): Promise<number> {
+    return accounts.attachmentBytes(this.#s, ownerId);
   }
 
   appendMessage(message: NewMessage, now: number): Promise<AppendResult> {
