@@ -42,7 +42,8 @@ Deno.test("FrameReader reads text, binary, ping, pong and close, whole or a byte
     { kind: "text", text: "y".repeat(70_000) },
     { kind: "close", code: 4000, reason: "bye" },
   ];
-  deepStrictEqual(new FrameReader(128 * 1024).push(bytes), want);
+  // push() unmasks in place: each reader gets its own copy.
+  deepStrictEqual(new FrameReader(128 * 1024).push(bytes.slice()), want);
   const reader = new FrameReader(128 * 1024);
   const got: WsMessage[] = [];
   for (let i = 0; i < bytes.length; i++) got.push(...reader.push(bytes.subarray(i, i + 1)));
@@ -145,4 +146,42 @@ Deno.test("TextFrames encodes a string once for consecutive sends of it", () => 
   const other = frames.encode("other");
   deepStrictEqual(other, encodeText("other"));
   deepStrictEqual(frames.encode(text), first, "a new string is encoded anew");
+});
+
+Deno.test("FrameReader's binary, ping and fragment payloads outlive the read buffer they came in", () => {
+  const reader = new FrameReader(MAX);
+  const buf = concat(
+    clientFrame(OP.binary, new Uint8Array([7, 8, 9])),
+    clientFrame(OP.ping, "pp"),
+    clientFrame(OP.text, "ab", { fin: false }),
+  );
+  const got = reader.push(buf);
+  // The socket reads its next bytes into the same buffer.
+  buf.fill(0);
+  deepStrictEqual(got, [
+    { kind: "binary", data: new Uint8Array([7, 8, 9]) },
+    { kind: "ping", data: new TextEncoder().encode("pp") },
+  ]);
+  const next = clientFrame(OP.continuation, "c");
+  deepStrictEqual(reader.push(next), [{ kind: "text", text: "abc" }]);
+});
+
+Deno.test("TextFrames encodes every size exactly as encodeText does", () => {
+  const frames = new TextFrames();
+  const texts = [
+    "",
+    "short",
+    "a".repeat(41),
+    "b".repeat(42),
+    "é".repeat(60), // 120 bytes: a 2-byte header from the scratch path
+    "é".repeat(63), // 126 bytes: the first 4-byte header
+    "x".repeat(300),
+    "ü€😀".repeat(1000),
+    "é".repeat(16_000), // 32,000 bytes: more than the scratch holds
+    "z".repeat(20_000),
+    "y".repeat(70_000), // an 8-byte length
+  ];
+  for (const text of texts) {
+    deepStrictEqual(frames.encode(text), encodeText(text), `${text.length} units`);
+  }
 });

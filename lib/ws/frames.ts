@@ -94,7 +94,11 @@ export class FrameReader {
     return Math.max(0, head + size.length - p.length);
   }
 
-  /** Feed `bytes`; returns the messages they complete, in order. Throws `WsProtocolError`. */
+  /**
+   * Feed `bytes`; returns the messages they complete, in order. Throws
+   * `WsProtocolError`. Payloads are unmasked in place, so `bytes` is changed:
+   * pass a read buffer that is read into again, not bytes kept elsewhere.
+   */
   push(bytes: Uint8Array): WsMessage[] {
     const buf = this.#pending.length > 0 ? concatBytes([this.#pending, bytes]) : bytes;
     const out: WsMessage[] = [];
@@ -133,10 +137,12 @@ export class FrameReader {
     }
     const total = header + 4 + length;
     if (buf.length - at < total) return 0;
+    // Unmasked in place: `buf` is the caller's read buffer or our own join,
+    // read no further once this returns. What outlives the call is copied.
     const maskAt = at + header;
-    const payload = new Uint8Array(length);
-    for (let i = 0; i < length; i++) payload[i] = buf[maskAt + 4 + i]! ^ buf[maskAt + (i & 3)]!;
-    this.#message(op, fin, payload, out);
+    const start = maskAt + 4;
+    for (let i = 0; i < length; i++) buf[start + i]! ^= buf[maskAt + (i & 3)]!;
+    this.#message(op, fin, buf.subarray(start, start + length), out);
     return total;
   }
 
@@ -154,7 +160,7 @@ export class FrameReader {
         return;
       }
       case OP.ping:
-        out.push({ kind: "ping", data: payload });
+        out.push({ kind: "ping", data: payload.slice() });
         return;
       case OP.pong:
         out.push({ kind: "pong" });
@@ -169,12 +175,12 @@ export class FrameReader {
           return;
         }
         this.#fragmentOp = op;
-        this.#fragments = [payload];
+        this.#fragments = [payload.slice()];
         this.#fragmentBytes = payload.length;
         return;
       case OP.continuation: {
         if (this.#fragmentOp === -1) throw new WsProtocolError(PROTOCOL, "Continuation of nothing");
-        this.#fragments.push(payload);
+        this.#fragments.push(payload.slice());
         this.#fragmentBytes += payload.length;
         if (!fin) return;
         const whole = new Uint8Array(this.#fragmentBytes);
@@ -213,7 +219,9 @@ function frameSize(buf: Uint8Array, at: number): { header: number; length: numbe
 }
 
 function data(op: number, payload: Uint8Array): WsMessage {
-  return op === OP.text ? { kind: "text", text: utf8(payload) } : { kind: "binary", data: payload };
+  return op === OP.text
+    ? { kind: "text", text: utf8(payload) }
+    : { kind: "binary", data: payload.slice() };
 }
 
 /** One unmasked server frame with FIN set. */
@@ -266,21 +274,46 @@ export function encodeClose(code: number, reason: string): Uint8Array {
   return encodeFrame(OP.close, payload);
 }
 
+/** Scratch room of {@linkcode TextFrames}: frames up to this size skip a second buffer. */
+const SCRATCH_BYTES = 16 * 1024;
+
 /**
- * The last text frame encoded, kept for the next send of the same string: a
- * group fan-out hands every member's socket the same string, so the frame is
- * encoded once and shared (frames are never changed once queued).
+ * Text frames for the sockets of one front door. The last frame encoded is
+ * kept for the next send of the same string: a group fan-out hands every
+ * member's socket the same string, so the frame is encoded once and shared
+ * (frames are never changed once queued). A frame is encoded into a scratch
+ * buffer first, then copied into one of its exact size: one allocation per
+ * frame, where `TextEncoder.encode` and the frame would be two.
  */
 export class TextFrames {
   #text = "";
   #frame = encodeText("");
+  #scratch = new Uint8Array(SCRATCH_BYTES);
 
   /** The frame of `text`, reused when `text` is the string encoded last. */
   encode(text: string): Uint8Array {
     if (text !== this.#text) {
-      this.#frame = encodeText(text);
+      this.#frame = this.#encode(text);
       this.#text = text;
     }
     return this.#frame;
+  }
+
+  #encode(text: string): Uint8Array {
+    if (text.length * 3 < 126 || text.length > SCRATCH_BYTES) return encodeText(text);
+    const { read, written } = ENCODER.encodeInto(text, this.#scratch);
+    if (read < text.length || written >= 65536) return encodeText(text);
+    const header = written < 126 ? 2 : 4;
+    const frame = new Uint8Array(header + written);
+    frame[0] = 0x80 | OP.text;
+    if (header === 2) {
+      frame[1] = written;
+    } else {
+      frame[1] = 126;
+      frame[2] = written >>> 8;
+      frame[3] = written & 0xff;
+    }
+    frame.set(this.#scratch.subarray(0, written), header);
+    return frame;
   }
 }

@@ -14,7 +14,7 @@
  * @module
  */
 
-import { concatBytes, writeAll } from "../bytes.ts";
+import { concatBytes } from "../bytes.ts";
 import {
   encodeClose,
   encodeFrame,
@@ -72,7 +72,7 @@ export class RawWebSocket {
   #onClosed: ((socket: RawWebSocket) => void) | undefined;
   #handler: WsHandler | undefined;
   #state = CONNECTING;
-  #queue: Uint8Array[] = [];
+  readonly #queue: Uint8Array[] = [];
   #buffered = 0;
   #writing = false;
   /** Close the TCP connection once the queue is written. */
@@ -236,10 +236,13 @@ export class RawWebSocket {
   async #write(): Promise<void> {
     this.#writing = true;
     try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.length === 1 ? this.#queue[0]! : concatBytes(this.#queue);
-        this.#queue = [];
-        await writeAll(this.#conn, batch);
+      const queue = this.#queue;
+      while (queue.length > 0) {
+        const batch = queue.length === 1 ? queue[0]! : concatBytes(queue);
+        queue.length = 0;
+        // Straight to the connection: a write of a small batch is whole.
+        let at = await this.#conn.write(batch);
+        while (at < batch.length) at += await this.#conn.write(batch.subarray(at));
         this.#buffered -= batch.length;
       }
     } catch {
@@ -284,7 +287,7 @@ export class RawWebSocket {
     clearTimeout(this.#timer);
     if (this.#ended) return;
     this.#ended = true;
-    this.#queue = [];
+    this.#queue.length = 0;
     try {
       this.#conn.close();
     } catch {
