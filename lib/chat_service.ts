@@ -19,6 +19,7 @@ import {
   CMD_HISTORY,
   CMD_HISTORY_PAGE,
   CMD_SINGLE_MSG,
+  type HistoryFrame,
   messageFrame,
   parseConv,
 } from "./protocol.ts";
@@ -87,6 +88,8 @@ interface Entry {
   readonly delivery: SessionDelivery;
   /** Settles once the dispatcher has indexed the user's groups. */
   readonly ready: Promise<void>;
+  /** Whether `ready` has settled (later frames skip awaiting it). */
+  isReady: boolean;
   /** Opens the live gate if the client sends nothing in time. */
   graceTimer: unknown;
 }
@@ -163,7 +166,8 @@ export class ChatService implements SessionHandler {
       });
       session.close("internal");
     });
-    const entry: Entry = { session, delivery, ready, graceTimer: undefined };
+    const entry: Entry = { session, delivery, ready, isReady: false, graceTimer: undefined };
+    void ready.then(() => entry.isReady = true);
     entry.graceTimer = this.#timers.setTimeout(() => {
       entry.graceTimer = undefined;
       void ready.then(() => delivery.openGate());
@@ -180,8 +184,10 @@ export class ChatService implements SessionHandler {
   async onFrame(session: Session, frame: WorkFrame): Promise<void> {
     const entry = this.#entries.get(session.id);
     if (entry === undefined) return;
-    await entry.ready;
-    if (session.closed) return;
+    if (!entry.isReady) {
+      await entry.ready;
+      if (session.closed) return;
+    }
     try {
       await this.#handle(entry, frame);
     } finally {
@@ -197,26 +203,25 @@ export class ChatService implements SessionHandler {
     entry.delivery.openGate();
   }
 
-  async #handle(entry: Entry, frame: WorkFrame): Promise<void> {
-    const { session } = entry;
-    if (frame.cmd === CMD_CATCHUP) {
-      await entry.delivery.catchUp(frame.seqs, frame.all);
-    } else if (frame.cmd === CMD_HISTORY) {
-      const rows = await this.history(session.userId, {
-        conv: frame.conv,
-        before: frame.before,
-        after: frame.after,
-        limit: frame.limit,
-      });
-      session.sendFrame({
-        cmd: CMD_HISTORY_PAGE,
-        conv: frame.conv,
-        rid: frame.rid,
-        rows: rows.map(messageFrame),
-      });
-    } else {
-      await this.#chat(entry, frame);
-    }
+  #handle(entry: Entry, frame: WorkFrame): Promise<void> {
+    if (frame.cmd === CMD_CATCHUP) return entry.delivery.catchUp(frame.seqs, frame.all);
+    if (frame.cmd === CMD_HISTORY) return this.#historyPage(entry.session, frame);
+    return this.#chat(entry, frame);
+  }
+
+  async #historyPage(session: Session, frame: HistoryFrame): Promise<void> {
+    const rows = await this.history(session.userId, {
+      conv: frame.conv,
+      before: frame.before,
+      after: frame.after,
+      limit: frame.limit,
+    });
+    session.sendFrame({
+      cmd: CMD_HISTORY_PAGE,
+      conv: frame.conv,
+      rid: frame.rid,
+      rows: rows.map(messageFrame),
+    });
   }
 
   /** {@linkcode SessionHandler.onClose}: forget the session everywhere. */
@@ -238,7 +243,8 @@ export class ChatService implements SessionHandler {
   async #chat(entry: Entry, frame: ChatFrame): Promise<void> {
     const { session, delivery } = entry;
     const userid = session.userId;
-    await this.#authorizeSend(userid, frame);
+    // Most sends repeat a granted permit: checked without a store read or a promise.
+    if (!this.#permitted(userid, frame)) await this.#authorizeSend(userid, frame);
     const cid = frame.cid === "" ? this.#newId() : frame.cid;
     delivery.sending(cid);
     let stored: Awaited<ReturnType<ChatStore["appendMessage"]>>;
@@ -278,6 +284,17 @@ export class ChatService implements SessionHandler {
       ts: message.ts,
       dup: duplicate,
     }, published);
+  }
+
+  /** Whether the permit cache already allows this send (false: ask {@linkcode #authorizeSend}). */
+  #permitted(userId: number, frame: ChatFrame): boolean {
+    const { dstid } = frame;
+    const permits = this.#permits;
+    if (frame.cmd !== CMD_SINGLE_MSG) return permits.grantedMember(userId, dstid);
+    if (dstid === userId) return false;
+    return this.#allowStrangers
+      ? permits.grantedUser(dstid)
+      : permits.grantedFriends(userId, dstid);
   }
 
   async #authorizeSend(userId: number, frame: ChatFrame): Promise<void> {

@@ -60,6 +60,21 @@ export class SendPermits {
     );
   }
 
+  /** Whether a "yes" to {@linkcode areFriends} is remembered (no store read). */
+  grantedFriends(a: number, b: number): boolean {
+    return this.#touch(a < b ? `f:${a}:${b}` : `f:${b}:${a}`);
+  }
+
+  /** Whether a "yes" to {@linkcode isMember} is remembered (no store read). */
+  grantedMember(userId: number, groupId: number): boolean {
+    return this.#touch(`m:${groupId}:${userId}`);
+  }
+
+  /** Whether a "yes" to {@linkcode userExists} is remembered (no store read). */
+  grantedUser(id: number): boolean {
+    return this.#touch(`u:${id}`);
+  }
+
   /** Forget a friendship (for a future unfriend; nothing calls it today). */
   revokeFriendship(a: number, b: number): void {
     this.#revocations++;
@@ -77,11 +92,15 @@ export class SendPermits {
     return this.#granted.size;
   }
 
+  /** Whether `key` is granted; a hit becomes the most recently used. */
+  #touch(key: string): boolean {
+    if (!this.#granted.delete(key)) return false;
+    this.#granted.add(key);
+    return true;
+  }
+
   async #check(key: string, ask: () => Promise<boolean>): Promise<boolean> {
-    if (this.#granted.delete(key)) {
-      this.#granted.add(key);
-      return true;
-    }
+    if (this.#touch(key)) return true;
     const revocations = this.#revocations;
     const yes = await ask();
     if (yes && revocations === this.#revocations) {

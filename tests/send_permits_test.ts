@@ -45,6 +45,37 @@ Deno.test("SendPermits asks the store once per granted pair, both directions of 
   assert.equal(permits.size, 3);
 });
 
+Deno.test("SendPermits' granted* answer from the cache alone: a remembered yes, never a no, forgotten on revoke", async () => {
+  const { store, calls } = recordingStore({ friends: [[1, 2]], members: [[1, 7]], users: [5] });
+  const permits = new SendPermits(store);
+  assert.deepStrictEqual(
+    [permits.grantedFriends(1, 2), permits.grantedMember(1, 7), permits.grantedUser(5)],
+    [false, false, false],
+  );
+  assert.deepStrictEqual(calls, [], "the granted* checks never ask the store");
+  await permits.areFriends(1, 2);
+  await permits.isMember(1, 7);
+  await permits.userExists(5);
+  await permits.areFriends(1, 3); // a no
+  assert.deepStrictEqual(
+    [
+      permits.grantedFriends(2, 1),
+      permits.grantedMember(1, 7),
+      permits.grantedUser(5),
+      permits.grantedFriends(1, 3),
+      permits.grantedMember(7, 1),
+    ],
+    [true, true, true, false, false],
+  );
+  permits.revokeFriendship(2, 1);
+  permits.revokeMembership(1, 7);
+  assert.deepStrictEqual([permits.grantedFriends(1, 2), permits.grantedMember(1, 7)], [
+    false,
+    false,
+  ]);
+  assert.equal(calls.length, 4);
+});
+
 Deno.test("SendPermits never remembers a no: a friendship or join added later counts at once", async () => {
   const { store, calls, friends, members } = recordingStore({});
   const permits = new SendPermits(store);
