@@ -2,7 +2,7 @@
  * A server-side websocket on a plain TCP connection, for the chat socket
  * (issue #7: memory per idle connection). An idle socket holds one pending
  * read into a 1 KiB buffer and this object (24 KiB per idle connection
- * with Deno's websocket, about 17 with this one: bench/RESULTS.md round 5).
+ * with Deno's websocket, 8 - 15 with this one: bench/RESULTS.md round 6).
  * Frames queued while a write is
  * in flight go out together in the next write.
  *
