@@ -100,13 +100,7 @@ export async function createToken(
       .values({ token_hash: tokenHash, user_id: userId, expires_at: expiresAt })
       .execute();
   } catch (error) {
-    if (isUniqueViolation(error)) {
-      throw new ConflictError("Token already exists", { cause: error });
-    }
-    if (isForeignKeyViolation(error)) {
-      throw new NotFoundError("User not found", { cause: error });
-    }
-    throw error;
+    throw ownedRowError(error, "Token already exists");
   }
 }
 
@@ -163,15 +157,7 @@ export async function recordAttachment(
       })
       .execute();
   } catch (error) {
-    if (isUniqueViolation(error)) {
-      throw new ConflictError("Attachment name already exists", {
-        cause: error,
-      });
-    }
-    if (isForeignKeyViolation(error)) {
-      throw new NotFoundError("User not found", { cause: error });
-    }
-    throw error;
+    throw ownedRowError(error, "Attachment name already exists");
   }
 }
 
@@ -202,4 +188,15 @@ export async function attachmentBytes(
     .where("owner_id", "=", ownerId)
     .executeTakeFirstOrThrow();
   return Number(row.total);
+}
+
+/**
+ * The error to throw for a failed insert of a row a user owns: a unique
+ * violation is a `ConflictError` with `conflict`, a foreign-key one means
+ * the owner does not exist; anything else is `error` itself.
+ */
+function ownedRowError(error: unknown, conflict: string): unknown {
+  if (isUniqueViolation(error)) return new ConflictError(conflict, { cause: error });
+  if (isForeignKeyViolation(error)) return new NotFoundError("User not found", { cause: error });
+  return error;
 }
