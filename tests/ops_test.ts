@@ -29,7 +29,9 @@ Deno.test("the registry renders counters, gauges, histograms and collected serie
   g.inc({}, -1);
   const h = r.histogram("x_seconds", "Time", { buckets: [0.1, 1] });
   h.observe(0.05, { op: "get" });
-  h.observe(0.5, { op: "get" });
+  // An observer writes into the same series as observe() with equal labels.
+  const get = h.observer({ op: "get" });
+  get(0.5);
   h.observe(5, { op: "get" });
   r.collect("x_live", "Live", () => [[{}, 7]]);
   strictEqual(
