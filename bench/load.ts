@@ -62,6 +62,11 @@ function spreadHeartbeats(live: Set<WebSocket>): ReturnType<typeof setInterval> 
   }, HEARTBEAT_TICK_MS);
 }
 
+/** `kib` shared by `n` (0 for none), to 0.1 KiB. */
+function perConnKiB(kib: number, n: number): number {
+  return n === 0 ? 0 : Math.round((kib / n) * 10) / 10;
+}
+
 /** RSS every 5 s for `seconds` (nothing but the clients' heartbeats going on), KiB. */
 async function idleRss(pid: number, seconds: number): Promise<number[]> {
   const series: number[] = [];
@@ -110,14 +115,13 @@ async function runServer(
       await delay(2000);
       const rss = await rssKiB(server.pid);
       const n = opened.clients.length;
-      const perConn = (kib: number) => n === 0 ? 0 : Math.round(((kib - rssBase) / n) * 10) / 10;
+      const perConn = (kib: number) => perConnKiB(kib - rssBase, n);
       const serverCpu = cpuPercent(server0, await cpuTimes(server.pid), wall);
       const genCpu = cpuPercent(gen0, await cpuTimes(Deno.pid), wall);
       // The 2 s reading still holds the connects' garbage; an idle connection's cost is what
       // stays once the connections have sat idle (heartbeats only) for a while.
       const idleSeries = await idleRss(server.pid, s.stormIdleSeconds);
       const idlePerConn = idleSeries.map(perConn);
-      const round1 = (x: number) => Math.round(x * 10) / 10;
       const line: ResultLine = {
         ...base,
         server: kind,
@@ -135,7 +139,10 @@ async function runServer(
         rssIdleSeriesKiB: idleSeries,
         ...(idlePerConn.length === 0 ? {} : {
           rssPerConnIdleMinKiB: Math.min(...idlePerConn),
-          rssPerConnIdleMeanKiB: round1(idlePerConn.reduce((a, b) => a + b) / idlePerConn.length),
+          rssPerConnIdleMeanKiB: perConnKiB(
+            idlePerConn.reduce((a, b) => a + b),
+            idlePerConn.length,
+          ),
           rssPerConnIdleMaxKiB: Math.max(...idlePerConn),
         }),
         serverCpu,
@@ -170,7 +177,7 @@ async function runServer(
         rssBaseKiB: rssBase,
         rssActiveKiB: rssActive,
         rssBeforeOpenKiB: rssBefore,
-        rssPerConnKiB: n === 0 ? 0 : Math.round(((rssActive - rssBefore) / n) * 10) / 10,
+        rssPerConnKiB: perConnKiB(rssActive - rssBefore, n),
       };
       const scenarios: [string, () => Promise<StepResult[]>][] = [];
       if (s.scenarios.has("1to1")) {

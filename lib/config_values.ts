@@ -150,12 +150,7 @@ export function parseDb(raw: string | undefined, dataDir: string): DbSetting {
     return { kind: "sqlite", path };
   }
   if (raw.startsWith("postgres://") || raw.startsWith("postgresql://")) {
-    try {
-      new URL(raw);
-    } catch {
-      throw new ConfigError("CHAT_DB", "is not a valid postgres:// URL");
-    }
-    return { kind: "postgres", url: raw };
+    return { kind: "postgres", url: parsableUrl("CHAT_DB", raw, "postgres://") };
   }
   throw new ConfigError(
     "CHAT_DB",
@@ -168,12 +163,7 @@ export function parseBus(raw: string | undefined): BusSetting {
   if (raw === undefined || raw === "udp") return { kind: "udp" };
   if (raw === "local") return { kind: "local" };
   if (raw.startsWith("redis://") || raw.startsWith("rediss://")) {
-    try {
-      new URL(raw);
-    } catch {
-      throw new ConfigError("CHAT_BUS", "is not a valid redis:// URL");
-    }
-    return { kind: "redis", url: raw };
+    return { kind: "redis", url: parsableUrl("CHAT_BUS", raw, "redis://") };
   }
   throw new ConfigError(
     "CHAT_BUS",
@@ -238,6 +228,12 @@ export function parseLogLevel(raw: string | undefined): LogLevel {
     );
   }
   return level;
+}
+
+/** `raw` when it parses as a URL; else a ConfigError naming `name` and the `scheme` expected. */
+function parsableUrl(name: string, raw: string, scheme: string): string {
+  if (!URL.canParse(raw)) throw new ConfigError(name, `is not a valid ${scheme} URL`);
+  return raw;
 }
 
 /** Hide credentials in a URL before it goes into an error message. */

@@ -171,7 +171,8 @@ export class FrameReader {
           throw new WsProtocolError(PROTOCOL, "New message inside a fragmented one");
         }
         if (fin) {
-          out.push(data(op, payload));
+          // A binary payload outlives the read buffer it is a view of.
+          out.push(data(op, op === OP.binary ? payload.slice() : payload));
           return;
         }
         this.#fragmentOp = op;
@@ -219,9 +220,7 @@ function frameSize(buf: Uint8Array, at: number): { header: number; length: numbe
 }
 
 function data(op: number, payload: Uint8Array): WsMessage {
-  return op === OP.text
-    ? { kind: "text", text: utf8(payload) }
-    : { kind: "binary", data: payload.slice() };
+  return op === OP.text ? { kind: "text", text: utf8(payload) } : { kind: "binary", data: payload };
 }
 
 /** One unmasked server frame with FIN set. */
