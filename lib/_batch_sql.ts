@@ -35,6 +35,19 @@ function cidKey(userid: number, cid: string): string {
   return `${userid}\u0000${cid}`;
 }
 
+/**
+ * `insert into`, as SQLite's `insert or fail into`. A failed statement of a
+ * batch aborts its whole transaction anyway (the caller rolls back, then
+ * writes item by item), so SQLite need not undo just that statement: with
+ * the default `abort` it keeps a statement journal, a copy of every page a
+ * multi-row insert touches, spilled to a temp file opened and unlinked per
+ * statement. Measured on the append pattern (node:sqlite, 300,000 rows,
+ * batches of 30): ~48 µs of CPU per message before, ~30 after.
+ */
+function insertInto(dialect: SqlDialectKind): string {
+  return dialect === "sqlite" ? "insert or fail into" : "insert into";
+}
+
 /** Collects bound values and hands out the dialect's placeholder for each. */
 class Params {
   readonly values: unknown[] = [];
@@ -108,8 +121,8 @@ export async function writeBatch(
   }
   // Only the ids come back: every other column is what this batch bound.
   const rows = await query<{ id: number | string; conv: string; seq: number | string }>(
-    `insert into "messages" ("conv", "seq", "userid", "cmd", "dstid", "media", "content", ` +
-      `"pic", "url", "memo", "amount", "cid", "ts") values ${tuples.join(", ")} ` +
+    `${insertInto(dialect)} "messages" ("conv", "seq", "userid", "cmd", "dstid", "media", ` +
+      `"content", "pic", "url", "memo", "amount", "cid", "ts") values ${tuples.join(", ")} ` +
       `returning "id", "conv", "seq"`,
     p.values,
   );
@@ -168,8 +181,8 @@ async function reserveSeqs(
       return `(${row.map((v) => p.add(v)).join(", ")})`;
     });
   const rows = await query<{ conv: string; last_seq: number }>(
-    `insert into "conversations" ("conv", "last_seq", "user_lo", "user_hi", "group_id") ` +
-      `values ${tuples.join(", ")} on conflict ("conv") do update set ` +
+    `${insertInto(dialect)} "conversations" ("conv", "last_seq", "user_lo", "user_hi", ` +
+      `"group_id") values ${tuples.join(", ")} on conflict ("conv") do update set ` +
       `"last_seq" = "conversations"."last_seq" + excluded."last_seq" ` +
       `returning "conv", "last_seq"`,
     p.values,

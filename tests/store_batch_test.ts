@@ -7,6 +7,8 @@ import type { AppendOutcome, AppendRequest, StoredMessage } from "../lib/store.t
 import { newMessage, newUser } from "./store_contract.ts";
 import { dropPgSchema } from "./_chat_helpers.ts";
 
+const APPEND_WORKER = new URL("../lib/_sqlite_append_worker.ts", import.meta.url);
+
 const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
 
 function stored(request: AppendRequest, seq: number): StoredMessage {
@@ -165,6 +167,53 @@ Deno.test("KyselyStore.appendMessages() on SQLite fails one rejected item alone,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+for (const where of ["main thread", "append worker"] as const) {
+  Deno.test(`a batch insert failing halfway on SQLite (${where}) leaves no rows behind`, async () => {
+    // The batch's insert is `insert or fail`: SQLite keeps the rows before the
+    // failing one, so only the rollback of the whole transaction removes them.
+    const dir = await Deno.makeTempDir({ prefix: "lanchat_batch_" });
+    const path = join(dir, "chat.db");
+    const store = await openKyselyStore(
+      { kind: "sqlite", path },
+      where === "append worker" ? { appendWorker: APPEND_WORKER } : {},
+    );
+    try {
+      const [a, b, c] = await Promise.all(
+        ["13800000001", "13800000002", "13800000003"].map((p, i) =>
+          store.createUser(newUser(p), i)
+        ),
+      );
+      assert.ok(a !== undefined && b !== undefined && c !== undefined);
+      // A row in a:c's conversation that its seq counter does not know: the
+      // batch's a:c message collides with it on (conv, seq), a plain unique index.
+      const clashConv = `u:${Math.min(a.id, c.id)}:${Math.max(a.id, c.id)}`;
+      const raw = new DatabaseSync(path);
+      raw.prepare(
+        `INSERT INTO messages (conv, seq, userid, cmd, dstid, media, content, pic, url, memo,
+          amount, cid, ts) VALUES (?, 1, ?, 10, ?, 1, 'planted', '', '', '', 0, 'planted', 0)`,
+      ).run(clashConv, a.id, c.id);
+      raw.close();
+      const batch = [["m1", b], ["m2", b], ["clash", c], ["m3", b]] as const;
+      const outcomes = await store.appendMessages(batch.map(([cid, to], i) => ({
+        message: newMessage(a.id, { dstid: to.id, cid }),
+        now: i,
+      })));
+      assert.deepStrictEqual(
+        outcomes.map((o) => o.ok ? [o.result.message.seq, o.result.duplicate] : "failed"),
+        [[1, false], [2, false], "failed", [3, false]],
+      );
+      const conv = `u:${Math.min(a.id, b.id)}:${Math.max(a.id, b.id)}`;
+      const rows = await store.listMessages(conv, { limit: 10 });
+      assert.deepStrictEqual(rows.map((m) => [m.cid, m.seq]), [["m1", 1], ["m2", 2], ["m3", 3]]);
+      const clash = await store.listMessages(clashConv, { limit: 10 });
+      assert.deepStrictEqual(clash.map((m) => m.cid), ["planted"]);
+    } finally {
+      await store.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
 
 Deno.test({
   name: "KyselyStore on Postgres: two nodes racing one cid in batches store it once",
