@@ -147,27 +147,43 @@ export class Dispatcher {
    * `options.exceptSession`. Returns how many sessions got it.
    */
   deliver(message: StoredMessage, options: DeliverOptions = {}): number {
-    const users = message.cmd === CMD_ROOM_MSG
-      ? this.#groups.get(message.dstid) ?? new Set<number>()
-      : new Set([message.dstid, message.userid]);
-    let text: string | undefined;
-    let count = 0;
-    for (const userId of users) {
-      for (const target of this.#users.get(userId) ?? []) {
-        if (target.id === options.exceptSession) continue;
-        text ??= encode(messageFrame(message));
-        try {
-          target.deliver(message, text);
-          count++;
-        } catch (error) {
-          logger.error("Session {session} failed to take a message: {error}", {
-            session: target.id,
-            error,
-          });
-        }
+    const shared = { text: undefined as string | undefined, count: 0 };
+    if (message.cmd === CMD_ROOM_MSG) {
+      for (const userId of this.#groups.get(message.dstid) ?? []) {
+        this.#deliverTo(userId, message, options, shared);
+      }
+    } else {
+      // 1:1 (no Set per message): the recipient's sessions, then the sender's other ones.
+      this.#deliverTo(message.dstid, message, options, shared);
+      if (message.userid !== message.dstid) {
+        this.#deliverTo(message.userid, message, options, shared);
       }
     }
-    return count;
+    return shared.count;
+  }
+
+  /** Hand `message` to `userId`'s sessions; the frame text is encoded once, on first need. */
+  #deliverTo(
+    userId: number,
+    message: StoredMessage,
+    options: DeliverOptions,
+    shared: { text: string | undefined; count: number },
+  ): void {
+    const targets = this.#users.get(userId);
+    if (targets === undefined) return;
+    for (const target of targets) {
+      if (target.id === options.exceptSession) continue;
+      shared.text ??= encode(messageFrame(message));
+      try {
+        target.deliver(message, shared.text);
+        shared.count++;
+      } catch (error) {
+        logger.error("Session {session} failed to take a message: {error}", {
+          session: target.id,
+          error,
+        });
+      }
+    }
   }
 
   /**
