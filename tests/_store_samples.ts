@@ -1,0 +1,55 @@
+/**
+ * Sample rows for the store tests: a registration, a message, and a number
+ * of stored users. Shared by the store contract's case files and the store
+ * tests that need a user or a message without the contract.
+ *
+ * @module
+ */
+
+import type { NewMessage, NewUser, PublicUser, Store } from "../lib/store.ts";
+
+/** One contract case: runs against a fresh, empty store. */
+export type StoreCase = (store: Store) => Promise<void>;
+
+/** The password hash every sample user has (tests check it never leaks). */
+export const HASH = "$scrypt$secret-hash-value";
+
+/** A registration for mobile `mobile`. */
+export function newUser(mobile: string, nickname = `user ${mobile}`): NewUser {
+  return {
+    mobile,
+    passwordHash: `${HASH}-${mobile}`,
+    nickname,
+    avatar: "/asset/images/user.jpg",
+    sex: "U",
+    memo: "",
+  };
+}
+
+/** A 1:1 (cmd 10) or group (cmd 11) message from `userid`. */
+export function newMessage(
+  userid: number,
+  to: { cmd?: number; dstid: number; cid: string; content?: string },
+): NewMessage {
+  return {
+    userid,
+    cmd: to.cmd ?? 10,
+    dstid: to.dstid,
+    media: 1,
+    content: to.content ?? `hello ${to.cid}`,
+    pic: "",
+    url: "",
+    memo: "",
+    amount: 0,
+    cid: to.cid,
+  };
+}
+
+/** `n` stored users, mobiles 13800001000 upwards. */
+export async function users(store: Store, n: number): Promise<PublicUser[]> {
+  const out: PublicUser[] = [];
+  for (let i = 0; i < n; i++) {
+    out.push(await store.createUser(newUser(`1380000${1000 + i}`), 1000 + i));
+  }
+  return out;
+}
