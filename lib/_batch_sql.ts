@@ -61,6 +61,18 @@ class Params {
     this.values.push(value);
     return this.#pg ? `$${this.values.length}` : "?";
   }
+
+  /** Bind `row`'s values in order; returns their parenthesised placeholder list. */
+  tuple(row: readonly unknown[]): string {
+    const values = this.values;
+    const first = values.length + 1;
+    for (const value of row) values.push(value);
+    // SQLite's list depends on the width only: no string per value.
+    if (!this.#pg) return `(${"?, ".repeat(row.length - 1)}?)`;
+    let text = `($${first}`;
+    for (let k = first + 1; k <= values.length; k++) text += `, $${k}`;
+    return `${text})`;
+  }
 }
 
 /** What a batch item turns into: a row stored before, an earlier item's twin, or a new row. */
@@ -111,13 +123,12 @@ export async function writeBatch(
   for (const [i, step] of steps.entries()) {
     const request = batch[i];
     if (step.kind !== "new" || request === undefined) continue;
-    const row = [
+    tuples.push(p.tuple([
       step.conv,
       seqOf(step.conv, step.nth),
       ...newMessageValues(request.message),
       request.now,
-    ];
-    tuples.push(`(${row.map((v) => p.add(v)).join(", ")})`);
+    ]));
   }
   // Only the ids come back: every other column is what this batch bound.
   const rows = await query<{ id: number | string; conv: string; seq: number | string }>(
@@ -193,8 +204,7 @@ async function reserveSeqs(
       const group = message.cmd === 11;
       const lo = group ? null : Math.min(message.userid, message.dstid);
       const hi = group ? null : Math.max(message.userid, message.dstid);
-      const row = [conv, n, lo, hi, group ? message.dstid : null];
-      return `(${row.map((v) => p.add(v)).join(", ")})`;
+      return p.tuple([conv, n, lo, hi, group ? message.dstid : null]);
     });
   const rows = await query<{ conv: string; last_seq: number }>(
     `${insertInto(dialect)} "conversations" ("conv", "last_seq", "user_lo", "user_hi", ` +

@@ -24,8 +24,13 @@ import {
   type WorkerRequest,
 } from "./_append_wire.ts";
 
-/** How many prepared statements the connection keeps (batch texts differ by size). */
-const STATEMENT_CACHE_SIZE = 256;
+/**
+ * How many prepared statements the connection keeps, least recently used
+ * dropped first. A batch's three texts differ by its size and its number of
+ * conversations (up to 128 each): with 256, first in first out, the
+ * worker spent 3 % of its time preparing at 12,000 1:1 msgs/s (round 7).
+ */
+const STATEMENT_CACHE_SIZE = 512;
 
 /** The worker's side of `postMessage`. */
 interface WorkerScope {
@@ -56,15 +61,18 @@ class AppendConnection {
 
   /** {@linkcode BatchQuery} on this connection, through a small statement cache. */
   #query = <R>(sql: string, params: unknown[]): Promise<R[]> => {
-    let statement = this.#statements.get(sql);
+    const statements = this.#statements;
+    let statement = statements.get(sql);
     if (statement === undefined) {
       statement = this.#db.prepare(sql);
-      if (this.#statements.size >= STATEMENT_CACHE_SIZE) {
-        const oldest = this.#statements.keys().next();
-        if (!oldest.done) this.#statements.delete(oldest.value);
+      if (statements.size >= STATEMENT_CACHE_SIZE) {
+        const oldest = statements.keys().next();
+        if (!oldest.done) statements.delete(oldest.value);
       }
-      this.#statements.set(sql, statement);
+    } else {
+      statements.delete(sql); // to the back: the Map's order is the use order
     }
+    statements.set(sql, statement);
     return Promise.resolve(statement.all(...(params as (string | number | null)[])) as R[]);
   };
 
