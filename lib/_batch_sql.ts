@@ -12,7 +12,7 @@
  */
 
 import type { Selectable } from "kysely";
-import { conversationKey, newMessageValues } from "./store.ts";
+import { conversationKey, newMessageFields, newMessageValues } from "./store.ts";
 import type { AppendRequest, AppendResult, NewMessage, StoredMessage } from "./store.ts";
 import type { MessagesTable, SqlDialectKind } from "./migrations.ts";
 import { isForeignKeyViolation, isUniqueViolation, toMessage } from "./_store_kysely_rows.ts";
@@ -161,23 +161,8 @@ export function storedMessage(
   message: NewMessage,
   stamps: { readonly id: number; readonly conv: string; readonly seq: number; readonly ts: number },
 ): StoredMessage {
-  // One literal, not two spreads: this runs for every message the worker stores.
-  return {
-    userid: message.userid,
-    cmd: message.cmd,
-    dstid: message.dstid,
-    media: message.media,
-    content: message.content,
-    pic: message.pic,
-    url: message.url,
-    memo: message.memo,
-    amount: message.amount,
-    cid: message.cid,
-    id: stamps.id,
-    conv: stamps.conv,
-    seq: stamps.seq,
-    ts: stamps.ts,
-  };
+  // One object, not two spreads: this runs for every message stored.
+  return Object.assign(newMessageFields(message), stamps);
 }
 
 /** The result of a step that stored nothing, given the results before it. */
