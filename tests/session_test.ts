@@ -162,6 +162,35 @@ Deno.test("Session handles frames one at a time, in order", async () => {
   session.close("normal");
 });
 
+Deno.test("Session starts a frame at once when none is in flight, else behind the last", async () => {
+  const { handler, session } = setup();
+  const order: string[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((r) => release = r);
+  handler.act = async (f) => {
+    const cid = "cid" in f ? f.cid : "";
+    order.push(`start ${cid}`);
+    if (cid === "a") await gate;
+    order.push(`end ${cid}`);
+  };
+  const chat = (cid: string) =>
+    session.receive(JSON.stringify({ cmd: 10, dstid: 2, media: 1, content: "x", cid }));
+  chat("a");
+  // Synchronously: nothing was in flight, so "a" did not wait for a microtask.
+  assert.deepStrictEqual(order, ["start a"]);
+  chat("b");
+  await Promise.resolve();
+  assert.deepStrictEqual(order, ["start a"], "b waits while a is in flight");
+  release();
+  await session.settled();
+  assert.deepStrictEqual(order, ["start a", "end a", "start b", "end b"]);
+  chat("c");
+  // Again none in flight: "c" (which never awaits) ran before receive() returned.
+  assert.deepStrictEqual(order.slice(4), ["start c", "end c"]);
+  await session.settled();
+  session.close("normal");
+});
+
 Deno.test("Session refuses frames past maxPendingFrames with rate_limited and the cid", async () => {
   const { conn, handler, session } = setup({ maxPendingFrames: 2 });
   let release!: () => void;
