@@ -329,5 +329,3 @@ export async function startChatServer(
 export function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
-
-export { rawHandshake, rawSendText, readUntilClose } from "./_raw_ws.ts";

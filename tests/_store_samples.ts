@@ -1,12 +1,14 @@
 /**
- * Sample rows for the store tests: a registration, a message, and a number
- * of stored users. Shared by the store contract's case files and the store
- * tests that need a user or a message without the contract.
+ * What the store tests share: sample rows (a registration, a message, a
+ * number of stored users) and the module of the SQLite append worker.
  *
  * @module
  */
 
 import type { NewMessage, NewUser, PublicUser, Store } from "../lib/store.ts";
+
+/** The SQLite append worker module, for stores opened with `appendWorker`. */
+export const APPEND_WORKER = new URL("../lib/_sqlite_append_worker.ts", import.meta.url);
 
 /** One contract case: runs against a fresh, empty store. */
 export type StoreCase = (store: Store) => Promise<void>;

@@ -6,7 +6,8 @@ import { CLOSE } from "../lib/close_codes.ts";
 import { createApp } from "../lib/http/app.ts";
 import { chatRoutes } from "../lib/http/chat_route.ts";
 import { makeTestApp, TEMPLATES_DIR, TEST_CONFIG } from "./_http_helpers.ts";
-import { delay, rawHandshake, startChatServer, TestSocket } from "./_chat_helpers.ts";
+import { delay, startChatServer, TestSocket } from "./_chat_helpers.ts";
+import { rawHandshake } from "./_raw_ws.ts";
 
 type Frame = Record<string, unknown>;
 const isMsg = (f: Frame) => f["cmd"] === 10 || f["cmd"] === 11;

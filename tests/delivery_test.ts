@@ -2,15 +2,8 @@ import assert from "node:assert/strict";
 import type { Bus, BusEnvelope, BusStats } from "../lib/bus.ts";
 import { LocalBus } from "../lib/bus_local.ts";
 import { CLOSE } from "../lib/close_codes.ts";
-import {
-  delay,
-  rawHandshake,
-  rawSendText,
-  readUntilClose,
-  startChatServer,
-  storeKinds,
-  type TestSocket,
-} from "./_chat_helpers.ts";
+import { delay, startChatServer, storeKinds, type TestSocket } from "./_chat_helpers.ts";
+import { rawHandshake, rawSendText, readUntilClose } from "./_raw_ws.ts";
 
 type Frame = Record<string, unknown>;
 const isMsg = (f: Frame) => f["cmd"] === 10 || f["cmd"] === 11;

@@ -19,9 +19,8 @@ import {
   toWire,
 } from "../lib/_append_wire.ts";
 import { isUniqueViolation } from "../lib/_store_kysely_rows.ts";
-import { newMessage, newUser } from "./store_contract.ts";
+import { APPEND_WORKER, newMessage, newUser } from "./_store_samples.ts";
 
-const APPEND_WORKER = new URL("../lib/_sqlite_append_worker.ts", import.meta.url);
 const CRASHING_WORKER = new URL("./_crashing_append_worker.ts", import.meta.url);
 
 async function tempDb(): Promise<{ path: string } & AsyncDisposable> {

@@ -4,10 +4,8 @@ import { DatabaseSync } from "node:sqlite";
 import { GroupCommit } from "../lib/store_batch.ts";
 import { openKyselyStore } from "../lib/store_kysely.ts";
 import type { AppendOutcome, AppendRequest, StoredMessage } from "../lib/store.ts";
-import { newMessage, newUser } from "./store_contract.ts";
+import { APPEND_WORKER, newMessage, newUser } from "./_store_samples.ts";
 import { dropPgSchema } from "./_chat_helpers.ts";
-
-const APPEND_WORKER = new URL("../lib/_sqlite_append_worker.ts", import.meta.url);
 
 const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
 

@@ -12,8 +12,6 @@ import type { PublicUser, Store } from "../lib/store.ts";
 import { MESSAGE_CASES } from "./_store_contract_messages.ts";
 import { HASH, newUser, type StoreCase, users } from "./_store_samples.ts";
 
-export { newMessage, newUser } from "./_store_samples.ts";
-
 /** A fresh, empty store and how to throw it away (close, drop schema, …). */
 export interface StoreFixture extends AsyncDisposable {
   readonly store: Store;

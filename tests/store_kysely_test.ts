@@ -8,11 +8,11 @@ import { ReusedQueries } from "../lib/_reused_query.ts";
 import { sqliteDialect } from "../lib/_sqlite_dialect.ts";
 import type { Database } from "../lib/migrations.ts";
 import { pgConnectionConfig } from "../lib/_pg_dialect.ts";
-import { newMessage, newUser, storeContract } from "./store_contract.ts";
+import { storeContract } from "./store_contract.ts";
+import { APPEND_WORKER, newMessage, newUser } from "./_store_samples.ts";
 import { dropPgSchema } from "./_chat_helpers.ts";
 
 const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
-const APPEND_WORKER = new URL("../lib/_sqlite_append_worker.ts", import.meta.url);
 
 /** A Postgres schema name no other test uses. */
 function freshSchema(): string {

@@ -10,7 +10,8 @@
 
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
-import { readUntilClose, TestSocket } from "../_chat_helpers.ts";
+import { TestSocket } from "../_chat_helpers.ts";
+import { readUntilClose } from "../_raw_ws.ts";
 import { getText, register, ROOT, startNode, type TestUser } from "../_node_helpers.ts";
 
 const PNG_PATH = join(ROOT, "tests", "testdata", "avatar_a.png");

@@ -28,7 +28,7 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { CLOSE } from "../../lib/close_codes.ts";
-import { rawHandshake, rawSendText } from "../_chat_helpers.ts";
+import { rawHandshake, rawSendText } from "../_raw_ws.ts";
 import type { NodeProcess } from "../_node_helpers.ts";
 import {
   assertClean,
