@@ -138,7 +138,7 @@ export async function createFixture(
       const token = randomToken();
       users.push({ id, token });
       tokenRows.push({
-        token_hash: await tokenHash(token),
+        token_hash: tokenHash(token),
         user_id: id,
         expires_at: now + ttlMs,
         revoked: 0,

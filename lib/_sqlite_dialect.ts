@@ -188,16 +188,46 @@ class BusyRetryConnection implements DatabaseConnection {
 class ImmediateSqliteDriver extends SqliteDriver {
   #connection: BusyRetryConnection | undefined;
   #timeoutMs: number;
+  /** Whether a query or transaction holds the one connection. */
+  #held = false;
+  /** Who waits for it, first come first served; each is handed it in turn. */
+  #waiters: (() => void)[] = [];
 
   constructor(path: string, timeoutMs: number) {
     super({ database: () => openDatabase(path, timeoutMs) });
     this.#timeoutMs = timeoutMs;
   }
 
+  /**
+   * The one connection, once every earlier holder has released it. This
+   * queue replaces Kysely's mutex for single-connection dialects, which wakes
+   * every waiter on each release and all but one wait again: with hundreds
+   * of connects waiting during a connect storm that was work and garbage
+   * growing with the square of the queue (issue #7).
+   */
   override async acquireConnection(): Promise<DatabaseConnection> {
-    const inner = await super.acquireConnection();
-    this.#connection ??= new BusyRetryConnection(inner, this.#timeoutMs);
-    return this.#connection;
+    if (this.#held) await new Promise<void>((resolve) => this.#waiters.push(resolve));
+    else this.#held = true;
+    try {
+      const inner = await super.acquireConnection();
+      this.#connection ??= new BusyRetryConnection(inner, this.#timeoutMs);
+      return this.#connection;
+    } catch (error) {
+      this.#handOn();
+      throw error;
+    }
+  }
+
+  override releaseConnection(): Promise<void> {
+    this.#handOn();
+    return Promise.resolve();
+  }
+
+  /** Give the connection to the next waiter, or mark it free. */
+  #handOn(): void {
+    const next = this.#waiters.shift();
+    if (next === undefined) this.#held = false;
+    else next();
   }
 
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
@@ -212,6 +242,14 @@ class ImmediateSqliteDriver extends SqliteDriver {
  */
 class TransactionalSqliteAdapter extends SqliteAdapter {
   override get supportsTransactionalDdl(): boolean {
+    return true;
+  }
+
+  /**
+   * Still one connection: saying "multiple" only turns Kysely's own mutex
+   * off, because {@linkcode ImmediateSqliteDriver} queues its users itself.
+   */
+  override get supportsMultipleConnections(): boolean {
     return true;
   }
 }

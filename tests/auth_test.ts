@@ -73,8 +73,18 @@ Deno.test("S7: issueToken() gives 32 random bytes and stores only their SHA-256"
   for (const token of tokens) match(token, /^[A-Za-z0-9_-]{43}$/);
   const [token] = tokens;
   strictEqual(await store.findTokenUser(token!, 1_000_000), undefined, "plain token is not a key");
-  strictEqual(await store.findTokenUser(await tokenHash(token!), 1_000_000), id);
+  strictEqual(await store.findTokenUser(tokenHash(token!), 1_000_000), id);
   strictEqual(await auth.resolveToken(token!), id);
+});
+
+Deno.test("tokenHash() is the hex SHA-256 of the token's UTF-8, as stored by earlier versions", async () => {
+  // The FIPS 180-2 vector, and parity with WebCrypto (how hashes were made before).
+  strictEqual(tokenHash("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  for (const token of ["x".repeat(43), "é-ü-中", ""]) {
+    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(token));
+    const hex = Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
+    strictEqual(tokenHash(token), hex);
+  }
 });
 
 Deno.test("S7: resolveToken() stops accepting a token after its lifetime", async () => {

@@ -1,0 +1,63 @@
+import assert from "node:assert/strict";
+import { Kysely, sql } from "kysely";
+import { sqliteDialect } from "../lib/_sqlite_dialect.ts";
+
+// deno-lint-ignore no-explicit-any
+type AnyDb = Kysely<any>;
+
+async function withDb(fn: (db: AnyDb) => Promise<void>): Promise<void> {
+  const db: AnyDb = new Kysely({ dialect: sqliteDialect(":memory:") });
+  try {
+    await sql`create table t (x integer not null)`.execute(db);
+    await fn(db);
+  } finally {
+    await db.destroy();
+  }
+}
+
+async function count(db: AnyDb): Promise<number> {
+  const { rows } = await sql<{ n: number }>`select count(*) as n from t`.execute(db);
+  return Number(rows[0]!.n);
+}
+
+Deno.test("SQLite dialect: reads queued behind an open transaction never see its rows", async () => {
+  await withDb(async (db) => {
+    const order: string[] = [];
+    const trx = db.transaction().execute(async (tx) => {
+      await sql`insert into t (x) values (1)`.execute(tx);
+      // Hold the one connection across event-loop turns while the reads queue up.
+      await new Promise((r) => setTimeout(r, 30));
+      order.push("trx");
+      throw new Error("roll back");
+    });
+    const reads = Array.from({ length: 50 }, async () => {
+      const n = await count(db);
+      order.push("read");
+      return n;
+    });
+    await assert.rejects(trx, /roll back/);
+    assert.deepEqual(await Promise.all(reads), Array(50).fill(0));
+    assert.equal(order[0], "trx", "no read ran inside the transaction");
+  });
+});
+
+Deno.test("SQLite dialect: the connection goes to waiters in arrival order, failures included", async () => {
+  await withDb(async (db) => {
+    const done: number[] = [];
+    const queries = Array.from({ length: 200 }, async (_, i) => {
+      try {
+        if (i % 7 === 3) await sql`select * from no_such_table`.execute(db);
+        else await sql`insert into t (x) values (${i})`.execute(db);
+      } catch {
+        // A failing query must hand the connection on like any other.
+      }
+      done.push(i);
+    });
+    await Promise.all(queries);
+    assert.deepEqual(done, Array.from({ length: 200 }, (_, i) => i));
+    const { rows } = await sql<{ x: number }>`select x from t order by rowid`.execute(db);
+    const inserted = rows.map((r) => Number(r.x));
+    assert.deepEqual(inserted, done.filter((i) => i % 7 !== 3), "inserts ran in arrival order");
+    assert.equal(await count(db), inserted.length, "nothing waits after the last one");
+  });
+});
