@@ -55,13 +55,22 @@ export interface DeliverOptions {
   exceptSession?: string | undefined;
 }
 
+/**
+ * One locally connected user. Arrays, not Sets: a user has a few sessions
+ * and groups, and each idle connection pays for these (issue #7: two Sets
+ * per user cost some 350 bytes, these two arrays about 60).
+ */
+interface LocalUser {
+  readonly sessions: DeliveryTarget[];
+  /** Groups indexed for the user (to clean the group index when they leave). */
+  groups: number[];
+}
+
 /** The client map and group index of one node. */
 export class Dispatcher {
   #membership: MembershipStore;
-  /** user → live sessions */
-  #users = new Map<number, Set<DeliveryTarget>>();
-  /** user → groups (to clean the group index when the user leaves) */
-  #userGroups = new Map<number, Set<number>>();
+  /** user → their live sessions and indexed groups */
+  #users = new Map<number, LocalUser>();
   /** group → local users */
   #groups = new Map<number, Set<number>>();
   /** user → their group list being loaded */
@@ -80,14 +89,15 @@ export class Dispatcher {
    */
   async add(target: DeliveryTarget): Promise<void> {
     const { userId } = target;
-    let sessions = this.#users.get(userId);
-    if (sessions === undefined) {
-      sessions = new Set();
-      this.#users.set(userId, sessions);
-      this.#userGroups.set(userId, new Set());
-      this.#loading.set(userId, this.#load(userId, sessions));
+    let user = this.#users.get(userId);
+    if (user === undefined) {
+      // Arrays made at their size: a first push would reserve 17 slots.
+      user = { sessions: [target], groups: [] };
+      this.#users.set(userId, user);
+      this.#loading.set(userId, this.#load(userId, user));
+    } else if (!user.sessions.includes(target)) {
+      user.sessions.push(target);
     }
-    sessions.add(target);
     try {
       await this.#loading.get(userId);
     } catch (error) {
@@ -96,31 +106,36 @@ export class Dispatcher {
     }
   }
 
-  async #load(userId: number, sessions: Set<DeliveryTarget>): Promise<void> {
+  async #load(userId: number, user: LocalUser): Promise<void> {
     try {
       const groups = await this.#membership.listGroups(userId);
       // Everyone may have left while the store answered.
-      if (this.#users.get(userId) !== sessions) return;
-      for (const g of groups) this.#index(g.id, userId);
+      if (this.#users.get(userId) !== user) return;
+      const ids = groups.map((g) => g.id);
+      // Groups joined while the list loaded are indexed already.
+      for (const id of user.groups) if (!ids.includes(id)) ids.push(id);
+      user.groups = ids;
+      for (const id of ids) this.#addMember(id, userId);
     } finally {
-      if (this.#users.get(userId) === sessions) this.#loading.delete(userId);
+      if (this.#users.get(userId) === user) this.#loading.delete(userId);
     }
   }
 
   /** Unregister a session; drops every map entry that becomes empty. Idempotent. */
   remove(target: DeliveryTarget): void {
     const { userId } = target;
-    const sessions = this.#users.get(userId);
-    if (sessions === undefined || !sessions.delete(target)) return;
-    if (sessions.size > 0) return;
+    const user = this.#users.get(userId);
+    const at = user?.sessions.indexOf(target) ?? -1;
+    if (user === undefined || at < 0) return;
+    user.sessions.splice(at, 1);
+    if (user.sessions.length > 0) return;
     this.#users.delete(userId);
     this.#loading.delete(userId);
-    for (const groupId of this.#userGroups.get(userId) ?? []) {
+    for (const groupId of user.groups) {
       const members = this.#groups.get(groupId);
       members?.delete(userId);
       if (members?.size === 0) this.#groups.delete(groupId);
     }
-    this.#userGroups.delete(userId);
   }
 
   /**
@@ -132,7 +147,12 @@ export class Dispatcher {
   }
 
   #index(groupId: number, userId: number): void {
-    this.#userGroups.get(userId)?.add(groupId);
+    const user = this.#users.get(userId);
+    if (user !== undefined && !user.groups.includes(groupId)) user.groups.push(groupId);
+    this.#addMember(groupId, userId);
+  }
+
+  #addMember(groupId: number, userId: number): void {
     let members = this.#groups.get(groupId);
     if (members === undefined) {
       members = new Set();
@@ -169,8 +189,10 @@ export class Dispatcher {
     options: DeliverOptions,
     shared: { text: string | undefined; count: number },
   ): void {
-    const targets = this.#users.get(userId);
-    if (targets === undefined) return;
+    const sessions = this.#users.get(userId)?.sessions;
+    if (sessions === undefined) return;
+    // A target may close (and leave the array) while it takes the message.
+    const targets = sessions.length === 1 ? sessions : [...sessions];
     for (const target of targets) {
       if (target.id === options.exceptSession) continue;
       shared.text ??= encode(messageFrame(message));
@@ -201,7 +223,7 @@ export class Dispatcher {
     }
     let count = 0;
     for (const userId of users) {
-      for (const target of this.#users.get(userId) ?? []) {
+      for (const target of [...this.#users.get(userId)?.sessions ?? []]) {
         if (target.head === undefined) continue;
         try {
           target.head(conv, seq);
@@ -219,13 +241,13 @@ export class Dispatcher {
 
   /** The local sessions of `userId` (a copy). */
   sessionsOf(userId: number): DeliveryTarget[] {
-    return [...this.#users.get(userId) ?? []];
+    return [...this.#users.get(userId)?.sessions ?? []];
   }
 
   /** Counts of every table, so tests can prove nothing leaked. */
   stats(): DispatcherStats {
     let sessions = 0;
-    for (const s of this.#users.values()) sessions += s.size;
+    for (const u of this.#users.values()) sessions += u.sessions.length;
     let memberships = 0;
     for (const m of this.#groups.values()) memberships += m.size;
     return {

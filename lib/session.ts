@@ -75,6 +75,13 @@ export interface SessionHandler {
   onClose(session: Session, code: number): void;
 }
 
+/**
+ * One settled promise shared by every idle session and delivery queue, so
+ * none keeps its own (issue #7: memory per idle connection). Settled
+ * promises hold no state a caller can change.
+ */
+export const SETTLED: Promise<void> = Promise.resolve();
+
 /** One connected websocket of one user. */
 export class Session implements Wakeable {
   /** Session id, unique across the cluster. */
@@ -91,7 +98,8 @@ export class Session implements Wakeable {
   #held = 0;
   #badFrames = 0;
   #pending = 0;
-  #inbound: Promise<void> = Promise.resolve();
+  /** The frames in flight, chained; {@linkcode SETTLED} when none is. */
+  #inbound: Promise<void> = SETTLED;
   #lastFrameAt: number;
   #closeCode: number | undefined;
   #deadlines: DeadlineQueue;
@@ -219,7 +227,8 @@ export class Session implements Wakeable {
         this.close("internal");
       }
     } finally {
-      this.#pending--;
+      // The last frame's promise is not kept: every idle session would hold one.
+      if (--this.#pending === 0) this.#inbound = SETTLED;
     }
   }
 

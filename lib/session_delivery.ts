@@ -11,7 +11,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { DeliveryTarget } from "./dispatcher.ts";
 import { type AckFrame, CMD_ACK, CMD_CATCHUP_DONE, encode, messageFrame } from "./protocol.ts";
-import type { Session } from "./session.ts";
+import { type Session, SETTLED } from "./session.ts";
 import type { GroupStore, MessageStore, StoredMessage } from "./store.ts";
 
 const logger = getLogger(["chat", "session_delivery"]);
@@ -47,16 +47,18 @@ export class SessionDelivery implements DeliveryTarget {
   get #cursors(): Map<string, Cursor> {
     return this.#cursorMap ??= new Map();
   }
-  #chain: Promise<void> = Promise.resolve();
+  #chain: Promise<void> = SETTLED;
   #busy = 0;
   /**
-   * Conversations the store listed at the last catch-up, and the groups the
-   * user was in then. Once set, a 1:1 conversation outside `convs`, or a
-   * group in `groups` outside it, had no messages at catch-up: it is
-   * followed from seq 1 (so even its first message, if the bus lost it, is
-   * filled in). A group joined later starts at its first live message.
+   * Conversations the store listed at the last catch-up (their keys), and
+   * the groups the user was in then (their keys after a "+"), in one Set:
+   * every idle session keeps it (issue #7). Once set, a 1:1 conversation not
+   * listed, or a group of the user's not listed, had no messages at
+   * catch-up: it is followed from seq 1 (so even its first message, if the
+   * bus lost it, is filled in). A group joined later starts at its first
+   * live message.
    */
-  #known: { convs: ReadonlySet<string>; groups: ReadonlySet<string> } | undefined;
+  #known: ReadonlySet<string> | undefined;
   /**
    * Client ids this session has sent whose store write has not been acked
    * yet. A gap fill that meets one of them sends its ack, not the message:
@@ -181,10 +183,9 @@ export class SessionDelivery implements DeliveryTarget {
     return this.#enqueue(async () => {
       const known = await this.#store.lastSeqs(this.userId);
       const groups = await this.#store.listGroups?.(this.userId) ?? [];
-      this.#known = {
-        convs: new Set(known.keys()),
-        groups: new Set(groups.map((g) => `g:${g.id}`)),
-      };
+      const keys = new Set(known.keys());
+      for (const g of groups) keys.add(`+g:${g.id}`);
+      this.#known = keys;
       const done: Record<string, number> = {};
       for (const [conv, last] of known) {
         const have = clientSeqs.get(conv) ?? (all ? 0 : undefined);
@@ -219,8 +220,8 @@ export class SessionDelivery implements DeliveryTarget {
   /** Whether `conv` appeared after the last catch-up (so it starts at seq 1). */
   #isNew(conv: string): boolean {
     const known = this.#known;
-    if (known === undefined || known.convs.has(conv)) return false;
-    return conv.startsWith("u:") || known.groups.has(conv);
+    if (known === undefined || known.has(conv)) return false;
+    return conv.startsWith("u:") || known.has(`+${conv}`);
   }
 
   /** The cursor of `conv`; a new conversation's starts at seq 1. */
@@ -373,7 +374,8 @@ export class SessionDelivery implements DeliveryTarget {
       });
       this.#session.close("internal");
     }).finally(() => {
-      this.#busy--;
+      // Nothing queued: keep the shared settled promise, not this one.
+      if (--this.#busy === 0) this.#chain = SETTLED;
     });
     this.#chain = run;
     return run;

@@ -86,6 +86,24 @@ Deno.test("Dispatcher keeps every session of a user; a second tab evicts nobody"
   });
 });
 
+Deno.test("Dispatcher: a session leaving while it takes a message costs its siblings nothing", async () => {
+  const d = new Dispatcher(new FakeMembership({ 1: [10] }));
+  const tabs = [new Recorder("a1", 1), new Recorder("a2", 1), new Recorder("a3", 1)];
+  // The first tab closes itself (and is removed) as it takes the message.
+  const leaving = Object.assign(tabs[0]!, {
+    deliver(message: StoredMessage, text: string) {
+      Recorder.prototype.deliver.call(leaving, message, text);
+      d.remove(leaving);
+    },
+  });
+  for (const t of tabs) await d.add(t);
+  await d.add(tabs[1]!); // a repeated add keeps one entry
+  assert.equal(d.deliver(msg(10, 2, 1, 1)), 3);
+  assert.equal(d.deliver(msg(11, 2, 10, 2)), 2);
+  assert.deepStrictEqual(tabs.map((t) => t.got), [[1], [1, 2], [1, 2]]);
+  assert.equal(d.stats().sessions, 2);
+});
+
 Deno.test("Dispatcher routes group messages through its index to local members only", async () => {
   const membership = new FakeMembership({ 1: [10, 11], 2: [10], 3: [11] });
   const d = new Dispatcher(membership);
@@ -146,6 +164,29 @@ Deno.test("Dispatcher.add() leaks nothing when the user leaves while groups load
   d.remove(ann);
   open();
   await adding;
+  assert.deepStrictEqual(d.stats(), {
+    users: 0,
+    sessions: 0,
+    groups: 0,
+    memberships: 0,
+    loading: 0,
+  });
+});
+
+Deno.test("Dispatcher keeps a group joined while the user's list loads, and cleans both up", async () => {
+  const membership = new FakeMembership({ 1: [5] });
+  let open!: () => void;
+  membership.gate = new Promise((r) => open = r);
+  const d = new Dispatcher(membership);
+  const ann = new Recorder("a", 1);
+  const adding = d.add(ann);
+  d.memberJoined(6, 1); // the join lands before the store answers
+  open();
+  await adding;
+  assert.equal(d.deliver(msg(11, 2, 5, 1)), 1);
+  assert.equal(d.deliver(msg(11, 2, 6, 2)), 1);
+  assert.deepStrictEqual(d.stats().memberships, 2);
+  d.remove(ann);
   assert.deepStrictEqual(d.stats(), {
     users: 0,
     sessions: 0,

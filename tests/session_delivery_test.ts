@@ -246,3 +246,52 @@ Deno.test("SessionDelivery holds an own ack until the bus has published, and lat
   assert.equal(session.queuedBytes, 0);
   session.close("normal");
 });
+
+Deno.test("SessionDelivery follows from seq 1 only new 1:1 conversations and groups it was in at catch-up", async () => {
+  // Heads in the store: a 1:1 and a group listed at catch-up, and three that were not.
+  const heads = new Map([["u:1:2", 2], ["g:11", 4], ["u:1:5", 1], ["g:10", 2], ["g:12", 1]]);
+  const row = (conv: string, seq: number): StoredMessage => ({
+    ...msg(seq),
+    cmd: conv.startsWith("g:") ? 11 : 10,
+    dstid: conv.startsWith("g:") ? Number(conv.slice(2)) : 1,
+    conv,
+    cid: `${conv}/${seq}`,
+  });
+  const store = {
+    listMessages(conv: string, options: { afterSeq?: number; limit: number }) {
+      const rows = [];
+      for (let s = (options.afterSeq ?? 0) + 1; s <= (heads.get(conv) ?? 0); s++) {
+        rows.push(row(conv, s));
+      }
+      return Promise.resolve(rows.slice(0, options.limit));
+    },
+    lastSeqs: () => Promise.resolve(new Map([["u:1:2", 2], ["g:11", 4]])),
+    listGroups: () =>
+      Promise.resolve([10, 11].map((id) => ({
+        id,
+        name: `g${id}`,
+        ownerId: 2,
+        icon: "",
+        cate: 0,
+        memo: "",
+        createdAt: 0,
+      }))),
+  };
+  const conn = new FakeConnection();
+  const session = new Session(conn, {
+    id: "s",
+    userId: 1,
+    handler: noop,
+    timers: new ManualTimers(),
+  });
+  const delivery = new SessionDelivery(session, store);
+  await delivery.catchUp(new Map(), false);
+  delivery.openGate();
+  for (const [conv, seq] of heads) delivery.head(conv, seq);
+  await delivery.idle();
+  const got = conn.frames().filter((f) => f["cmd"] === 10 || f["cmd"] === 11)
+    .map((f) => `${f["conv"]}#${f["seq"]}`);
+  // u:1:2 and g:11 were listed (the client asked for neither); g:12 was joined after catch-up.
+  assert.deepStrictEqual(got, ["u:1:5#1", "g:10#1", "g:10#2"]);
+  session.close("normal");
+});

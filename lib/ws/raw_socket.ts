@@ -55,6 +55,7 @@ export interface RawWebSocketOptions {
 }
 
 const READ_BYTES = 1024;
+const EMPTY = new Uint8Array(0);
 /** Largest single read when a frame's header says it is big. */
 const MAX_READ_BYTES = 64 * 1024;
 
@@ -84,6 +85,9 @@ export class RawWebSocket {
   /** Whether anything arrived since the last {@linkcode sweep}, and sweeps since it did. */
   #heard = true;
   #quietSweeps = 0;
+  /** The 1 KiB buffer of ordinary reads, and the buffer of the read in flight. */
+  #small: Uint8Array | undefined;
+  #readBuf: Uint8Array = EMPTY;
 
   /** A socket on `conn`; nothing happens until {@linkcode start}. */
   constructor(conn: ByteConn, options: RawWebSocketOptions = {}) {
@@ -128,7 +132,7 @@ export class RawWebSocket {
     this.#state = OPEN;
     handler.opened();
     if (early.length > 0) this.#feed(early);
-    void this.#readLoop();
+    this.#read();
   }
 
   /** Queue one text frame; ignored unless open. */
@@ -163,26 +167,32 @@ export class RawWebSocket {
     return this.#state !== CLOSED;
   }
 
-  async #readLoop(): Promise<void> {
-    const small = new Uint8Array(READ_BYTES);
-    // Reads go on after a close is reported, until the connection is closed.
-    while (!this.#ended) {
-      const wanted = this.#reader.wanted;
-      const buf = wanted > READ_BYTES ? new Uint8Array(Math.min(wanted, MAX_READ_BYTES)) : small;
-      let n: number | null;
-      try {
-        n = await this.#conn.read(buf);
-      } catch {
-        n = null;
-      }
-      if (n === null) {
-        this.#end(1006);
-        return;
-      }
-      this.#heard = true;
-      this.#feed(buf.subarray(0, n));
-    }
+  /**
+   * Read once, then again from the callback until the connection is closed
+   * (reads go on after a close is reported). Callbacks made once per socket
+   * instead of an async loop: an idle socket waits in one pending read, and
+   * a suspended async function (its generator, registers and await
+   * closures) cost some 350 bytes more per idle connection (issue #7).
+   */
+  #read(): void {
+    const wanted = this.#reader.wanted;
+    this.#readBuf = wanted > READ_BYTES
+      ? new Uint8Array(Math.min(wanted, MAX_READ_BYTES))
+      : (this.#small ??= new Uint8Array(READ_BYTES));
+    this.#conn.read(this.#readBuf).then(this.#onRead, this.#onReadFailed);
   }
+
+  #onRead = (n: number | null): void => {
+    if (n === null) {
+      this.#end(1006);
+      return;
+    }
+    this.#heard = true;
+    this.#feed(this.#readBuf.subarray(0, n));
+    if (!this.#ended) this.#read();
+  };
+
+  #onReadFailed = (): void => this.#end(1006);
 
   #feed(bytes: Uint8Array): void {
     if (this.#discarding) return;
