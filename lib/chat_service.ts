@@ -33,7 +33,7 @@ import {
   type Timers,
   type WorkFrame,
 } from "./session.ts";
-import { SessionDelivery } from "./session_delivery.ts";
+import { type HistoryReader, SessionDelivery } from "./session_delivery.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import { SendPermits } from "./send_permits.ts";
 import type { Store, StoredMessage } from "./store.ts";
@@ -111,6 +111,8 @@ export class ChatService implements SessionHandler {
   #deadlines: DeadlineQueue;
   /** Granted friendships and memberships (see send_permits.ts). */
   #permits: SendPermits;
+  /** What every session's delivery reads; one object for all of them. */
+  #history: HistoryReader;
 
   /** Build the service and subscribe its dispatcher to `options.bus`. */
   constructor(options: ChatServiceOptions) {
@@ -125,6 +127,15 @@ export class ChatService implements SessionHandler {
     this.#graceMs = options.catchUpGraceMs ?? 1000;
     this.#deadlines = this.#sessionOptions.deadlines ?? new DeadlineQueue(this.#timers);
     this.#permits = new SendPermits(this.#store);
+    const store = this.#store;
+    const dispatcher = this.#dispatcher;
+    this.#history = {
+      listMessages: (conv, query) => store.listMessages(conv, query),
+      lastSeqs: (userId) => store.lastSeqs(userId),
+      // A session's frames (catch-up included) wait until the dispatcher has
+      // loaded its user's groups: no second store read per connect for them.
+      groupIds: (userId) => Promise.resolve(dispatcher.groupsOf(userId)),
+    };
     this.#unsubscribe = this.#bus.subscribe((e) => this.#onEnvelope(e));
   }
 
@@ -158,7 +169,7 @@ export class ChatService implements SessionHandler {
       userId,
       handler: this,
     });
-    const delivery = new SessionDelivery(session, this.#store);
+    const delivery = new SessionDelivery(session, this.#history);
     const ready = this.#dispatcher.add(delivery).catch((error) => {
       logger.error("Cannot load groups of user {userId}: {error}", {
         userId,

@@ -239,6 +239,11 @@ export class Dispatcher {
     return count;
   }
 
+  /** The groups indexed for `userId` (loaded at their first session, plus joins since); a copy. */
+  groupsOf(userId: number): number[] {
+    return [...this.#users.get(userId)?.groups ?? []];
+  }
+
   /** The local sessions of `userId` (a copy). */
   sessionsOf(userId: number): DeliveryTarget[] {
     return [...this.#users.get(userId)?.sessions ?? []];

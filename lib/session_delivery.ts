@@ -12,17 +12,19 @@ import { getLogger } from "@logtape/logtape";
 import type { DeliveryTarget } from "./dispatcher.ts";
 import { type AckFrame, CMD_ACK, CMD_CATCHUP_DONE, encode, messageFrame } from "./protocol.ts";
 import { type Session, SETTLED } from "./session.ts";
-import type { GroupStore, MessageStore, StoredMessage } from "./store.ts";
+import type { MessageStore, StoredMessage } from "./store.ts";
 
 const logger = getLogger(["chat", "session_delivery"]);
 
 /**
- * The slice of the store delivery reads. With `listGroups`, a group that
- * had no messages at catch-up is followed from seq 1 like a new 1:1.
+ * What delivery reads: messages and heads from the store, and the user's
+ * groups. With `groupIds`, a group that had no messages at catch-up is
+ * followed from seq 1 like a new 1:1.
  */
-export type HistoryReader =
-  & Pick<MessageStore, "listMessages" | "lastSeqs">
-  & Partial<Pick<GroupStore, "listGroups">>;
+export type HistoryReader = Pick<MessageStore, "listMessages" | "lastSeqs"> & {
+  /** The ids of the groups `userId` is in. */
+  groupIds?(userId: number): Promise<readonly number[]>;
+};
 
 /** Tunables of {@linkcode SessionDelivery}. */
 export interface SessionDeliveryOptions {
@@ -182,9 +184,9 @@ export class SessionDelivery implements DeliveryTarget {
   catchUp(clientSeqs: ReadonlyMap<string, number>, all: boolean): Promise<void> {
     return this.#enqueue(async () => {
       const known = await this.#store.lastSeqs(this.userId);
-      const groups = await this.#store.listGroups?.(this.userId) ?? [];
+      const groups = await this.#store.groupIds?.(this.userId) ?? [];
       const keys = new Set(known.keys());
-      for (const g of groups) keys.add(`+g:${g.id}`);
+      for (const id of groups) keys.add(`+g:${id}`);
       this.#known = keys;
       const done: Record<string, number> = {};
       for (const [conv, last] of known) {

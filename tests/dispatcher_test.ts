@@ -186,7 +186,9 @@ Deno.test("Dispatcher keeps a group joined while the user's list loads, and clea
   assert.equal(d.deliver(msg(11, 2, 5, 1)), 1);
   assert.equal(d.deliver(msg(11, 2, 6, 2)), 1);
   assert.deepStrictEqual(d.stats().memberships, 2);
+  assert.deepStrictEqual(d.groupsOf(1), [5, 6]);
   d.remove(ann);
+  assert.deepStrictEqual(d.groupsOf(1), []);
   assert.deepStrictEqual(d.stats(), {
     users: 0,
     sessions: 0,

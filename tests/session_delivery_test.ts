@@ -266,16 +266,7 @@ Deno.test("SessionDelivery follows from seq 1 only new 1:1 conversations and gro
       return Promise.resolve(rows.slice(0, options.limit));
     },
     lastSeqs: () => Promise.resolve(new Map([["u:1:2", 2], ["g:11", 4]])),
-    listGroups: () =>
-      Promise.resolve([10, 11].map((id) => ({
-        id,
-        name: `g${id}`,
-        ownerId: 2,
-        icon: "",
-        cate: 0,
-        memo: "",
-        createdAt: 0,
-      }))),
+    groupIds: () => Promise.resolve([10, 11]),
   };
   const conn = new FakeConnection();
   const session = new Session(conn, {
