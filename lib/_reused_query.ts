@@ -12,10 +12,17 @@
 
 import { type Compilable, CompiledQuery, type Kysely } from "kysely";
 import type { Database } from "./migrations.ts";
+import type { SqliteReads } from "./_sqlite_dialect.ts";
 
 /** Compiled SQL texts by query name, one cache per store. */
 export class ReusedQueries {
   #sql = new Map<string, string>();
+  #direct: SqliteReads | undefined;
+
+  /** With `direct` (a SQLite dialect), the reruns skip Kysely's executor. */
+  constructor(direct?: SqliteReads) {
+    this.#direct = direct;
+  }
 
   /**
    * Run the query `name` with `params`, in the order the builder binds them
@@ -39,6 +46,7 @@ export class ReusedQueries {
       sql = compiled.sql;
       this.#sql.set(name, sql);
     }
+    if (this.#direct !== undefined) return await this.#direct.rows<R>(sql, params);
     return (await db.executeQuery<R>(CompiledQuery.raw(sql, [...params]))).rows;
   }
 }

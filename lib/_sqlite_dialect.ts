@@ -188,6 +188,8 @@ class BusyRetryConnection implements DatabaseConnection {
 class ImmediateSqliteDriver extends SqliteDriver {
   #connection: BusyRetryConnection | undefined;
   #timeoutMs: number;
+  /** Whether Kysely has initialised the driver (opened the database). */
+  #ready = false;
   /** Whether a query or transaction holds the one connection. */
   #held = false;
   /** Who waits for it, first come first served; each is handed it in turn. */
@@ -223,6 +225,22 @@ class ImmediateSqliteDriver extends SqliteDriver {
     return Promise.resolve();
   }
 
+  override async init(): Promise<void> {
+    await super.init();
+    this.#ready = true;
+  }
+
+  /** See {@linkcode SqliteReads.rows}: the queue and busy retry of every query, without Kysely's executor. */
+  async rows<R>(sql: string, params: readonly unknown[]): Promise<R[]> {
+    if (!this.#ready) throw new Error("The SQLite database is not open yet (run a query first)");
+    const connection = await this.acquireConnection();
+    try {
+      return (await connection.executeQuery<R>(CompiledQuery.raw(sql, [...params]))).rows;
+    } finally {
+      this.#handOn();
+    }
+  }
+
   /** Give the connection to the next waiter, or mark it free. */
   #handOn(): void {
     const next = this.#waiters.shift();
@@ -254,10 +272,23 @@ class TransactionalSqliteAdapter extends SqliteAdapter {
   }
 }
 
+/**
+ * Reads that skip Kysely's executor on a SQLite dialect. Why: the connect
+ * path's three store reads each spent about as long in the executor's
+ * layers (connection provider, runtime driver, result transform, each an
+ * async step) as in SQLite (issue #7). They still take their turn on the
+ * connection's queue and retry a busy database like any query.
+ */
+export interface SqliteReads {
+  /** The rows of one read statement with `params`; after the database is open. */
+  rows<R>(sql: string, params: readonly unknown[]): Promise<R[]>;
+}
+
 /** A Kysely dialect for the SQLite file at `path` (":memory:" allowed). */
-class NodeSqliteDialect implements Dialect {
+class NodeSqliteDialect implements Dialect, SqliteReads {
   #path: string;
   #timeoutMs: number;
+  #driver: ImmediateSqliteDriver | undefined;
 
   constructor(path: string, timeoutMs: number) {
     this.#path = path;
@@ -265,7 +296,17 @@ class NodeSqliteDialect implements Dialect {
   }
 
   createDriver(): Driver {
-    return new ImmediateSqliteDriver(this.#path, this.#timeoutMs);
+    this.#driver = new ImmediateSqliteDriver(this.#path, this.#timeoutMs);
+    return this.#driver;
+  }
+
+  rows<R>(sql: string, params: readonly unknown[]): Promise<R[]> {
+    if (this.#driver === undefined) {
+      return Promise.reject(
+        new Error("The SQLite dialect has no driver yet (make a Kysely first)"),
+      );
+    }
+    return this.#driver.rows<R>(sql, params);
   }
 
   createQueryCompiler(): QueryCompiler {
@@ -290,6 +331,6 @@ class NodeSqliteDialect implements Dialect {
 export function sqliteDialect(
   path: string,
   options: SqliteDialectOptions = {},
-): Dialect {
+): Dialect & SqliteReads {
   return new NodeSqliteDialect(path, options.busyTimeoutMs ?? 5000);
 }

@@ -16,7 +16,7 @@ import { type Dialect, Kysely, sql } from "kysely";
 import { Migrator } from "kysely/migration";
 import type { DbSetting } from "./config.ts";
 import { type Database, migrationProvider, type SqlDialectKind } from "./migrations.ts";
-import { sqliteDialect } from "./_sqlite_dialect.ts";
+import { sqliteDialect, type SqliteReads } from "./_sqlite_dialect.ts";
 import { parseSchemaName, postgresDialect } from "./_pg_dialect.ts";
 import type {
   AppendOutcome,
@@ -72,6 +72,7 @@ export async function openKyselyStore(
 ): Promise<KyselyStore> {
   let dialect: Dialect;
   let schema: string | undefined;
+  let reads: SqliteReads | undefined;
   if (setting.kind === "sqlite") {
     if (setting.path !== ":memory:" && !setting.path.startsWith("file:")) {
       await Deno.mkdir(dirname(setting.path), { recursive: true });
@@ -79,7 +80,9 @@ export async function openKyselyStore(
     const dialectOptions = options.busyTimeoutMs === undefined
       ? {}
       : { busyTimeoutMs: options.busyTimeoutMs };
-    dialect = sqliteDialect(setting.path, dialectOptions);
+    const sqlite = sqliteDialect(setting.path, dialectOptions);
+    dialect = sqlite;
+    reads = sqlite;
   } else {
     schema = parseSchemaName(options.schema ?? "public");
     dialect = postgresDialect(setting.url, {
@@ -109,7 +112,7 @@ export async function openKyselyStore(
       });
     }
   }
-  return new KyselyStore({ db, dialect: setting.kind }, worker);
+  return new KyselyStore({ db, dialect: setting.kind, reused: new ReusedQueries(reads) }, worker);
 }
 
 async function migrate(

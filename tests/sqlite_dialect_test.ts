@@ -61,3 +61,29 @@ Deno.test("SQLite dialect: the connection goes to waiters in arrival order, fail
     assert.equal(await count(db), inserted.length, "nothing waits after the last one");
   });
 });
+
+Deno.test("SQLite dialect: direct reads take their turn on the queue, and need an open database", async () => {
+  const dialect = sqliteDialect(":memory:");
+  await assert.rejects(dialect.rows("select 1", []), /no driver yet/);
+  const db: AnyDb = new Kysely({ dialect });
+  try {
+    await assert.rejects(dialect.rows("select 1", []), /not open yet/);
+    await sql`create table t (x integer not null)`.execute(db);
+    let inserted!: () => void;
+    const insertDone = new Promise<void>((r) => inserted = r);
+    const trx = db.transaction().execute(async (tx) => {
+      await sql`insert into t (x) values (1)`.execute(tx);
+      inserted();
+      await new Promise((r) => setTimeout(r, 20));
+      throw new Error("roll back");
+    });
+    await insertDone; // the transaction holds the connection, its row written
+    const read = dialect.rows<{ n: number }>("select count(*) as n from t where x >= ?", [0]);
+    await assert.rejects(trx, /roll back/);
+    assert.deepEqual((await read).map((r) => Number(r.n)), [0], "the read waited for the rollback");
+    await assert.rejects(dialect.rows("select * from no_such_table", []), /no such table/);
+    assert.equal(await count(db), 0, "a failed read hands the connection on");
+  } finally {
+    await db.destroy();
+  }
+});

@@ -282,26 +282,29 @@ Deno.test("openKyselyStore() rejects a schema name that is not a plain identifie
   );
 });
 
-Deno.test("ReusedQueries compiles once, reruns with new values, and refuses a wrong value count", async () => {
-  const db = new Kysely<Database>({ dialect: sqliteDialect(":memory:") });
-  try {
-    await db.schema.createTable("t").addColumn("x", "integer").execute();
-    await sql`insert into t (x) values (1), (2), (3)`.execute(db);
-    const queries = new ReusedQueries();
-    let builds = 0;
-    // deno-lint-ignore no-explicit-any
-    const typed = db as unknown as Kysely<any>;
-    const build = (min: number) => () => {
-      builds++;
-      return typed.selectFrom("t").select("x").where("x", ">=", min).orderBy("x");
-    };
-    const first = await queries.rows(db, "atLeast", build(2), [2]);
-    const second = await queries.rows(db, "atLeast", build(3), [3]);
-    assert.deepStrictEqual(first.map((r) => Number((r as { x: number }).x)), [2, 3]);
-    assert.deepStrictEqual(second.map((r) => Number((r as { x: number }).x)), [3]);
-    assert.equal(builds, 1);
-    await assert.rejects(queries.rows(db, "other", build(1), [1, 2]), /binds 1 values, not 2/);
-  } finally {
-    await db.destroy();
-  }
-});
+for (const direct of [false, true]) {
+  Deno.test(`ReusedQueries ${direct ? "on direct SQLite reads " : ""}compiles once, reruns with new values, and refuses a wrong value count`, async () => {
+    const dialect = sqliteDialect(":memory:");
+    const db = new Kysely<Database>({ dialect });
+    try {
+      await db.schema.createTable("t").addColumn("x", "integer").execute();
+      await sql`insert into t (x) values (1), (2), (3)`.execute(db);
+      const queries = direct ? new ReusedQueries(dialect) : new ReusedQueries();
+      let builds = 0;
+      // deno-lint-ignore no-explicit-any
+      const typed = db as unknown as Kysely<any>;
+      const build = (min: number) => () => {
+        builds++;
+        return typed.selectFrom("t").select("x").where("x", ">=", min).orderBy("x");
+      };
+      const first = await queries.rows(db, "atLeast", build(2), [2]);
+      const second = await queries.rows(db, "atLeast", build(3), [3]);
+      assert.deepStrictEqual(first.map((r) => Number((r as { x: number }).x)), [2, 3]);
+      assert.deepStrictEqual(second.map((r) => Number((r as { x: number }).x)), [3]);
+      assert.equal(builds, 1);
+      await assert.rejects(queries.rows(db, "other", build(1), [1, 2]), /binds 1 values, not 2/);
+    } finally {
+      await db.destroy();
+    }
+  });
+}
