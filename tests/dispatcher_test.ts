@@ -28,6 +28,9 @@ class FakeMembership implements MembershipStore {
   }
 }
 
+/** The dispatcher's tables when nobody is connected. */
+const NOTHING = { users: 0, sessions: 0, groups: 0, memberships: 0, loading: 0 };
+
 /** A target that records what it got. */
 class Recorder implements DeliveryTarget {
   readonly got: number[] = [];
@@ -144,13 +147,7 @@ Deno.test("Dispatcher.memberJoined() updates the index at once", async () => {
   assert.deepStrictEqual(bob.got, [2]);
   assert.deepStrictEqual(d.stats().memberships, 1);
   d.remove(bob);
-  assert.deepStrictEqual(d.stats(), {
-    users: 0,
-    sessions: 0,
-    groups: 0,
-    memberships: 0,
-    loading: 0,
-  });
+  assert.deepStrictEqual(d.stats(), NOTHING);
 });
 
 Deno.test("Dispatcher.add() leaks nothing when the user leaves while groups load", async () => {
@@ -164,13 +161,7 @@ Deno.test("Dispatcher.add() leaks nothing when the user leaves while groups load
   d.remove(ann);
   open();
   await adding;
-  assert.deepStrictEqual(d.stats(), {
-    users: 0,
-    sessions: 0,
-    groups: 0,
-    memberships: 0,
-    loading: 0,
-  });
+  assert.deepStrictEqual(d.stats(), NOTHING);
 });
 
 Deno.test("Dispatcher keeps a group joined while the user's list loads, and cleans both up", async () => {
@@ -189,13 +180,7 @@ Deno.test("Dispatcher keeps a group joined while the user's list loads, and clea
   assert.deepStrictEqual(d.groupsOf(1), [5, 6]);
   d.remove(ann);
   assert.deepStrictEqual(d.groupsOf(1), []);
-  assert.deepStrictEqual(d.stats(), {
-    users: 0,
-    sessions: 0,
-    groups: 0,
-    memberships: 0,
-    loading: 0,
-  });
+  assert.deepStrictEqual(d.stats(), NOTHING);
 });
 
 Deno.test("Dispatcher.add() removes the session again when the store fails", async () => {
@@ -250,14 +235,7 @@ Deno.test("ChatService leaves no session, map entry or timer after 1,000 connect
   assert.equal(mid.sessions, 7);
   assert.equal(mid.memberships, users.length);
   for (const { session } of open) session.closedByPeer();
-  assert.deepStrictEqual(chat.stats(), {
-    users: 0,
-    sessions: 0,
-    groups: 0,
-    memberships: 0,
-    loading: 0,
-    entries: 0,
-  });
+  assert.deepStrictEqual(chat.stats(), { ...NOTHING, entries: 0 });
   assert.equal(timers.pending, 0, "every idle and recheck timer was cleared");
   chat.close();
   await bus.close();

@@ -53,7 +53,10 @@ class FakeHistory implements HistoryReader {
 
 const noop: SessionHandler = { onFrame: () => Promise.resolve(), onClose() {} };
 
-function setup(last: number, options: { gate?: boolean } = {}) {
+function setup<S extends HistoryReader = FakeHistory>(
+  last: number,
+  options: { gate?: boolean; store?: S } = {},
+) {
   const conn = new FakeConnection();
   const session = new Session(conn, {
     id: "s",
@@ -61,7 +64,7 @@ function setup(last: number, options: { gate?: boolean } = {}) {
     handler: noop,
     timers: new ManualTimers(),
   });
-  const store = new FakeHistory(last);
+  const store = options.store ?? new FakeHistory(last);
   const delivery = new SessionDelivery(session, store, { pageSize: 3 });
   if (!(options.gate ?? false)) delivery.openGate();
   const live = (seq: number) => delivery.deliver(msg(seq), encode(messageFrame(msg(seq))));
@@ -268,14 +271,7 @@ Deno.test("SessionDelivery follows from seq 1 only new 1:1 conversations and gro
     lastSeqs: () => Promise.resolve(new Map([["u:1:2", 2], ["g:11", 4]])),
     groupIds: () => Promise.resolve([10, 11]),
   };
-  const conn = new FakeConnection();
-  const session = new Session(conn, {
-    id: "s",
-    userId: 1,
-    handler: noop,
-    timers: new ManualTimers(),
-  });
-  const delivery = new SessionDelivery(session, store);
+  const { conn, session, delivery } = setup(0, { gate: true, store });
   await delivery.catchUp(new Map(), false);
   delivery.openGate();
   for (const [conv, seq] of heads) delivery.head(conv, seq);
