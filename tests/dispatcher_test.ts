@@ -150,13 +150,18 @@ Deno.test("Dispatcher.memberJoined() updates the index at once", async () => {
   assert.deepStrictEqual(d.stats(), NOTHING);
 });
 
-Deno.test("Dispatcher.add() leaks nothing when the user leaves while groups load", async () => {
-  const membership = new FakeMembership({ 1: [5] });
+/** A dispatcher whose group load for Ann (user 1, in `groups`) waits for `open()`. */
+function heldLoad(groups: number[]) {
+  const membership = new FakeMembership({ 1: groups });
   let open!: () => void;
   membership.gate = new Promise((r) => open = r);
   const d = new Dispatcher(membership);
   const ann = new Recorder("a", 1);
-  const adding = d.add(ann);
+  return { d, ann, adding: d.add(ann), open };
+}
+
+Deno.test("Dispatcher.add() leaks nothing when the user leaves while groups load", async () => {
+  const { d, ann, adding, open } = heldLoad([5]);
   assert.equal(d.stats().loading, 1);
   d.remove(ann);
   open();
@@ -165,12 +170,7 @@ Deno.test("Dispatcher.add() leaks nothing when the user leaves while groups load
 });
 
 Deno.test("Dispatcher keeps a group joined while the user's list loads, and cleans both up", async () => {
-  const membership = new FakeMembership({ 1: [5] });
-  let open!: () => void;
-  membership.gate = new Promise((r) => open = r);
-  const d = new Dispatcher(membership);
-  const ann = new Recorder("a", 1);
-  const adding = d.add(ann);
+  const { d, ann, adding, open } = heldLoad([5]);
   d.memberJoined(6, 1); // the join lands before the store answers
   open();
   await adding;
