@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { newMessage, type StoreCase, users } from "./_store_samples.ts";
+import { newMessage, plainGroup, type StoreCase, users } from "./_store_samples.ts";
 
 /** The contract's message cases, by title. */
 export const MESSAGE_CASES: Record<string, StoreCase> = {
@@ -64,10 +64,7 @@ export const MESSAGE_CASES: Record<string, StoreCase> = {
   ) {
     const [a, b] = await users(store, 2);
     assert.ok(a && b);
-    const g = await store.createGroup(
-      { name: "g", ownerId: a.id, icon: "", cate: 0, memo: "" },
-      { now: 1, maxPerOwner: 5 },
-    );
+    const g = await plainGroup(store, a.id);
     await store.joinGroup(b.id, g.id, 1);
     const results = await Promise.all(
       Array.from(
@@ -119,10 +116,7 @@ export const MESSAGE_CASES: Record<string, StoreCase> = {
   async "appendMessages() numbers mixed conversations in call order"(store) {
     const [a, b, c] = await users(store, 3);
     assert.ok(a && b && c);
-    const g = await store.createGroup(
-      { name: "g", ownerId: a.id, icon: "", cate: 0, memo: "" },
-      { now: 1, maxPerOwner: 5 },
-    );
+    const g = await plainGroup(store, a.id);
     await store.appendMessage(newMessage(a.id, { dstid: b.id, cid: "pre" }), 1);
     const plan: [number, { cmd?: number; dstid: number }][] = [
       [a.id, { dstid: b.id }],
@@ -209,14 +203,8 @@ export const MESSAGE_CASES: Record<string, StoreCase> = {
   async "lastSeqs() covers the user's 1:1 conversations and groups only"(store) {
     const [a, b, c] = await users(store, 3);
     assert.ok(a && b && c);
-    const g = await store.createGroup(
-      { name: "g", ownerId: b.id, icon: "", cate: 0, memo: "" },
-      { now: 1, maxPerOwner: 5 },
-    );
-    const h = await store.createGroup(
-      { name: "h", ownerId: c.id, icon: "", cate: 0, memo: "" },
-      { now: 1, maxPerOwner: 5 },
-    );
+    const g = await plainGroup(store, b.id);
+    const h = await plainGroup(store, c.id, "h");
     await store.joinGroup(a.id, g.id, 1);
     const send = (from: number, to: { cmd?: number; dstid: number }, cid: string) =>
       store.appendMessage(newMessage(from, { ...to, cid }), 1);

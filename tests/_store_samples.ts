@@ -1,11 +1,11 @@
 /**
  * What the store tests share: sample rows (a registration, a message, a
- * number of stored users) and the module of the SQLite append worker.
+ * number of stored users, a plain group) and the module of the SQLite append worker.
  *
  * @module
  */
 
-import type { NewMessage, NewUser, PublicUser, Store } from "../lib/store.ts";
+import type { Group, NewMessage, NewUser, PublicUser, Store } from "../lib/store.ts";
 
 /** The SQLite append worker module, for stores opened with `appendWorker`. */
 export const APPEND_WORKER = new URL("../lib/_sqlite_append_worker.ts", import.meta.url);
@@ -54,4 +54,12 @@ export async function users(store: Store, n: number): Promise<PublicUser[]> {
     out.push(await store.createUser(newUser(`1380000${1000 + i}`), 1000 + i));
   }
   return out;
+}
+
+/** A group `name` of `ownerId`, created at time 1 (an owner may have 5). */
+export function plainGroup(store: Store, ownerId: number, name = "g"): Promise<Group> {
+  return store.createGroup(
+    { name, ownerId, icon: "", cate: 0, memo: "" },
+    { now: 1, maxPerOwner: 5 },
+  );
 }

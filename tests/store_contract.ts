@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { ConflictError, LimitError, NotFoundError } from "../lib/errors.ts";
 import type { PublicUser, Store } from "../lib/store.ts";
 import { MESSAGE_CASES } from "./_store_contract_messages.ts";
-import { HASH, newUser, type StoreCase, users } from "./_store_samples.ts";
+import { HASH, newUser, plainGroup, type StoreCase, users } from "./_store_samples.ts";
 
 /** A fresh, empty store and how to throw it away (close, drop schema, …). */
 export interface StoreFixture extends AsyncDisposable {
@@ -232,14 +232,8 @@ const CASES: Record<string, StoreCase> = {
   async "joinGroup() is idempotent and rejects unknown groups and users"(store) {
     const [owner, a, b] = await users(store, 3);
     assert.ok(owner && a && b);
-    const g = await store.createGroup(
-      { name: "g", ownerId: owner.id, icon: "", cate: 0, memo: "" },
-      { now: 1, maxPerOwner: 5 },
-    );
-    const h = await store.createGroup(
-      { name: "h", ownerId: owner.id, icon: "", cate: 0, memo: "" },
-      { now: 1, maxPerOwner: 5 },
-    );
+    const g = await plainGroup(store, owner.id);
+    const h = await plainGroup(store, owner.id, "h");
     const raced = await Promise.all(
       Array.from({ length: 10 }, () => store.joinGroup(b.id, g.id, 2)),
     );
