@@ -46,13 +46,20 @@ export interface WireOutcomes {
 
 /** What the main side asks of the worker. */
 export type WorkerRequest =
-  | { readonly kind: "open"; readonly path: string; readonly busyTimeoutMs: number }
+  | {
+    readonly kind: "open";
+    readonly path: string;
+    readonly busyTimeoutMs: number;
+    /** The WAL flusher's interval (`_wal_flusher.ts`), ms; 0 turns it off. */
+    readonly walSyncMs: number;
+  }
   | { readonly kind: "batch"; readonly id: number; readonly batch: WireBatch }
   | { readonly kind: "close" };
 
-/** What the worker answers. `failed` with id 0 answers `open`. */
+/** What the worker answers. `failed` with id 0 answers `open`; `warning` is for the log. */
 export type WorkerReply =
   | { readonly kind: "opened" }
+  | { readonly kind: "warning"; readonly message: string }
   | { readonly kind: "done"; readonly id: number; readonly outcomes: WireOutcomes }
   | { readonly kind: "failed"; readonly id: number; readonly error: WireError }
   | { readonly kind: "closed" };

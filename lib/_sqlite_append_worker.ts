@@ -15,6 +15,7 @@ import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { isItemError, writeBatch } from "./_batch_sql.ts";
 import { isUniqueViolation } from "./_store_kysely_rows.ts";
 import { CONNECTION_PRAGMAS } from "./_sqlite_pragmas.ts";
+import { syncDataAt, WalFlusher } from "./_wal_flusher.ts";
 import type { AppendOutcome, AppendRequest, AppendResult } from "./store.ts";
 import {
   decodeBatch,
@@ -45,10 +46,22 @@ class AppendConnection {
   #busyTimeoutMs: number;
   #statements = new Map<string, StatementSync>();
   #inTransaction = false;
+  #flusher: WalFlusher | undefined;
 
-  constructor(path: string, busyTimeoutMs: number) {
+  /** `walSyncMs` 0: no background WAL syncs; `warn` gets a line for the server's log. */
+  constructor(path: string, busyTimeoutMs: number, walSyncMs: number, warn: (m: string) => void) {
     this.#db = new DatabaseSync(path);
     this.#busyTimeoutMs = busyTimeoutMs;
+    if (walSyncMs > 0) {
+      // SQLite names the WAL after the database file.
+      const wal = `${path}-wal`;
+      this.#flusher = new WalFlusher({
+        sync: () => syncDataAt(wal),
+        intervalMs: walSyncMs,
+        onError: (error) =>
+          warn(`Background syncs of ${wal} stopped (SQLite's own syncs go on): ${error}`),
+      });
+    }
     try {
       // As lib/_sqlite_dialect.ts (journal_mode is WAL already: the main side migrated).
       this.#db.exec("PRAGMA busy_timeout = 0");
@@ -112,6 +125,7 @@ class AppendConnection {
       const results = await writeBatch(this.#query, "sqlite", batch);
       this.#db.exec("COMMIT");
       this.#inTransaction = false;
+      this.#flusher?.wrote();
       return results;
     } catch (error) {
       if (this.#inTransaction) {
@@ -140,7 +154,8 @@ class AppendConnection {
     }
   }
 
-  close(): void {
+  async close(): Promise<void> {
+    await this.#flusher?.close();
     this.#statements.clear();
     this.#db.close();
   }
@@ -173,7 +188,12 @@ class AppendWorkerHost {
     const scope = this.#scope;
     if (request.kind === "open") {
       try {
-        this.#connection = new AppendConnection(request.path, request.busyTimeoutMs);
+        this.#connection = new AppendConnection(
+          request.path,
+          request.busyTimeoutMs,
+          request.walSyncMs,
+          (message) => scope.postMessage({ kind: "warning", message }),
+        );
         scope.postMessage({ kind: "opened" });
       } catch (error) {
         scope.postMessage({ kind: "failed", id: 0, error: toWire(error) });
@@ -190,7 +210,7 @@ class AppendWorkerHost {
       }
     } else {
       try {
-        this.#connection?.close();
+        await this.#connection?.close();
       } finally {
         this.#connection = undefined;
         scope.postMessage({ kind: "closed" });

@@ -15,6 +15,7 @@
  */
 
 import type { AppendOutcome, AppendRequest } from "./store.ts";
+import { WAL_SYNC_INTERVAL_MS } from "./_sqlite_pragmas.ts";
 import {
   decodeOutcomes,
   encodeBatch,
@@ -31,6 +32,13 @@ export interface AppendWorkerOptions {
   readonly startTimeoutMs?: number;
   /** How long {@linkcode AppendWorker.close} waits for the worker. @default {5000} */
   readonly closeTimeoutMs?: number;
+  /**
+   * How often the worker syncs new WAL frames in the background, ms; 0 = never
+   * (`_wal_flusher.ts`). @default {WAL_SYNC_INTERVAL_MS}
+   */
+  readonly walSyncMs?: number;
+  /** Gets the worker's warnings (a line each) for the server's log. @default {ignored} */
+  readonly onWarning?: (message: string) => void;
 }
 
 /** The worker stopped (crashed, or was closed); its batches were not answered. */
@@ -54,9 +62,16 @@ export class AppendWorker {
   #onClosed: (() => void) | undefined;
   #closing: Promise<void> | undefined;
 
-  private constructor(worker: Worker, closeTimeoutMs: number) {
+  #onWarning: ((message: string) => void) | undefined;
+
+  private constructor(
+    worker: Worker,
+    closeTimeoutMs: number,
+    onWarning: ((message: string) => void) | undefined,
+  ) {
     this.#worker = worker;
     this.#closeTimeoutMs = closeTimeoutMs;
+    this.#onWarning = onWarning;
   }
 
   /**
@@ -66,7 +81,7 @@ export class AppendWorker {
    */
   static start(url: URL, path: string, options: AppendWorkerOptions = {}): Promise<AppendWorker> {
     const worker = new Worker(url, { type: "module", name: "sqlite-append" });
-    const self = new AppendWorker(worker, options.closeTimeoutMs ?? 5000);
+    const self = new AppendWorker(worker, options.closeTimeoutMs ?? 5000, options.onWarning);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(
         () => fail(new Error("The append worker did not start in time")),
@@ -96,6 +111,7 @@ export class AppendWorker {
           kind: "open",
           path,
           busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+          walSyncMs: options.walSyncMs ?? WAL_SYNC_INTERVAL_MS,
         } satisfies WorkerRequest,
       );
     });
@@ -153,6 +169,10 @@ export class AppendWorker {
         return;
       }
       if (reply.kind === "opened") return;
+      if (reply.kind === "warning") {
+        this.#onWarning?.(reply.message);
+        return;
+      }
       const waiter = this.#waiters.get(reply.id);
       if (waiter === undefined) return;
       this.#waiters.delete(reply.id);

@@ -104,6 +104,7 @@ export async function openKyselyStore(
     try {
       worker = await AppendWorker.start(options.appendWorker, setting.path, {
         ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+        onWarning: (message) => log.warn("{message}", { message }),
       });
       log.info("Message appends run on a worker thread");
     } catch (error) {

@@ -22,6 +22,7 @@ import { isUniqueViolation } from "../lib/_store_kysely_rows.ts";
 import { APPEND_WORKER, newMessage, newUser } from "./_store_samples.ts";
 
 const CRASHING_WORKER = new URL("./_crashing_append_worker.ts", import.meta.url);
+const WARNING_WORKER = new URL("./_warning_append_worker.ts", import.meta.url);
 
 async function tempDb(): Promise<{ path: string } & AsyncDisposable> {
   const dir = await Deno.makeTempDir({ prefix: "lanchat_append_worker_" });
@@ -181,5 +182,56 @@ Deno.test("a worker that crashes mid-batch: the batch is written on the main thr
     strictEqual(later.message.seq, 4);
   } finally {
     await store.close();
+  }
+});
+
+Deno.test("the worker's warnings reach onWarning, and the WAL sync interval reaches the worker", async () => {
+  await using db = await tempDb();
+  for (
+    const [options, expected] of [[{}, "walSyncMs=100"], [{ walSyncMs: 0 }, "walSyncMs=0"]] as const
+  ) {
+    const warnings: string[] = [];
+    const worker = await AppendWorker.start(WARNING_WORKER, db.path, {
+      ...options,
+      onWarning: (message) => warnings.push(message),
+    });
+    for (let i = 0; i < 100 && warnings.length === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await worker.close();
+    deepStrictEqual(warnings, [expected]);
+  }
+});
+
+Deno.test("with background WAL syncs on, appends and close work as before", async () => {
+  await using db = await tempDb();
+  const setup = await openKyselyStore({ kind: "sqlite", path: db.path });
+  const ann = await setup.createUser(newUser("13800000001"), 1);
+  const bob = await setup.createUser(newUser("13800000002"), 1);
+  await setup.close();
+  const worker = await AppendWorker.start(APPEND_WORKER, db.path, { walSyncMs: 5 });
+  let seq = 0;
+  for (let round = 0; round < 5; round++) {
+    const outcomes = await worker.write(
+      [0, 1, 2].map((i) => ({
+        message: newMessage(ann.id, { dstid: bob.id, cid: `w${round}-${i}` }),
+        now: 2,
+      })),
+    );
+    for (const outcome of outcomes) {
+      ok(outcome.ok);
+      strictEqual(outcome.result.message.seq, ++seq);
+    }
+    // Let a background sync run between batches (and sometimes during one).
+    await new Promise((resolve) => setTimeout(resolve, round * 3));
+  }
+  await worker.close();
+  strictEqual(worker.running, false);
+  const reader = new DatabaseSync(db.path);
+  try {
+    const row = reader.prepare("select count(*) as n from messages").get() as { n: number };
+    strictEqual(row.n, 15);
+  } finally {
+    reader.close();
   }
 });
