@@ -20,6 +20,7 @@ import {
 } from "../lib/_append_wire.ts";
 import { isUniqueViolation } from "../lib/_store_kysely_rows.ts";
 import { APPEND_WORKER, newMessage, newUser } from "./_store_samples.ts";
+import { delay } from "./_chat_helpers.ts";
 
 const CRASHING_WORKER = new URL("./_crashing_append_worker.ts", import.meta.url);
 const WARNING_WORKER = new URL("./_warning_append_worker.ts", import.meta.url);
@@ -196,7 +197,7 @@ Deno.test("the worker's warnings reach onWarning, and the WAL sync interval reac
       onWarning: (message) => warnings.push(message),
     });
     for (let i = 0; i < 100 && warnings.length === 0; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 10));
+      await delay(10);
     }
     await worker.close();
     deepStrictEqual(warnings, [expected]);
@@ -223,7 +224,7 @@ Deno.test("with background WAL syncs on, appends and close work as before", asyn
       strictEqual(outcome.result.message.seq, ++seq);
     }
     // Let a background sync run between batches (and sometimes during one).
-    await new Promise((resolve) => setTimeout(resolve, round * 3));
+    await delay(round * 3);
   }
   await worker.close();
   strictEqual(worker.running, false);

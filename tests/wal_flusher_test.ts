@@ -8,12 +8,9 @@
 import { deepStrictEqual, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { syncDataAt, WalFlusher } from "../lib/_wal_flusher.ts";
+import { delay } from "./_chat_helpers.ts";
 
 const INTERVAL_MS = 20;
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
 /** A sync that is counted and, with `hold`, waits until released (or fails with `fail`). */
 function fakeSync(options: { hold?: boolean; fail?: Error } = {}) {
