@@ -107,7 +107,9 @@ export function badFrame(rng: Rng): Frame {
       }
       return JSON.stringify(f);
     case 9: // a conversation key that is not one
-      if (cmd === 32) f["conv"] = rng.pick(BAD_CONVS) + (rng.next() < 0.3 ? rng.text(3) : "");
+      // A suffix starts with a character no key has, so it never completes a bad key into a
+      // good one ("u:1" + ":95" did: seed 773278691).
+      if (cmd === 32) f["conv"] = rng.pick(BAD_CONVS) + (rng.next() < 0.3 ? `#${rng.text(2)}` : "");
       else f["cmd"] = 30, f["seqs"] = { [rng.pick(BAD_CONVS)]: 1 };
       return JSON.stringify(f);
     case 10: // ids with characters outside the allowed set
