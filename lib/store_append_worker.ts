@@ -61,7 +61,6 @@ export class AppendWorker {
   #stopped: Error | undefined;
   #onClosed: (() => void) | undefined;
   #closing: Promise<void> | undefined;
-
   #onWarning: ((message: string) => void) | undefined;
 
   private constructor(

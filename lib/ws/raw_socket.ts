@@ -251,8 +251,8 @@ export class RawWebSocket {
     }
   }
 
+  /** Runs with `#writing` already set by {@linkcode #enqueue}. */
   async #write(): Promise<void> {
-    this.#writing = true;
     try {
       const queue = this.#queue;
       while (queue.length > 0) {
