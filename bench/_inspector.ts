@@ -8,6 +8,14 @@
  */
 
 /** One connected inspector session. */
+/** `Deno.memoryUsage()` of the inspected process, bytes. */
+export interface MemoryUsage {
+  heapUsed: number;
+  heapTotal: number;
+  external: number;
+  rss: number;
+}
+
 export class Inspector {
   #ws: WebSocket;
   #nextId = 1;
@@ -84,9 +92,14 @@ export class Inspector {
   }
 
   /** Full GC (twice, so weak callbacks and finalizers run), then the server's heap figures. */
-  async memory(): Promise<{ heapUsed: number; heapTotal: number; external: number; rss: number }> {
+  async memory(): Promise<MemoryUsage> {
     await this.call("HeapProfiler.collectGarbage");
     await this.call("HeapProfiler.collectGarbage");
+    return await this.memoryNow();
+  }
+
+  /** The server's heap figures as they are (no GC first). */
+  async memoryNow(): Promise<MemoryUsage> {
     const out = await this.call("Runtime.evaluate", {
       expression: "JSON.stringify(Deno.memoryUsage())",
       returnByValue: true,

@@ -2,15 +2,16 @@
  * Start the server under test as a child process on 127.0.0.1 with its own
  * data folder and scoped permissions, wait until it answers, and stop it.
  * Two kinds: `lanchat` (main.ts over the fixture's store, logging at
- * `warning` so per-session info lines do not count, and `CHAT_BUS=local`:
- * one node) and `ref`
- * (bench/ref_server.ts, no store).
+ * `warning` so per-session info lines do not count, `CHAT_BUS=local`: one
+ * node, and the `start` task's `--v8-flags`) and `ref` (bench/ref_server.ts,
+ * no store, Deno's defaults).
  *
  * @module
  */
 
 import { join } from "node:path";
 import { ENV_NAMES } from "../lib/config.ts";
+import { v8FlagsOf } from "../deploy/release.ts";
 
 /** Which server to run. */
 export type ServerKind = "lanchat" | "ref";
@@ -34,8 +35,16 @@ export interface ServerProcess {
   readonly kind: ServerKind;
   readonly pid: number;
   readonly port: number;
+  /** The `--v8-flags=…` it runs with. */
+  readonly v8Flags: readonly string[];
   /** Stop with SIGTERM (SIGKILL after 10 s); resolves with the exit code. */
   stop(): Promise<number>;
+}
+
+/** The `--v8-flags=…` of the `start` task in `root`'s deno.json. */
+export async function startTaskV8Flags(root: string): Promise<string[]> {
+  const config = JSON.parse(await Deno.readTextFile(join(root, "deno.json")));
+  return v8FlagsOf(String(config?.tasks?.start ?? ""));
 }
 
 /** A free TCP port on 127.0.0.1 (closed again at once; a tiny race is accepted). */
@@ -60,10 +69,13 @@ export async function startServer(
     ? []
     : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`];
   const tokens = join(options.dataDir, "tokens.json");
+  // lanchat runs with the runtime flags users run it with; ref with Deno's defaults.
+  const v8Flags = kind === "lanchat" ? await startTaskV8Flags(options.root) : [];
   const args = kind === "lanchat"
     ? [
       "run",
       ...prof,
+      ...v8Flags,
       "--allow-net=127.0.0.1",
       `--allow-read=${options.root},${options.dataDir}`,
       `--allow-write=${options.dataDir}`,
@@ -132,6 +144,7 @@ export async function startServer(
     kind,
     pid: child.pid,
     port,
+    v8Flags,
     async stop() {
       const code = await stopChild(child);
       await done;

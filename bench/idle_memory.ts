@@ -1,10 +1,11 @@
 /**
  * Memory per idle websocket connection (issue #7), lanchat against the bare
  * reference server: for each server kind, a fresh fixture, the server started
- * with `--inspect=127.0.0.1:<port>`, then idle clients opened in stages
- * (`--conns 2000,10000`, cumulative). At each stage, 2 s after the last
- * connect: RSS as the bench reads it, then a forced full GC, then RSS and
- * `Deno.memoryUsage().heapUsed` read inside the server. `--snapshot-dir`
+ * with `--inspect=127.0.0.1:<port>` (lanchat also with the `start` task's
+ * `--v8-flags`), then idle clients opened in stages (`--conns 2000,10000`,
+ * cumulative). At each stage, 2 s after the last connect: RSS as the bench
+ * reads it and the JS heap as it is, then a forced full GC, then RSS and
+ * `Deno.memoryUsage()` read inside the server. `--snapshot-dir`
  * also writes a heap snapshot at the base and at the first stage (compare
  * them with `bench/heap_diff.ts`). See docs/bench.md.
  *
@@ -22,7 +23,7 @@ import { closeClients, openClients, Recorder } from "./_clients.ts";
 import { createFixture, writeFixtureFiles } from "./fixture.ts";
 import { Inspector } from "./_inspector.ts";
 import { loadAverage, rssKiB } from "./_procfs.ts";
-import { stopChild } from "./_server_proc.ts";
+import { startTaskV8Flags, stopChild } from "./_server_proc.ts";
 
 const ROOT = resolve(import.meta.dirname ?? ".", "..");
 
@@ -32,6 +33,9 @@ interface Reading {
   failed: number;
   /** RSS 2 s after the last connect, before any forced GC (what `deno task bench` reads). */
   rssKiB: number;
+  /** JS heap in use and reserved at that moment, before the forced GC. */
+  heapUsedNoGcKiB: number;
+  heapTotalNoGcKiB: number;
   /** RSS after a forced full GC. */
   rssGcKiB: number;
   /** JS heap in use after a forced full GC. */
@@ -57,12 +61,19 @@ function freePort(): number {
   return port;
 }
 
-function serverArgs(kind: string, dataDir: string, port: number, inspectPort: number): string[] {
-  const inspect = `--inspect=127.0.0.1:${inspectPort}`;
+/** The server's command line; `v8Flags` are lanchat's (the start task's). */
+function serverArgs(
+  kind: string,
+  dataDir: string,
+  ports: { port: number; inspectPort: number },
+  v8Flags: readonly string[],
+): string[] {
+  const inspect = `--inspect=127.0.0.1:${ports.inspectPort}`;
   return kind === "lanchat"
     ? [
       "run",
       inspect,
+      ...v8Flags,
       "--allow-net=127.0.0.1",
       `--allow-read=${ROOT},${dataDir}`,
       `--allow-write=${dataDir}`,
@@ -76,7 +87,7 @@ function serverArgs(kind: string, dataDir: string, port: number, inspectPort: nu
       `--allow-read=${dataDir}`,
       "bench/ref_server.ts",
       "--port",
-      String(port),
+      String(ports.port),
       "--tokens",
       join(dataDir, "tokens.json"),
     ];
@@ -100,11 +111,14 @@ async function waitForHttp(port: number, child: Deno.ChildProcess): Promise<void
 
 async function read(pid: number, insp: Inspector, conns: number, failed: number) {
   const rss = await rssKiB(pid);
+  const before = await insp.memoryNow();
   const mem = await insp.memory();
   return {
     conns,
     failed,
     rssKiB: rss,
+    heapUsedNoGcKiB: Math.round(before.heapUsed / 1024),
+    heapTotalNoGcKiB: Math.round(before.heapTotal / 1024),
     rssGcKiB: await rssKiB(pid),
     heapUsedKiB: Math.round(mem.heapUsed / 1024),
     heapTotalKiB: Math.round(mem.heapTotal / 1024),
@@ -128,7 +142,7 @@ async function measure(
   const port = freePort();
   const inspectPort = freePort();
   const child = new Deno.Command("deno", {
-    args: serverArgs(kind, dataDir, port, inspectPort),
+    args: serverArgs(kind, dataDir, { port, inspectPort }, await startTaskV8Flags(ROOT)),
     cwd: ROOT,
     env: {
       HOST: "127.0.0.1",
@@ -198,8 +212,8 @@ async function main(): Promise<void> {
   if (snapshotDir !== undefined) await Deno.mkdir(snapshotDir, { recursive: true });
   const tmp = await Deno.makeTempDir({ prefix: "lanchat-mem-" });
   const rows: string[] = [
-    "| server | conns | RSS KiB/conn | RSS after GC | heapUsed | heapTotal | external |",
-    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| server | conns | RSS KiB/conn | heapUsed, no GC | heapTotal, no GC | RSS after GC | heapUsed | heapTotal | external |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   say(`loadavg at start ${await loadAverage()}`);
   try {
@@ -214,6 +228,8 @@ async function main(): Promise<void> {
         for (const from of prev === base ? [base] : [base, prev]) {
           const keys = [
             "rssKiB",
+            "heapUsedNoGcKiB",
+            "heapTotalNoGcKiB",
             "rssGcKiB",
             "heapUsedKiB",
             "heapTotalKiB",

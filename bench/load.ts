@@ -95,6 +95,7 @@ async function runServer(
     db,
   });
   const url = `ws://127.0.0.1:${server.port}/chat`;
+  const head = { ...base, serverV8Flags: server.v8Flags };
   const rec = new Recorder();
   const live = new Set<WebSocket>();
   const heartbeat = spreadHeartbeats(live);
@@ -123,7 +124,7 @@ async function runServer(
       const idleSeries = await idleRss(server.pid, s.stormIdleSeconds);
       const idlePerConn = idleSeries.map(perConn);
       const line: ResultLine = {
-        ...base,
+        ...head,
         server: kind,
         scenario: "storm",
         conns: s.storm,
@@ -169,7 +170,7 @@ async function runServer(
       say(`[${kind}] ${n} clients open (${opened.failed} failed), rss ${rssActive} KiB`);
       const runId = crypto.randomUUID().slice(0, 8);
       const common = {
-        ...base,
+        ...head,
         server: kind,
         conns: s.conns,
         opened: n,

@@ -39,9 +39,28 @@ export async function releaseEnv(): Promise<string[]> {
   return names;
 }
 
+/**
+ * The `--v8-flags=…` of the `start` task in deno.json (its young-generation
+ * cap, docs/deploy.md): a release runs with the runtime settings the task does.
+ */
+export async function releaseV8Flags(): Promise<string[]> {
+  const json = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
+  return v8FlagsOf(String(json?.tasks?.start ?? ""));
+}
+
+/** The `--v8-flags=…` words of a `deno run` command line, in order. */
+export function v8FlagsOf(command: string): string[] {
+  return command.split(/\s+/).filter((word) => word.startsWith("--v8-flags="));
+}
+
 /** The scoped runtime flags of a release, relative to the release folder. */
-export function runtimeFlags(env: readonly string[], extraNet: readonly string[] = []): string[] {
+export function runtimeFlags(
+  env: readonly string[],
+  extraNet: readonly string[] = [],
+  v8Flags: readonly string[] = [],
+): string[] {
   return [
+    ...v8Flags,
     "--unstable-net",
     `--allow-net=${[...BASE_NET, ...extraNet].join(",")}`,
     "--allow-read=./static,./templates,./data,./lib",
@@ -81,6 +100,7 @@ async function copyDir(from: string, to: string): Promise<void> {
 
 async function tryCompile(out: string, extraNet: readonly string[]): Promise<string | undefined> {
   const env = await releaseEnv();
+  const v8Flags = await releaseV8Flags();
   for (const { target, output } of TARGETS) {
     const r = await run([
       "compile",
@@ -92,7 +112,7 @@ async function tryCompile(out: string, extraNet: readonly string[]): Promise<str
       "templates",
       "--include",
       APPEND_WORKER,
-      ...runtimeFlags(env, extraNet),
+      ...runtimeFlags(env, extraNet, v8Flags),
       "--output",
       join(out, output),
       "main.ts",

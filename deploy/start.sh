@@ -20,5 +20,5 @@ else
 fi
 # $DENO is split on purpose (it may be "npx -y deno@2.9.6").
 # shellcheck disable=SC2086
-exec $DENO run --unstable-net --no-prompt --allow-net="$NET" --allow-read=./static,./templates,./data,./lib \
+exec $DENO run --unstable-net --no-prompt --v8-flags=--max-semi-space-size=4 --allow-net="$NET" --allow-read=./static,./templates,./data,./lib \
   --allow-write=./data --allow-env="$ENVS" server.js "$@"

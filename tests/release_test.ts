@@ -8,7 +8,13 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join, relative } from "node:path";
-import { buildRelease, releaseEnv } from "../deploy/release.ts";
+import {
+  buildRelease,
+  releaseEnv,
+  releaseV8Flags,
+  runtimeFlags,
+  v8FlagsOf,
+} from "../deploy/release.ts";
 import { befriend, connectUser, getText, register, ROOT, startNode } from "./_node_helpers.ts";
 
 Deno.test("the shipped start scripts and systemd unit grant exactly the start task's settings", async () => {
@@ -21,6 +27,18 @@ Deno.test("the shipped start scripts and systemd unit grant exactly the start ta
     for (const list of lists) deepStrictEqual(list!.split(","), env, file);
     ok(!/(^|\s)-A(\s|$)|--allow-all/.test(text), `${file} must not grant everything`);
   }
+});
+
+Deno.test("the shipped start scripts, systemd unit and compiled release run with the start task's V8 flags", async () => {
+  const v8 = await releaseV8Flags();
+  // docs/deploy.md: the young generation's cap is what keeps a connect burst's memory down.
+  ok(v8.some((f) => /--max-semi-space-size=\d+/.test(f)), `start task: ${v8.join(" ")}`);
+  const files = ["deploy/start.sh", "deploy/windows/start.cmd", "deploy/systemd/lanchat.service"];
+  for (const file of files) {
+    const text = await Deno.readTextFile(join(ROOT, file));
+    deepStrictEqual(v8FlagsOf(text), v8, file);
+  }
+  deepStrictEqual(runtimeFlags(await releaseEnv(), [], v8).slice(0, v8.length), v8);
 });
 
 Deno.test("the bundled release started from a folder outside the checkout answers a chat", async () => {

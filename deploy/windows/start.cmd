@@ -19,5 +19,5 @@ if defined LANCHAT_ALLOW_NET set "NET=%NET%,%LANCHAT_ALLOW_NET%"
 set "ENVS=HOST,PORT,CHAT_DATA,CHAT_DB,CHAT_BUS,CHAT_UDP_PORT,CHAT_BROADCAST,CHAT_SECRET,CHAT_NODE_ID,CHAT_ORIGINS,CHAT_UPLOAD_MAX_BYTES,CHAT_BODY_MAX_BYTES,CHAT_TOKEN_TTL,CHAT_GROUPS_PER_USER,CHAT_ALLOW_STRANGERS,CHAT_LOG_LEVEL,CHAT_METRICS_ADDR,CHAT_MSG_RATE,CHAT_CONNECT_RATE,CHAT_USER_CONNECTIONS,CHAT_LOGIN_ATTEMPTS,CHAT_LOGIN_IP_ATTEMPTS,CHAT_UPLOAD_QUOTA_BYTES,CHAT_TRUSTED_PROXIES,CHAT_IDLE_TIMEOUT,PGBINARY,PGREPLICATION,REDIS_DEBUG_MAINTENANCE,REDIS_EMIT_DIAGNOSTICS"
 set "DENO=deno"
 where deno >nul 2>nul || set "DENO=npx -y deno@2.9.6"
-%DENO% run --unstable-net --no-prompt --allow-net=%NET% --allow-read=./static,./templates,./data,./lib --allow-write=./data --allow-env=%ENVS% server.js %*
+%DENO% run --unstable-net --no-prompt --v8-flags=--max-semi-space-size=4 --allow-net=%NET% --allow-read=./static,./templates,./data,./lib --allow-write=./data --allow-env=%ENVS% server.js %*
 exit /b %ERRORLEVEL%
