@@ -7,7 +7,6 @@
  * @module
  */
 
-/** One connected inspector session. */
 /** `Deno.memoryUsage()` of the inspected process, bytes. */
 export interface MemoryUsage {
   heapUsed: number;
@@ -16,6 +15,7 @@ export interface MemoryUsage {
   rss: number;
 }
 
+/** One connected inspector session. */
 export class Inspector {
   #ws: WebSocket;
   #nextId = 1;

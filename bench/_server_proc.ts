@@ -11,7 +11,7 @@
 
 import { join } from "node:path";
 import { ENV_NAMES } from "../lib/config.ts";
-import { v8FlagsOf } from "../deploy/release.ts";
+import { startTaskV8Flags } from "../deploy/release.ts";
 
 /** Which server to run. */
 export type ServerKind = "lanchat" | "ref";
@@ -39,12 +39,6 @@ export interface ServerProcess {
   readonly v8Flags: readonly string[];
   /** Stop with SIGTERM (SIGKILL after 10 s); resolves with the exit code. */
   stop(): Promise<number>;
-}
-
-/** The `--v8-flags=…` of the `start` task in `root`'s deno.json. */
-export async function startTaskV8Flags(root: string): Promise<string[]> {
-  const config = JSON.parse(await Deno.readTextFile(join(root, "deno.json")));
-  return v8FlagsOf(String(config?.tasks?.start ?? ""));
 }
 
 /** A free TCP port on 127.0.0.1 (closed again at once; a tiny race is accepted). */

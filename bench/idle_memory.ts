@@ -23,7 +23,8 @@ import { closeClients, openClients, Recorder } from "./_clients.ts";
 import { createFixture, writeFixtureFiles } from "./fixture.ts";
 import { Inspector } from "./_inspector.ts";
 import { loadAverage, rssKiB } from "./_procfs.ts";
-import { startTaskV8Flags, stopChild } from "./_server_proc.ts";
+import { stopChild } from "./_server_proc.ts";
+import { startTaskV8Flags } from "../deploy/release.ts";
 
 const ROOT = resolve(import.meta.dirname ?? ".", "..");
 

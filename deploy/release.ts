@@ -40,11 +40,12 @@ export async function releaseEnv(): Promise<string[]> {
 }
 
 /**
- * The `--v8-flags=…` of the `start` task in deno.json (its young-generation
- * cap, docs/deploy.md): a release runs with the runtime settings the task does.
+ * The `--v8-flags=…` of the `start` task in `root`'s deno.json (its
+ * young-generation cap, docs/config.md): a release, and lanchat under the
+ * bench, run with the runtime settings the task does.
  */
-export async function releaseV8Flags(): Promise<string[]> {
-  const json = JSON.parse(await Deno.readTextFile(join(ROOT, "deno.json")));
+export async function startTaskV8Flags(root: string = ROOT): Promise<string[]> {
+  const json = JSON.parse(await Deno.readTextFile(join(root, "deno.json")));
   return v8FlagsOf(String(json?.tasks?.start ?? ""));
 }
 
@@ -100,7 +101,7 @@ async function copyDir(from: string, to: string): Promise<void> {
 
 async function tryCompile(out: string, extraNet: readonly string[]): Promise<string | undefined> {
   const env = await releaseEnv();
-  const v8Flags = await releaseV8Flags();
+  const v8Flags = await startTaskV8Flags();
   for (const { target, output } of TARGETS) {
     const r = await run([
       "compile",

@@ -8,7 +8,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { ROOT } from "./_node_helpers.ts";
-import { startTaskV8Flags } from "../bench/_server_proc.ts";
+import { startTaskV8Flags } from "../deploy/release.ts";
 
 const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
 

@@ -11,8 +11,8 @@ import { join, relative } from "node:path";
 import {
   buildRelease,
   releaseEnv,
-  releaseV8Flags,
   runtimeFlags,
+  startTaskV8Flags,
   v8FlagsOf,
 } from "../deploy/release.ts";
 import { befriend, connectUser, getText, register, ROOT, startNode } from "./_node_helpers.ts";
@@ -30,7 +30,7 @@ Deno.test("the shipped start scripts and systemd unit grant exactly the start ta
 });
 
 Deno.test("the shipped start scripts, systemd unit and compiled release run with the start task's V8 flags", async () => {
-  const v8 = await releaseV8Flags();
+  const v8 = await startTaskV8Flags();
   // docs/deploy.md: the young generation's cap is what keeps a connect burst's memory down.
   ok(v8.some((f) => /--max-semi-space-size=\d+/.test(f)), `start task: ${v8.join(" ")}`);
   const files = ["deploy/start.sh", "deploy/windows/start.cmd", "deploy/systemd/lanchat.service"];
