@@ -79,7 +79,9 @@ Deno.test("the bench runs the storm, 1:1 and group against both servers and repo
   for (const line of lines) {
     if (line.scenario === "storm") {
       deepStrictEqual([line["opened"], line["failed"]], [30, 0]);
-      ok(Number(line["rssPerConnKiB"]) > 0, JSON.stringify(line));
+      // Present and finite; not its sign: 30 connections cost less than a GC can free meanwhile
+      // (CI saw -40.9 KiB once the young generation was capped).
+      ok(Number.isFinite(line["rssPerConnKiB"]), JSON.stringify(line));
       // Two idle readings (every 5 s for 10 s), and their min ≤ mean ≤ max.
       strictEqual((line["rssIdleSeriesKiB"] as number[]).length, 2, JSON.stringify(line));
       const [min, mean, max] = ["Min", "Mean", "Max"].map((k) => line[`rssPerConnIdle${k}KiB`]);
