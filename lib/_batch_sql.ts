@@ -1,7 +1,8 @@
 /**
- * The SQL of one group-commit batch (see `store_batch.ts`): a dedup lookup,
- * one seq upsert for all its conversations and one multi-row insert, three
- * statements whatever the batch size, written as SQL text for both engines.
+ * The SQL of one group-commit batch (see `store_batch.ts`): one seq upsert
+ * for all its conversations and one multi-row insert, and a dedup lookup
+ * before them where a batch needs one: at most three statements whatever
+ * the batch size, written as SQL text for both engines.
  * It runs them through a {@linkcode BatchQuery}, so the same code serves the
  * Kysely store (inside a Kysely transaction) and the SQLite append worker
  * (`_sqlite_append_worker.ts`, straight on `node:sqlite`). No runtime import
@@ -19,6 +20,45 @@ import { isForeignKeyViolation, isUniqueViolation, toMessage } from "./_store_ky
 
 /** Runs one statement with bound values inside the caller's transaction; resolves with its rows. */
 export type BatchQuery = <R>(sql: string, params: unknown[]) => Promise<R[]>;
+
+/** Options of {@linkcode writeBatch}. */
+export interface WriteBatchOptions {
+  /**
+   * Skip the lookup of stored cids: the insert skips a row whose cid is
+   * stored, and {@linkcode StoredCidFound} is thrown, so the caller rolls
+   * back and writes the batch again without this option. The lookup probes
+   * the `(userid, cid)` index once more per message than the insert's own
+   * unique check; a resent message is rare. @default {false}
+   */
+  readonly assumeNew?: boolean;
+}
+
+/**
+ * A batch written with `assumeNew` met a cid stored before it: roll the
+ * transaction back and write the batch again with the lookup.
+ */
+export class StoredCidFound extends Error {
+  /** An error for a batch that needs its lookup. */
+  constructor() {
+    super("A message of the batch is stored already");
+    this.name = "StoredCidFound";
+  }
+}
+
+/**
+ * Run `attempt` (one transaction around {@linkcode writeBatch}) with
+ * `assumeNew`, and once more without it if the batch met a stored cid.
+ */
+export async function lookupOnDemand<T>(
+  attempt: (options: WriteBatchOptions) => Promise<T>,
+): Promise<T> {
+  try {
+    return await attempt({ assumeNew: true });
+  } catch (error) {
+    if (!(error instanceof StoredCidFound)) throw error;
+    return await attempt({ assumeNew: false });
+  }
+}
 
 /** Errors one item can cause, or a race another transaction won: worth retrying per item. */
 export function isItemError(error: unknown): boolean {
@@ -85,14 +125,19 @@ type Step =
  * Write `batch` with `query`, inside a transaction the caller opened and
  * commits: items whose (userid, cid) is stored already, or repeats an
  * earlier item, come back as duplicates; the rest get consecutive seqs of
- * their conversation in batch order.
+ * their conversation in batch order. With `assumeNew`, a stored cid throws
+ * {@linkcode StoredCidFound} instead (see {@linkcode WriteBatchOptions}).
  */
 export async function writeBatch(
   query: BatchQuery,
   dialect: SqlDialectKind,
   batch: readonly AppendRequest[],
+  options: WriteBatchOptions = {},
 ): Promise<AppendResult[]> {
-  const existing = await findByCids(query, dialect, batch.map((r) => r.message));
+  const assumeNew = options.assumeNew ?? false;
+  const existing = assumeNew
+    ? new Map<string, StoredMessage>()
+    : await findByCids(query, dialect, batch.map((r) => r.message));
   const firstOf = new Map<string, number>();
   const counts = new Map<string, { n: number; message: NewMessage }>();
   const steps: Step[] = [];
@@ -134,9 +179,13 @@ export async function writeBatch(
   const rows = await query<{ id: number | string; conv: string; seq: number | string }>(
     `${insertInto(dialect)} "messages" ("conv", "seq", "userid", "cmd", "dstid", "media", ` +
       `"content", "pic", "url", "memo", "amount", "cid", "ts") values ${tuples.join(", ")} ` +
-      `returning "id", "conv", "seq"`,
+      `${
+        assumeNew ? 'on conflict ("userid", "cid") do nothing ' : ""
+      }returning "id", "conv", "seq"`,
     p.values,
   );
+  // A skipped row left its seq unused: the batch is written again, with the lookup.
+  if (assumeNew && rows.length < tuples.length) throw new StoredCidFound();
   const ids = new Map(rows.map((row) => [`${row.conv}#${Number(row.seq)}`, Number(row.id)]));
   const results: AppendResult[] = [];
   for (const [i, step] of steps.entries()) {

@@ -12,7 +12,7 @@
  */
 
 import { DatabaseSync, type StatementSync } from "node:sqlite";
-import { isItemError, writeBatch } from "./_batch_sql.ts";
+import { isItemError, lookupOnDemand, writeBatch, type WriteBatchOptions } from "./_batch_sql.ts";
 import { isUniqueViolation } from "./_store_kysely_rows.ts";
 import { CONNECTION_PRAGMAS } from "./_sqlite_pragmas.ts";
 import { syncDataAt, WalFlusher } from "./_wal_flusher.ts";
@@ -93,7 +93,7 @@ class AppendConnection {
   async write(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
     if (batch.length === 0) return [];
     try {
-      const results = await this.#transaction(batch);
+      const results = await lookupOnDemand((options) => this.#transaction(batch, options));
       return results.map((result) => ({ ok: true, result }));
     } catch (error) {
       if (!isItemError(error)) throw error;
@@ -111,18 +111,21 @@ class AppendConnection {
 
   async #one(item: AppendRequest): Promise<AppendResult> {
     try {
-      return only(await this.#transaction([item]));
+      return only(await this.#transaction([item], {}));
     } catch (error) {
       // Another connection stored the same cid meanwhile: the rerun finds it.
       if (!isUniqueViolation(error)) throw error;
-      return only(await this.#transaction([item]));
+      return only(await this.#transaction([item], {}));
     }
   }
 
-  async #transaction(batch: readonly AppendRequest[]): Promise<AppendResult[]> {
+  async #transaction(
+    batch: readonly AppendRequest[],
+    options: WriteBatchOptions,
+  ): Promise<AppendResult[]> {
     await this.#begin();
     try {
-      const results = await writeBatch(this.#query, "sqlite", batch);
+      const results = await writeBatch(this.#query, "sqlite", batch, options);
       this.#db.exec("COMMIT");
       this.#inTransaction = false;
       this.#flusher?.wrote();

@@ -8,13 +8,14 @@
 import { CompiledQuery } from "kysely";
 import type { AppendOutcome, AppendRequest } from "./store.ts";
 import type { StoreDb } from "./_store_kysely_rows.ts";
-import { isItemError, writeBatch } from "./_batch_sql.ts";
+import { isItemError, lookupOnDemand, writeBatch } from "./_batch_sql.ts";
 import { appendMessage } from "./store_kysely_messages.ts";
 
 /**
- * Store a batch in one transaction: one dedup lookup, one seq upsert for
- * all its conversations (each gets a block of `n` seqs, handed out in call
- * order) and one multi-row insert. If the transaction fails on a constraint
+ * Store a batch in one transaction: one seq upsert for all its
+ * conversations (each gets a block of `n` seqs, handed out in call order)
+ * and one multi-row insert; if a cid was stored already, the batch is
+ * written again with a dedup lookup first (`lookupOnDemand`). If the transaction fails on a constraint
  * or a lock conflict (another node raced a cid, a deadlock, a value one
  * item brought), each item is retried in its own transaction so only the
  * item at fault fails; any other error (the store is down) fails the whole
@@ -26,12 +27,15 @@ export async function appendMessages(
 ): Promise<AppendOutcome[]> {
   if (batch.length === 0) return [];
   try {
-    const results = await store.db.transaction().execute((trx) =>
-      writeBatch(
-        async <R>(sql: string, params: unknown[]) =>
-          (await trx.executeQuery<R>(CompiledQuery.raw(sql, params))).rows,
-        store.dialect,
-        batch,
+    const results = await lookupOnDemand((options) =>
+      store.db.transaction().execute((trx) =>
+        writeBatch(
+          async <R>(sql: string, params: unknown[]) =>
+            (await trx.executeQuery<R>(CompiledQuery.raw(sql, params))).rows,
+          store.dialect,
+          batch,
+          options,
+        )
       )
     );
     return results.map((result) => ({ ok: true, result }));
