@@ -8,6 +8,7 @@
 import { strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { ENV_NAMES } from "../lib/config.ts";
+import { v8FlagsOf } from "../deploy/release.ts";
 import { TestSocket } from "./_chat_helpers.ts";
 
 /** The checkout's root folder. */
@@ -26,12 +27,23 @@ export interface NodeProcess extends AsyncDisposable {
   stop(): Promise<number>;
 }
 
+/**
+ * The `--v8-flags` of the start task: test nodes run with the runtime
+ * settings users run them with (the young-generation cap changes how much
+ * memory a burst of connects leaves behind, which the reliability suite
+ * checks).
+ */
+const START_V8_FLAGS = v8FlagsOf(
+  String(JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json")))?.tasks?.start ?? ""),
+);
+
 /** The deno flags a node needs for `dataDir` (SQLite there, loopback only). */
 export function nodeFlags(dataDir: string, extraNet: readonly string[] = []): string[] {
   return [
     "run",
     "--quiet",
     "--no-prompt",
+    ...START_V8_FLAGS,
     `--allow-net=${["127.0.0.1", ...extraNet].join(",")}`,
     // What the start task grants, no more: pages, assets, the append worker's modules, the data.
     `--allow-read=${join(ROOT, "static")},${join(ROOT, "templates")},${
