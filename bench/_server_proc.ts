@@ -64,7 +64,7 @@ export async function startServer(
     : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`];
   const tokens = join(options.dataDir, "tokens.json");
   // lanchat runs with the runtime flags users run it with; ref with Deno's defaults.
-  const v8Flags = kind === "lanchat" ? await startTaskV8Flags(options.root) : [];
+  const v8Flags = kind === "lanchat" ? startTaskV8Flags(options.root) : [];
   const args = kind === "lanchat"
     ? [
       "run",

@@ -143,7 +143,7 @@ async function measure(
   const port = freePort();
   const inspectPort = freePort();
   const child = new Deno.Command("deno", {
-    args: serverArgs(kind, dataDir, { port, inspectPort }, await startTaskV8Flags(ROOT)),
+    args: serverArgs(kind, dataDir, { port, inspectPort }, startTaskV8Flags(ROOT)),
     cwd: ROOT,
     env: {
       HOST: "127.0.0.1",

@@ -44,8 +44,9 @@ export async function releaseEnv(): Promise<string[]> {
  * young-generation cap, docs/config.md): a release, and lanchat under the
  * bench, run with the runtime settings the task does.
  */
-export async function startTaskV8Flags(root: string = ROOT): Promise<string[]> {
-  const json = JSON.parse(await Deno.readTextFile(join(root, "deno.json")));
+export function startTaskV8Flags(root: string = ROOT): string[] {
+  // Synchronous: test helpers build their command lines without awaiting.
+  const json = JSON.parse(Deno.readTextFileSync(join(root, "deno.json")));
   return v8FlagsOf(String(json?.tasks?.start ?? ""));
 }
 
@@ -101,7 +102,7 @@ async function copyDir(from: string, to: string): Promise<void> {
 
 async function tryCompile(out: string, extraNet: readonly string[]): Promise<string | undefined> {
   const env = await releaseEnv();
-  const v8Flags = await startTaskV8Flags();
+  const v8Flags = startTaskV8Flags();
   for (const { target, output } of TARGETS) {
     const r = await run([
       "compile",

@@ -8,7 +8,7 @@
 import { strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { ENV_NAMES } from "../lib/config.ts";
-import { v8FlagsOf } from "../deploy/release.ts";
+import { startTaskV8Flags } from "../deploy/release.ts";
 import { TestSocket } from "./_chat_helpers.ts";
 
 /** The checkout's root folder. */
@@ -33,9 +33,7 @@ export interface NodeProcess extends AsyncDisposable {
  * memory a burst of connects leaves behind, which the reliability suite
  * checks).
  */
-const START_V8_FLAGS = v8FlagsOf(
-  String(JSON.parse(Deno.readTextFileSync(join(ROOT, "deno.json")))?.tasks?.start ?? ""),
-);
+const START_V8_FLAGS = startTaskV8Flags(ROOT);
 
 /** The deno flags a node needs for `dataDir` (SQLite there, loopback only). */
 export function nodeFlags(dataDir: string, extraNet: readonly string[] = []): string[] {

@@ -96,7 +96,7 @@ Deno.test("the bench runs the storm, 1:1 and group against both servers and repo
   }
   strictEqual(lines.find((l) => l.server === "lanchat")?.["store"], "sqlite");
   // lanchat runs with the start task's V8 flags (its young-generation cap), ref with none.
-  const v8 = await startTaskV8Flags(ROOT);
+  const v8 = startTaskV8Flags(ROOT);
   ok(v8.length > 0, "the start task passes --v8-flags");
   for (const line of lines) {
     deepStrictEqual(line["serverV8Flags"], line.server === "lanchat" ? v8 : [], line.server);

@@ -30,8 +30,8 @@ Deno.test("the shipped start scripts and systemd unit grant exactly the start ta
 });
 
 Deno.test("the shipped start scripts, systemd unit and compiled release run with the start task's V8 flags", async () => {
-  const v8 = await startTaskV8Flags();
-  // docs/deploy.md: the young generation's cap is what keeps a connect burst's memory down.
+  const v8 = startTaskV8Flags();
+  // docs/config.md: the young generation's cap is what keeps a connect burst's memory down.
   ok(v8.some((f) => /--max-semi-space-size=\d+/.test(f)), `start task: ${v8.join(" ")}`);
   const files = ["deploy/start.sh", "deploy/windows/start.cmd", "deploy/systemd/lanchat.service"];
   for (const file of files) {
