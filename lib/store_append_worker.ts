@@ -16,6 +16,7 @@
 
 import type { AppendOutcome, AppendRequest } from "./store.ts";
 import { WAL_SYNC_INTERVAL_MS } from "./_sqlite_pragmas.ts";
+import { AppendConnection } from "./_sqlite_append_connection.ts";
 import {
   decodeOutcomes,
   encodeBatch,
@@ -39,6 +40,48 @@ export interface AppendWorkerOptions {
   readonly walSyncMs?: number;
   /** Gets the worker's warnings (a line each) for the server's log. @default {ignored} */
   readonly onWarning?: (message: string) => void;
+  /**
+   * Write a small batch on this thread when the worker has nothing to do
+   * (see {@linkcode INLINE_MAX_BATCH}). @default {true}
+   */
+  readonly inlineWhenIdle?: boolean;
+}
+
+/**
+ * The largest batch written on the main thread when the worker is idle. At
+ * light load a batch is a message or two, and the hop to the worker and back
+ * (two thread wake-ups, a copy each way) costs more than its SQLite work;
+ * a larger batch means load, and goes to the worker to run beside this thread.
+ */
+export const INLINE_MAX_BATCH = 4;
+
+/**
+ * At most this many batches in a row are written on the main thread; the
+ * next goes to the worker, whose commit checkpoints the WAL once it is long
+ * enough (the main thread's connection never checkpoints: that would stall
+ * every socket). So the WAL stays bounded when the load stays light.
+ */
+export const INLINE_STREAK = 256;
+
+/**
+ * Appends per second above which every batch goes to the worker, measured
+ * over {@linkcode INLINE_WINDOW_MS}. Each switch between the two connections
+ * costs the other one its page cache (SQLite drops it when another
+ * connection wrote), so the choice is made per window, not per batch: at
+ * 2,000 - 4,000 1:1 msgs/s, choosing per batch cost 10 % more CPU than the
+ * worker alone (bench/RESULTS.md, round 11).
+ */
+export const INLINE_MAX_RATE = 1500;
+
+/** How long a measured rate decides the path, ms. */
+export const INLINE_WINDOW_MS = 250;
+
+/** Batches written so far, by where. */
+export interface AppendWorkerStats {
+  /** Written on the calling thread's own connection (the worker was idle). */
+  readonly inlineBatches: number;
+  /** Handed to the worker. */
+  readonly workerBatches: number;
 }
 
 /** The worker stopped (crashed, or was closed); its batches were not answered. */
@@ -62,6 +105,16 @@ export class AppendWorker {
   #onClosed: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #onWarning: ((message: string) => void) | undefined;
+  #inline: AppendConnection | undefined;
+  /** Settles (never rejects) when the batch being written on this thread is done. */
+  #inlineRun: Promise<void> | undefined;
+  #inlineStreak = 0;
+  /** Whether this window's batches may be written on this thread (see {@linkcode INLINE_MAX_RATE}). */
+  #inlineWindow = true;
+  #windowStart = 0;
+  #windowAppends = 0;
+  #inlineBatches = 0;
+  #workerBatches = 0;
 
   private constructor(
     worker: Worker,
@@ -99,6 +152,19 @@ export class AppendWorker {
         const reply = event.data;
         if (reply.kind === "opened") {
           clearTimeout(timer);
+          try {
+            if (options.inlineWhenIdle ?? true) {
+              self.#inline = new AppendConnection(path, {
+                busyTimeoutMs: options.busyTimeoutMs ?? 5000,
+                walSyncMs: options.walSyncMs ?? WAL_SYNC_INTERVAL_MS,
+                checkpoints: false,
+                warn: (message) => self.#onWarning?.(message),
+              });
+            }
+          } catch (error) {
+            fail(error);
+            return;
+          }
           self.#listen();
           resolve(self);
         } else if (reply.kind === "failed") {
@@ -121,10 +187,33 @@ export class AppendWorker {
     return this.#stopped === undefined;
   }
 
-  /** {@linkcode BatchWriter}: write `batch` in the worker; rejects with the whole batch's error. */
+  /**
+   * {@linkcode BatchWriter}: write `batch` in the worker, or on this thread
+   * when the worker is idle and the batch small; rejects with the whole
+   * batch's error. Batches are written one after another in call order, by
+   * one connection at a time.
+   */
   write(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     if (batch.length === 0) return Promise.resolve([]);
+    const running = this.#inlineRun;
+    if (running !== undefined) return running.then(() => this.write(batch));
+    const inline = this.#inline;
+    if (
+      inline !== undefined && this.#lightLoad(batch.length) && this.#waiters.size === 0 &&
+      batch.length <= INLINE_MAX_BATCH && this.#inlineStreak < INLINE_STREAK
+    ) {
+      this.#inlineStreak++;
+      this.#inlineBatches++;
+      const written = inline.write(batch);
+      const done: Promise<void> = written.then(noop, noop).then(() => {
+        if (this.#inlineRun === done) this.#inlineRun = undefined;
+      });
+      this.#inlineRun = done;
+      return written;
+    }
+    this.#inlineStreak = 0;
+    this.#workerBatches++;
     const id = this.#nextId++;
     return new Promise((resolve, reject) => {
       this.#waiters.set(id, { batch, resolve, reject });
@@ -134,6 +223,24 @@ export class AppendWorker {
     });
   }
 
+  /** Batches written so far, by where. */
+  stats(): AppendWorkerStats {
+    return { inlineBatches: this.#inlineBatches, workerBatches: this.#workerBatches };
+  }
+
+  /** Count `appends`; whether the last window's rate allows writing on this thread. */
+  #lightLoad(appends: number): boolean {
+    const now = performance.now();
+    const elapsed = now - this.#windowStart;
+    if (elapsed >= INLINE_WINDOW_MS) {
+      this.#inlineWindow = this.#windowAppends * 1000 < INLINE_MAX_RATE * elapsed;
+      this.#windowStart = now;
+      this.#windowAppends = 0;
+    }
+    this.#windowAppends += appends;
+    return this.#inlineWindow;
+  }
+
   /** Let the batches sent finish, close the worker's connection and end the thread. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= this.#close();
@@ -141,6 +248,10 @@ export class AppendWorker {
   }
 
   async #close(): Promise<void> {
+    while (this.#inlineRun !== undefined) await this.#inlineRun;
+    const inline = this.#inline;
+    this.#inline = undefined;
+    await inline?.close();
     if (this.#stopped === undefined) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       // Requests are answered in order, so "closed" comes after every batch sent.
@@ -192,3 +303,5 @@ export class AppendWorker {
     this.#waiters.clear();
   }
 }
+
+function noop(): void {}

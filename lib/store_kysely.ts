@@ -58,6 +58,11 @@ export interface KyselyStoreOptions {
    * thread. @default {none}
    */
   appendWorker?: URL;
+  /**
+   * With `appendWorker`: write a small batch on the main thread when the
+   * worker is idle and the load light (`lib/store_append_worker.ts`). @default {true}
+   */
+  appendInline?: boolean;
 }
 
 /**
@@ -104,6 +109,7 @@ export async function openKyselyStore(
     try {
       worker = await AppendWorker.start(options.appendWorker, setting.path, {
         ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+        inlineWhenIdle: options.appendInline ?? true,
         onWarning: (message) => log.warn("{message}", { message }),
       });
       log.info("Message appends run on a worker thread");

@@ -5,7 +5,8 @@
  * @module
  */
 
-import type { Group, NewMessage, NewUser, PublicUser, Store } from "../lib/store.ts";
+import type { AppendRequest, Group, NewMessage, NewUser, PublicUser, Store } from "../lib/store.ts";
+import { openKyselyStore } from "../lib/store_kysely.ts";
 
 /** The SQLite append worker module, for stores opened with `appendWorker`. */
 export const APPEND_WORKER = new URL("../lib/_sqlite_append_worker.ts", import.meta.url);
@@ -62,4 +63,34 @@ export function plainGroup(store: Store, ownerId: number, name = "g"): Promise<G
     { name, ownerId, icon: "", cate: 0, memo: "" },
     { now: 1, maxPerOwner: 5 },
   );
+}
+
+/** Migrate a new SQLite file at `path` with two users; returns their ids. */
+export async function twoUsers(path: string): Promise<[number, number]> {
+  const setup = await openKyselyStore({ kind: "sqlite", path });
+  try {
+    const ann = await setup.createUser(newUser("13800000001"), 1);
+    const bob = await setup.createUser(newUser("13800000002"), 1);
+    return [ann.id, bob.id];
+  } finally {
+    await setup.close();
+  }
+}
+
+/** `n` append requests from `from` to `to`, cids `${tag}-0`, `${tag}-1`, … */
+export function requests(
+  from: number,
+  to: number,
+  n: number,
+  tag: string,
+  content?: string,
+): AppendRequest[] {
+  return Array.from({ length: n }, (_, i) => ({
+    message: newMessage(from, {
+      dstid: to,
+      cid: `${tag}-${i}`,
+      ...(content === undefined ? {} : { content }),
+    }),
+    now: 2,
+  }));
 }

@@ -9,7 +9,12 @@ import { deepStrictEqual, ok, rejects, strictEqual, throws } from "node:assert/s
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { openKyselyStore } from "../lib/store_kysely.ts";
-import { AppendWorker } from "../lib/store_append_worker.ts";
+import {
+  AppendWorker,
+  INLINE_MAX_BATCH,
+  INLINE_STREAK,
+  INLINE_WINDOW_MS,
+} from "../lib/store_append_worker.ts";
 import {
   decodeBatch,
   decodeOutcomes,
@@ -19,7 +24,8 @@ import {
   toWire,
 } from "../lib/_append_wire.ts";
 import { isUniqueViolation } from "../lib/_store_kysely_rows.ts";
-import { APPEND_WORKER, newMessage, newUser } from "./_store_samples.ts";
+import type { AppendOutcome } from "../lib/store.ts";
+import { APPEND_WORKER, newMessage, newUser, requests, twoUsers } from "./_store_samples.ts";
 import { delay } from "./_chat_helpers.ts";
 
 const CRASHING_WORKER = new URL("./_crashing_append_worker.ts", import.meta.url);
@@ -166,6 +172,8 @@ Deno.test("a worker that crashes mid-batch: the batch is written on the main thr
   await using db = await tempDb();
   const store = await openKyselyStore({ kind: "sqlite", path: db.path }, {
     appendWorker: CRASHING_WORKER,
+    // Every batch to the worker: a batch this small would be written here while it idles.
+    appendInline: false,
   });
   try {
     const ann = await store.createUser(newUser("13800000001"), 1);
@@ -194,6 +202,7 @@ Deno.test("the worker's warnings reach onWarning, and the WAL sync interval reac
     const warnings: string[] = [];
     const worker = await AppendWorker.start(WARNING_WORKER, db.path, {
       ...options,
+      inlineWhenIdle: false,
       onWarning: (message) => warnings.push(message),
     });
     for (let i = 0; i < 100 && warnings.length === 0; i++) {
@@ -235,4 +244,119 @@ Deno.test("with background WAL syncs on, appends and close work as before", asyn
   } finally {
     reader.close();
   }
+});
+
+function seqsOf(outcomes: readonly AppendOutcome[]): number[] {
+  return outcomes.map((outcome) => {
+    ok(outcome.ok);
+    return outcome.result.message.seq;
+  });
+}
+
+Deno.test("an idle worker's small batches are written on this thread; larger ones and those behind a busy worker go to it, in call order", async () => {
+  await using db = await tempDb();
+  const [ann, bob] = await twoUsers(db.path);
+  const worker = await AppendWorker.start(APPEND_WORKER, db.path);
+  try {
+    // Light load, one batch at a time: no hop to the worker.
+    for (let i = 1; i <= 3; i++) {
+      deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, `light${i}`))), [i]);
+      await delay(5);
+    }
+    deepStrictEqual(worker.stats(), { inlineBatches: 3, workerBatches: 0 });
+    // Written here, then a batch too large for this thread, then one that finds the worker busy:
+    // the second and third wait for the first, and the seqs follow the calls.
+    const here = worker.write(requests(ann, bob, 1, "a"));
+    const large = worker.write(requests(bob, ann, INLINE_MAX_BATCH + 1, "b"));
+    const behind = worker.write(requests(ann, bob, 1, "c"));
+    deepStrictEqual(seqsOf(await here), [4]);
+    deepStrictEqual(
+      seqsOf(await large),
+      Array.from({ length: INLINE_MAX_BATCH + 1 }, (_, i) => 5 + i),
+    );
+    deepStrictEqual(seqsOf(await behind), [INLINE_MAX_BATCH + 6]);
+    deepStrictEqual(worker.stats(), { inlineBatches: 4, workerBatches: 2 });
+    // A resend is a duplicate whichever connection stored the first copy.
+    const [again] = await worker.write(requests(ann, bob, 1, "light1"));
+    ok(again?.ok && again.result.duplicate && again.result.message.seq === 1);
+  } finally {
+    await worker.close();
+  }
+  const reader = new DatabaseSync(db.path);
+  try {
+    const row = reader.prepare("select count(*) as n from messages").get() as { n: number };
+    strictEqual(row.n, INLINE_MAX_BATCH + 6);
+  } finally {
+    reader.close();
+  }
+});
+
+Deno.test("above INLINE_MAX_RATE appends a second even single batches go to the worker", async () => {
+  await using db = await tempDb();
+  const [ann, bob] = await twoUsers(db.path);
+  const worker = await AppendWorker.start(APPEND_WORKER, db.path);
+  try {
+    // Batches of INLINE_MAX_BATCH back to back: above the limit on any machine that writes a
+    // batch within INLINE_MAX_BATCH / INLINE_MAX_RATE s (2.7 ms).
+    let seq = 0;
+    const writeFor = async (ms: number) => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {
+        const seqs = seqsOf(await worker.write(requests(ann, bob, INLINE_MAX_BATCH, `r${seq}`)));
+        deepStrictEqual(seqs, Array.from({ length: INLINE_MAX_BATCH }, () => ++seq));
+      }
+    };
+    // The first window measures the rate (its batches may be written here) ...
+    await writeFor(2 * INLINE_WINDOW_MS);
+    const before = worker.stats();
+    ok(before.workerBatches > 0);
+    // ... and from then on everything goes to the worker.
+    await writeFor(INLINE_WINDOW_MS);
+    const after = worker.stats();
+    strictEqual(after.inlineBatches, before.inlineBatches);
+    ok(after.workerBatches > before.workerBatches);
+  } finally {
+    await worker.close();
+  }
+});
+
+Deno.test("after INLINE_STREAK batches in a row on this thread the next goes to the worker (its commits checkpoint)", async () => {
+  await using db = await tempDb();
+  const [ann, bob] = await twoUsers(db.path);
+  const worker = await AppendWorker.start(APPEND_WORKER, db.path);
+  try {
+    for (let i = 0; i <= INLINE_STREAK; i++) {
+      deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, `s${i}`))), [i + 1]);
+      // Paced well under INLINE_MAX_RATE.
+      await delay(1);
+    }
+    deepStrictEqual(worker.stats(), { inlineBatches: INLINE_STREAK, workerBatches: 1 });
+  } finally {
+    await worker.close();
+  }
+});
+
+Deno.test("with inlineWhenIdle false every batch goes to the worker", async () => {
+  await using db = await tempDb();
+  const [ann, bob] = await twoUsers(db.path);
+  const worker = await AppendWorker.start(APPEND_WORKER, db.path, { inlineWhenIdle: false });
+  try {
+    deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, "x"))), [1]);
+    deepStrictEqual(worker.stats(), { inlineBatches: 0, workerBatches: 1 });
+  } finally {
+    await worker.close();
+  }
+});
+
+Deno.test("close waits for a batch being written on this thread; later writes are refused", async () => {
+  await using db = await tempDb();
+  const [ann, bob] = await twoUsers(db.path);
+  const worker = await AppendWorker.start(APPEND_WORKER, db.path);
+  const written = worker.write(requests(ann, bob, 2, "z"));
+  const closed = worker.close();
+  deepStrictEqual(seqsOf(await written), [1, 2]);
+  await closed;
+  strictEqual(worker.running, false);
+  await rejects(worker.write(requests(ann, bob, 1, "late")), /closed/);
+  deepStrictEqual(worker.stats(), { inlineBatches: 1, workerBatches: 0 });
 });

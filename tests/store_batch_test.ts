@@ -166,7 +166,7 @@ Deno.test("KyselyStore.appendMessages() on SQLite fails one rejected item alone,
   }
 });
 
-for (const where of ["main thread", "append worker"] as const) {
+for (const where of ["main thread", "append worker", "append worker only"] as const) {
   Deno.test(`a batch insert failing halfway on SQLite (${where}) leaves no rows behind`, async () => {
     // The batch's insert is `insert or fail`: SQLite keeps the rows before the
     // failing one, so only the rollback of the whole transaction removes them.
@@ -174,7 +174,9 @@ for (const where of ["main thread", "append worker"] as const) {
     const path = join(dir, "chat.db");
     const store = await openKyselyStore(
       { kind: "sqlite", path },
-      where === "append worker" ? { appendWorker: APPEND_WORKER } : {},
+      where === "main thread"
+        ? {}
+        : { appendWorker: APPEND_WORKER, appendInline: where === "append worker" },
     );
     try {
       const [a, b, c] = await Promise.all(

@@ -46,19 +46,27 @@ storeContract("KyselyStore on a SQLite file", async () => {
   };
 });
 
-storeContract("KyselyStore on a SQLite file, appends in the worker", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "lanchat_store_" });
-  const store = await openKyselyStore({ kind: "sqlite", path: join(dir, "chat.db") }, {
-    appendWorker: APPEND_WORKER,
-  });
-  return {
-    store,
-    async [Symbol.asyncDispose]() {
-      await store.close();
-      await Deno.remove(dir, { recursive: true });
+// By default an idle worker's small batches are written on the main thread:
+// the contract runs on that mix, and on the worker alone.
+for (const appendInline of [true, false]) {
+  storeContract(
+    `KyselyStore on a SQLite file, appends in the worker${appendInline ? "" : " only"}`,
+    async () => {
+      const dir = await Deno.makeTempDir({ prefix: "lanchat_store_" });
+      const store = await openKyselyStore({ kind: "sqlite", path: join(dir, "chat.db") }, {
+        appendWorker: APPEND_WORKER,
+        appendInline,
+      });
+      return {
+        store,
+        async [Symbol.asyncDispose]() {
+          await store.close();
+          await Deno.remove(dir, { recursive: true });
+        },
+      };
     },
-  };
-});
+  );
+}
 
 storeContract(
   "KyselyStore on Postgres",

@@ -1,0 +1,63 @@
+/**
+ * The connection that writes append batches (lib/_sqlite_append_connection.ts):
+ * with `checkpoints: false` (the main thread's) its commits never checkpoint
+ * the WAL, which a checkpoint would stall every socket for; the worker's do.
+ */
+
+import { deepStrictEqual, ok } from "node:assert/strict";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { AppendConnection } from "../lib/_sqlite_append_connection.ts";
+import { WAL_AUTOCHECKPOINT_PAGES } from "../lib/_sqlite_pragmas.ts";
+import { requests, twoUsers } from "./_store_samples.ts";
+
+/** Frames in the WAL of `path` now, read by a checkpoint from another connection. */
+function walFrames(path: string): number {
+  const reader = new DatabaseSync(path);
+  try {
+    const row = reader.prepare("PRAGMA wal_checkpoint(PASSIVE)").get() as { log: number };
+    return row.log;
+  } finally {
+    reader.close();
+  }
+}
+
+for (const checkpoints of [false, true]) {
+  Deno.test(`an append connection with checkpoints ${checkpoints} ${checkpoints ? "checkpoints" : "leaves"} a long WAL`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "lanchat_append_connection_" });
+    try {
+      const path = join(dir, "chat.db");
+      const [ann, bob] = await twoUsers(path);
+      const connection = new AppendConnection(path, {
+        busyTimeoutMs: 5000,
+        walSyncMs: 0,
+        checkpoints,
+        warn: (message) => {
+          throw new Error(message);
+        },
+      });
+      // 16 KiB messages fill a few overflow pages each, so few commits pass the threshold.
+      const content = "x".repeat(16 * 1024);
+      let written = 0;
+      let frames: number;
+      try {
+        for (let i = 0; written < WAL_AUTOCHECKPOINT_PAGES * 1.2; i++) {
+          const outcomes = await connection.write(requests(ann, bob, 4, `b${i}`, content));
+          deepStrictEqual(outcomes.map((o) => o.ok), [true, true, true, true]);
+          written += 4 * 4; // at least four pages a message
+        }
+        // Before closing: the last connection to close checkpoints and removes the WAL.
+        frames = walFrames(path);
+      } finally {
+        await connection.close();
+      }
+      if (checkpoints) {
+        ok(frames < WAL_AUTOCHECKPOINT_PAGES, `${frames} frames left`);
+      } else {
+        ok(frames > WAL_AUTOCHECKPOINT_PAGES, `${frames} frames: a checkpoint ran`);
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}
