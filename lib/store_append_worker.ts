@@ -2,7 +2,8 @@
  * The main side of the SQLite append worker (`_sqlite_append_worker.ts`):
  * a {@linkcode BatchWriter} that hands each group-commit batch to a worker
  * thread with its own connection to the same SQLite file, and gives each
- * caller its own outcome back. Why: SQLite is synchronous, so on the main
+ * caller its own outcome back. At light load it writes small batches on a
+ * connection of this thread instead (see {@linkcode INLINE_MAX_BATCH}). Why: SQLite is synchronous, so on the main
  * thread its work for every message stalls every socket; in the worker it
  * runs on the other core. WAL lets the main connection read meanwhile, and
  * a committed batch is visible to the main connection's next read.
@@ -251,7 +252,14 @@ export class AppendWorker {
     while (this.#inlineRun !== undefined) await this.#inlineRun;
     const inline = this.#inline;
     this.#inline = undefined;
-    await inline?.close();
+    try {
+      await inline?.close();
+    } finally {
+      await this.#closeWorker();
+    }
+  }
+
+  async #closeWorker(): Promise<void> {
     if (this.#stopped === undefined) {
       let timer: ReturnType<typeof setTimeout> | undefined;
       // Requests are answered in order, so "closed" comes after every batch sent.
