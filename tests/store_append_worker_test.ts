@@ -11,6 +11,7 @@ import { DatabaseSync } from "node:sqlite";
 import { openKyselyStore } from "../lib/store_kysely.ts";
 import {
   AppendWorker,
+  type AppendWorkerOptions,
   INLINE_MAX_BATCH,
   INLINE_STREAK,
   INLINE_WINDOW_MS,
@@ -37,6 +38,43 @@ async function tempDb(): Promise<{ path: string } & AsyncDisposable> {
     path: join(dir, "chat.db"),
     [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
   };
+}
+
+/** The seqs of `outcomes`, all of which must be stored rows. */
+function seqsOf(outcomes: readonly AppendOutcome[]): number[] {
+  return outcomes.map((outcome) => {
+    ok(outcome.ok);
+    return outcome.result.message.seq;
+  });
+}
+
+/** Messages stored in the SQLite file at `path`. */
+function storedCount(path: string): number {
+  const reader = new DatabaseSync(path);
+  try {
+    return (reader.prepare("select count(*) as n from messages").get() as { n: number }).n;
+  } finally {
+    reader.close();
+  }
+}
+
+/**
+ * Run `test` on a worker started with `options` on a new migrated file with
+ * two users; close the worker after it. Returns the messages stored then.
+ */
+async function withWorker(
+  options: AppendWorkerOptions,
+  test: (worker: AppendWorker, ann: number, bob: number) => Promise<void>,
+): Promise<number> {
+  await using db = await tempDb();
+  const [ann, bob] = await twoUsers(db.path);
+  const worker = await AppendWorker.start(APPEND_WORKER, db.path, options);
+  try {
+    await test(worker, ann, bob);
+  } finally {
+    await worker.close();
+  }
+  return storedCount(db.path);
 }
 
 Deno.test("an SQLite error keeps its message and codes across the thread boundary", () => {
@@ -237,27 +275,11 @@ Deno.test("with background WAL syncs on, appends and close work as before", asyn
   }
   await worker.close();
   strictEqual(worker.running, false);
-  const reader = new DatabaseSync(db.path);
-  try {
-    const row = reader.prepare("select count(*) as n from messages").get() as { n: number };
-    strictEqual(row.n, 15);
-  } finally {
-    reader.close();
-  }
+  strictEqual(storedCount(db.path), 15);
 });
 
-function seqsOf(outcomes: readonly AppendOutcome[]): number[] {
-  return outcomes.map((outcome) => {
-    ok(outcome.ok);
-    return outcome.result.message.seq;
-  });
-}
-
 Deno.test("an idle worker's small batches are written on this thread; larger ones and those behind a busy worker go to it, in call order", async () => {
-  await using db = await tempDb();
-  const [ann, bob] = await twoUsers(db.path);
-  const worker = await AppendWorker.start(APPEND_WORKER, db.path);
-  try {
+  const stored = await withWorker({}, async (worker, ann, bob) => {
     // Light load, one batch at a time: no hop to the worker.
     for (let i = 1; i <= 3; i++) {
       deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, `light${i}`))), [i]);
@@ -279,23 +301,12 @@ Deno.test("an idle worker's small batches are written on this thread; larger one
     // A resend is a duplicate whichever connection stored the first copy.
     const [again] = await worker.write(requests(ann, bob, 1, "light1"));
     ok(again?.ok && again.result.duplicate && again.result.message.seq === 1);
-  } finally {
-    await worker.close();
-  }
-  const reader = new DatabaseSync(db.path);
-  try {
-    const row = reader.prepare("select count(*) as n from messages").get() as { n: number };
-    strictEqual(row.n, INLINE_MAX_BATCH + 6);
-  } finally {
-    reader.close();
-  }
+  });
+  strictEqual(stored, INLINE_MAX_BATCH + 6);
 });
 
 Deno.test("above INLINE_MAX_RATE appends a second even single batches go to the worker", async () => {
-  await using db = await tempDb();
-  const [ann, bob] = await twoUsers(db.path);
-  const worker = await AppendWorker.start(APPEND_WORKER, db.path);
-  try {
+  await withWorker({}, async (worker, ann, bob) => {
     // Batches of INLINE_MAX_BATCH back to back: above the limit on any machine that writes a
     // batch within INLINE_MAX_BATCH / INLINE_MAX_RATE s (2.7 ms).
     let seq = 0;
@@ -315,48 +326,35 @@ Deno.test("above INLINE_MAX_RATE appends a second even single batches go to the 
     const after = worker.stats();
     strictEqual(after.inlineBatches, before.inlineBatches);
     ok(after.workerBatches > before.workerBatches);
-  } finally {
-    await worker.close();
-  }
+  });
 });
 
 Deno.test("after INLINE_STREAK batches in a row on this thread the next goes to the worker (its commits checkpoint)", async () => {
-  await using db = await tempDb();
-  const [ann, bob] = await twoUsers(db.path);
-  const worker = await AppendWorker.start(APPEND_WORKER, db.path);
-  try {
+  await withWorker({}, async (worker, ann, bob) => {
     for (let i = 0; i <= INLINE_STREAK; i++) {
       deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, `s${i}`))), [i + 1]);
       // Paced well under INLINE_MAX_RATE.
       await delay(1);
     }
     deepStrictEqual(worker.stats(), { inlineBatches: INLINE_STREAK, workerBatches: 1 });
-  } finally {
-    await worker.close();
-  }
+  });
 });
 
 Deno.test("with inlineWhenIdle false every batch goes to the worker", async () => {
-  await using db = await tempDb();
-  const [ann, bob] = await twoUsers(db.path);
-  const worker = await AppendWorker.start(APPEND_WORKER, db.path, { inlineWhenIdle: false });
-  try {
+  await withWorker({ inlineWhenIdle: false }, async (worker, ann, bob) => {
     deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, "x"))), [1]);
     deepStrictEqual(worker.stats(), { inlineBatches: 0, workerBatches: 1 });
-  } finally {
-    await worker.close();
-  }
+  });
 });
 
 Deno.test("close waits for a batch being written on this thread; later writes are refused", async () => {
-  await using db = await tempDb();
-  const [ann, bob] = await twoUsers(db.path);
-  const worker = await AppendWorker.start(APPEND_WORKER, db.path);
-  const written = worker.write(requests(ann, bob, 2, "z"));
-  const closed = worker.close();
-  deepStrictEqual(seqsOf(await written), [1, 2]);
-  await closed;
-  strictEqual(worker.running, false);
-  await rejects(worker.write(requests(ann, bob, 1, "late")), /closed/);
-  deepStrictEqual(worker.stats(), { inlineBatches: 1, workerBatches: 0 });
+  await withWorker({}, async (worker, ann, bob) => {
+    const written = worker.write(requests(ann, bob, 2, "z"));
+    const closed = worker.close();
+    deepStrictEqual(seqsOf(await written), [1, 2]);
+    await closed;
+    strictEqual(worker.running, false);
+    await rejects(worker.write(requests(ann, bob, 1, "late")), /closed/);
+    deepStrictEqual(worker.stats(), { inlineBatches: 1, workerBatches: 0 });
+  });
 });
