@@ -260,7 +260,7 @@ export async function busCounters(node: NodeProcess): Promise<string> {
  * once: up to 12 MiB after the network faults, 21 MiB after a Redis
  * restart, 44 MiB on a node that took over a killed node's clients, which
  * V8's memory reducer gave back (to below the baseline) some 20 s later.
- * The reconnect storm's nodes read -67 to +30 MiB against the baseline at
+ * The reconnect storm's nodes read -66 to +30 MiB against the baseline at
  * the end (four local runs, the same spread at round 10's and round 11's
  * code), and CI twice kept 34 - 39 MiB for the whole 40 s: 32 MiB was
  * inside the noise of a single RSS reading. A leak of what 300 sessions
