@@ -2,11 +2,12 @@
  * The main side of the SQLite append worker (`_sqlite_append_worker.ts`):
  * a {@linkcode BatchWriter} that hands each group-commit batch to a worker
  * thread with its own connection to the same SQLite file, and gives each
- * caller its own outcome back. At light load it writes small batches on a
- * connection of this thread instead (see {@linkcode INLINE_MAX_BATCH}). Why: SQLite is synchronous, so on the main
+ * caller its own outcome back. Why: SQLite is synchronous, so on the main
  * thread its work for every message stalls every socket; in the worker it
  * runs on the other core. WAL lets the main connection read meanwhile, and
- * a committed batch is visible to the main connection's next read.
+ * a committed batch is visible to the main connection's next read. At light
+ * load small batches are written on a connection of this thread instead
+ * (see {@linkcode INLINE_MAX_BATCH}).
  *
  * Needs read permission on `lib/` (the worker's module files) besides the
  * database file's own permissions. The messages and their codec are in
@@ -69,8 +70,8 @@ export const INLINE_STREAK = 256;
  * over {@linkcode INLINE_WINDOW_MS}. Each switch between the two connections
  * costs the other one its page cache (SQLite drops it when another
  * connection wrote), so the choice is made per window, not per batch: at
- * 2,000 - 4,000 1:1 msgs/s, choosing per batch cost 10 % more CPU than the
- * worker alone (bench/RESULTS.md, round 11).
+ * 4,000 1:1 msgs/s, choosing per batch cost 10 % more CPU than the worker
+ * alone (bench/RESULTS.md, round 11).
  */
 export const INLINE_MAX_RATE = 1500;
 

@@ -252,30 +252,21 @@ Deno.test("the worker's warnings reach onWarning, and the WAL sync interval reac
 });
 
 Deno.test("with background WAL syncs on, appends and close work as before", async () => {
-  await using db = await tempDb();
-  const setup = await openKyselyStore({ kind: "sqlite", path: db.path });
-  const ann = await setup.createUser(newUser("13800000001"), 1);
-  const bob = await setup.createUser(newUser("13800000002"), 1);
-  await setup.close();
-  const worker = await AppendWorker.start(APPEND_WORKER, db.path, { walSyncMs: 5 });
-  let seq = 0;
-  for (let round = 0; round < 5; round++) {
-    const outcomes = await worker.write(
-      [0, 1, 2].map((i) => ({
-        message: newMessage(ann.id, { dstid: bob.id, cid: `w${round}-${i}` }),
-        now: 2,
-      })),
-    );
-    for (const outcome of outcomes) {
-      ok(outcome.ok);
-      strictEqual(outcome.result.message.seq, ++seq);
+  const stored = await withWorker({ walSyncMs: 5 }, async (worker, ann, bob) => {
+    let seq = 0;
+    for (let round = 0; round < 5; round++) {
+      const outcomes = await worker.write(requests(ann, bob, 3, `w${round}`));
+      for (const outcome of outcomes) {
+        ok(outcome.ok);
+        strictEqual(outcome.result.message.seq, ++seq);
+      }
+      // Let a background sync run between batches (and sometimes during one).
+      await delay(round * 3);
     }
-    // Let a background sync run between batches (and sometimes during one).
-    await delay(round * 3);
-  }
-  await worker.close();
-  strictEqual(worker.running, false);
-  strictEqual(storedCount(db.path), 15);
+    await worker.close();
+    strictEqual(worker.running, false);
+  });
+  strictEqual(stored, 15);
 });
 
 Deno.test("an idle worker's small batches are written on this thread; larger ones and those behind a busy worker go to it, in call order", async () => {
