@@ -289,7 +289,7 @@ Deno.test("an idle worker's small batches are written on this thread; larger one
     );
     deepStrictEqual(seqsOf(await behind), [INLINE_MAX_BATCH + 6]);
     deepStrictEqual(worker.stats(), { inlineBatches: 4, workerBatches: 2 });
-    // A resend is a duplicate whichever connection stored the first copy.
+    // A resend (written here, like its first copy) is a duplicate with the first copy's seq.
     const [again] = await worker.write(requests(ann, bob, 1, "light1"));
     ok(again?.ok && again.result.duplicate && again.result.message.seq === 1);
   });
