@@ -296,6 +296,51 @@ Deno.test("an idle worker's small batches are written on this thread; larger one
   strictEqual(stored, INLINE_MAX_BATCH + 6);
 });
 
+Deno.test("a resend of a message the worker stored is written on this thread as a duplicate of the first copy: no new row, no seq gap", async () => {
+  const stored = await withWorker({}, async (worker, ann, bob) => {
+    // Too large for this thread: the first copies go to the worker.
+    const batch = requests(ann, bob, INLINE_MAX_BATCH + 1, "w");
+    const first = await worker.write(batch);
+    deepStrictEqual(seqsOf(first), Array.from({ length: INLINE_MAX_BATCH + 1 }, (_, i) => i + 1));
+    deepStrictEqual(worker.stats(), { inlineBatches: 0, workerBatches: 1 });
+    // One resent alone, later (a new server time), to an idle worker: written here.
+    const [again] = await worker.write([{ ...batch[2]!, now: 3 }]);
+    deepStrictEqual(worker.stats(), { inlineBatches: 1, workerBatches: 1 });
+    const copy = first[2];
+    ok(copy?.ok);
+    // The stored row itself, ts included, not one rebuilt from the resend.
+    deepStrictEqual(again, { ok: true, result: { message: copy.result.message, duplicate: true } });
+    deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, "next"))), [
+      INLINE_MAX_BATCH + 2,
+    ]);
+  });
+  strictEqual(stored, INLINE_MAX_BATCH + 2);
+});
+
+Deno.test("a resend of a message stored on this thread is written by the worker as a duplicate of the first copy: no new row, no seq gap", async () => {
+  const stored = await withWorker({}, async (worker, ann, bob) => {
+    // One message to an idle worker: written here.
+    const sent = requests(ann, bob, 1, "h")[0]!;
+    const [copy] = await worker.write([sent]);
+    ok(copy?.ok && !copy.result.duplicate);
+    strictEqual(copy.result.message.seq, 1);
+    deepStrictEqual(worker.stats(), { inlineBatches: 1, workerBatches: 0 });
+    // Resent later amid new messages, in a batch too large for this thread: the worker writes it.
+    const batch = requests(bob, ann, INLINE_MAX_BATCH, "w");
+    batch.splice(2, 0, { ...sent, now: 3 });
+    const outcomes = await worker.write(batch);
+    deepStrictEqual(worker.stats(), { inlineBatches: 1, workerBatches: 1 });
+    deepStrictEqual(outcomes[2], {
+      ok: true,
+      result: { message: copy.result.message, duplicate: true },
+    });
+    // The new messages around it and after it take the next seqs: the resend took none.
+    deepStrictEqual(seqsOf(outcomes.filter((_, i) => i !== 2)), [2, 3, 4, 5]);
+    deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, "next"))), [6]);
+  });
+  strictEqual(stored, INLINE_MAX_BATCH + 2);
+});
+
 Deno.test("above INLINE_MAX_RATE appends a second even single batches go to the worker", async () => {
   await withWorker({}, async (worker, ann, bob) => {
     // Batches of INLINE_MAX_BATCH back to back: above the limit on any machine that writes a
