@@ -1,7 +1,7 @@
 /**
  * Readings from Linux `/proc` for the bench: CPU time of a process, of its
  * main (JavaScript) thread and of its worker threads, the whole machine's
- * busy share, resident memory, and the load average.
+ * busy and stolen shares, resident memory, and the load average.
  *
  * Deno 2.9 refuses any read under `/proc` unless the process has
  * `--allow-all` (NotCapable, whatever `--allow-read` says), so the files are
@@ -29,7 +29,10 @@ export interface CpuTimes {
 
 /** The whole machine's CPU ticks so far, from the `cpu` line of `/proc/stat`. */
 export interface MachineTicks {
+  /** user, nice, system, irq, softirq and steal. */
   readonly busy: number;
+  /** Ticks a virtual machine's CPUs wanted to run but the host ran something else. */
+  readonly steal: number;
   readonly total: number;
 }
 
@@ -104,17 +107,34 @@ export function cpuPercent(before: CpuTimes, after: CpuTimes, wallSeconds: numbe
 /** The machine's busy and total ticks (all cores; iowait counts as idle). */
 export async function machineTicks(): Promise<MachineTicks> {
   const [text = ""] = await readProc(["/proc/stat"]);
+  return parseMachineTicks(text);
+}
+
+/** {@linkcode MachineTicks} from the text of `/proc/stat` (its `cpu` line). */
+export function parseMachineTicks(text: string): MachineTicks {
   const line = text.split("\n").find((l) => l.startsWith("cpu ")) ?? "";
   const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] =
     line.trim().split(/\s+/).slice(1).map(Number);
   const busy = user + nice + system + irq + softirq + steal;
-  return { busy, total: busy + idle + iowait };
+  return { busy, steal, total: busy + idle + iowait };
 }
 
 /** Percent of the whole machine (every core) busy between two readings. */
 export function machineBusyPercent(before: MachineTicks, after: MachineTicks): number {
-  const total = after.total - before.total;
-  return total <= 0 ? 0 : Math.round(((after.busy - before.busy) / total) * 1000) / 10;
+  return share(after.busy - before.busy, after.total - before.total);
+}
+
+/**
+ * Percent of the whole machine's time stolen by the host between two
+ * readings (part of {@linkcode machineBusyPercent}): on a shared virtual
+ * machine, time in which every thread of the bench may have stood still.
+ */
+export function machineStealPercent(before: MachineTicks, after: MachineTicks): number {
+  return share(after.steal - before.steal, after.total - before.total);
+}
+
+function share(part: number, total: number): number {
+  return total <= 0 ? 0 : Math.round((part / total) * 1000) / 10;
 }
 
 /** Resident set size of `pid` in KiB (`VmRSS` of `/proc/<pid>/status`). */

@@ -7,6 +7,7 @@
  */
 
 import type { StepResult } from "./_scenarios.ts";
+import { STALL_MS } from "./_loop_lag.ts";
 import type { ServerKind } from "./_server_proc.ts";
 
 /** One JSON line of results.jsonl. */
@@ -42,6 +43,10 @@ export function summarizeSteps(steps: StepResult[]) {
     lightP50Ms: steps[0]?.p50Ms ?? 0,
     lightP99Ms: steps[0]?.p99Ms ?? 0,
     lightRate: steps[0]?.rate ?? 0,
+    // What else could have made the light p99: the host and the generator's own loop.
+    lightMachineSteal: steps[0]?.machineSteal ?? 0,
+    lightGenLagMaxMs: steps[0]?.genLoopLag.maxMs ?? 0,
+    lightGenStalls: steps[0]?.genLoopLag.stalls ?? 0,
     limit: limitOf(steps.at(-1)),
   };
 }
@@ -85,5 +90,14 @@ export function markdown(lines: ResultLine[], command: string, loadavg: string):
       );
     }
   }
+  const noise = ["lanchat", "ref"].flatMap((server) => {
+    const line = get(server, "1to1");
+    return line === undefined ? [] : [
+      `${server}: steal ${line["lightMachineSteal"]} %, generator loop late by up to ${
+        line["lightGenLagMaxMs"]
+      } ms (${line["lightGenStalls"]} stalls ≥ ${STALL_MS} ms)`,
+    ];
+  });
+  if (noise.length > 0) out.push("", `Light 1:1 step's noise: ${noise.join("; ")}.`);
   return out.join("\n");
 }

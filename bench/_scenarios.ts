@@ -12,8 +12,10 @@ import {
   cpuPercent,
   cpuTimes,
   machineBusyPercent,
+  machineStealPercent,
   machineTicks,
 } from "./_procfs.ts";
+import { type LoopLag, LoopLagMeter } from "./_loop_lag.ts";
 
 /** One rate step's figures. */
 export interface StepResult {
@@ -39,6 +41,10 @@ export interface StepResult {
   readonly genCpu: CpuPercent;
   /** The whole machine's busy share over the step, % of all cores. */
   readonly machineBusy: number;
+  /** The part of it the host stole from this virtual machine, % of all cores. */
+  readonly machineSteal: number;
+  /** How late the generator's send loop ran (`_loop_lag.ts`): its own pauses are in the latencies. */
+  readonly genLoopLag: LoopLag;
   /** Whether delivery kept up (see {@linkcode keptUp}). */
   readonly keptUp: boolean;
 }
@@ -62,6 +68,9 @@ export interface StepOptions {
   /** Called after each step (progress output). */
   readonly onStep?: (step: StepResult) => void;
 }
+
+/** The send loop's tick, ms: a frame due while every window is full waits this long. */
+const TICK_MS = 2;
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -135,9 +144,11 @@ async function runStep(
   const machine0 = await machineTicks();
   const delivered0 = rec.delivered;
   const t0 = performance.now();
+  const lag = new LoopLagMeter(TICK_MS);
   let sent = 0;
   let due = 0;
   for (;;) {
+    lag.tick(performance.now());
     const elapsed = performance.now() - t0;
     if (elapsed >= ms) break;
     due = Math.min(offered, Math.floor((rate * elapsed) / 1000));
@@ -148,7 +159,7 @@ async function runStep(
       }
       sent++;
     }
-    await delay(2);
+    await delay(TICK_MS);
   }
   const wall = (performance.now() - t0) / 1000;
   const delivered = rec.delivered - delivered0;
@@ -181,6 +192,8 @@ async function runStep(
     serverCpu: server,
     genCpu: gen,
     machineBusy: machineBusyPercent(machine0, machine1),
+    machineSteal: machineStealPercent(machine0, machine1),
+    genLoopLag: lag.read(),
   };
   rec.latencies = [];
   return { ...partial, keptUp: keptUp(partial) };

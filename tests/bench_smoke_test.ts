@@ -27,6 +27,8 @@ type Step = Record<string, unknown> & {
   deliveredTotal: number;
   serverCpu: { process: number; main: number; worker: number };
   machineBusy: number;
+  machineSteal: number;
+  genLoopLag: { maxMs: number; stalls: number };
 };
 
 async function runBench(extra: string[]): Promise<Line[]> {
@@ -60,6 +62,13 @@ function checkTraffic(line: Line): void {
   const [step] = steps;
   ok(step!.keptUp && step!.deliveredTotal > 0, JSON.stringify(step));
   ok(step!.machineBusy >= 0 && step!.machineBusy <= 100, JSON.stringify(step));
+  ok(step!.machineSteal >= 0 && step!.machineSteal <= step!.machineBusy, JSON.stringify(step));
+  const lag = step!.genLoopLag;
+  ok(Number.isFinite(lag.maxMs) && lag.maxMs >= 0 && lag.stalls >= 0, JSON.stringify(step));
+  deepStrictEqual(
+    [line["lightMachineSteal"], line["lightGenLagMaxMs"], line["lightGenStalls"]],
+    [step!.machineSteal, lag.maxMs, lag.stalls],
+  );
   // Readings in 10 ms ticks: at this load only their presence is checked, not their size.
   const cpu = step!.serverCpu;
   ok(
