@@ -2,7 +2,8 @@
  * A minimal V8 inspector (Chrome DevTools Protocol) client for the bench:
  * force a full GC, read `Deno.memoryUsage()` inside the server, and write a
  * heap snapshot to a file. The server must run with
- * `--inspect=127.0.0.1:<port>`; only 127.0.0.1 is ever contacted.
+ * `--inspect=<host>:<port>`: the bench's servers on 127.0.0.1, the
+ * reliability suite's nodes there or in a network namespace of its own.
  *
  * @module
  */
@@ -43,13 +44,13 @@ export class Inspector {
     };
   }
 
-  /** Connect to the first target of the inspector listening on 127.0.0.1:`port`. */
-  static async connect(port: number, timeoutMs = 20_000): Promise<Inspector> {
+  /** Connect to the first target of the inspector listening on `host`:`port`. */
+  static async connect(port: number, timeoutMs = 20_000, host = "127.0.0.1"): Promise<Inspector> {
     const deadline = Date.now() + timeoutMs;
     let url: string | undefined;
     while (url === undefined) {
       try {
-        const res = await fetch(`http://127.0.0.1:${port}/json/list`);
+        const res = await fetch(`http://${host}:${port}/json/list`);
         const list = await res.json() as { webSocketDebuggerUrl: string }[];
         url = list[0]?.webSocketDebuggerUrl;
       } catch (error) {

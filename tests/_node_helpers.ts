@@ -21,6 +21,8 @@ export interface NodeProcess extends AsyncDisposable {
   readonly port: number;
   /** Metrics listener port, when CHAT_METRICS_ADDR was set. */
   readonly metricsPort: number | undefined;
+  /** Where its V8 inspector listens, when started with {@linkcode StartNodeOptions.inspect}. */
+  readonly inspect: InspectAddress | undefined;
   /** Everything the process logged so far (stdout and stderr). */
   log(): string;
   /** Send SIGTERM and wait for the exit code. */
@@ -62,6 +64,17 @@ export interface StartNodeOptions {
   cwd?: string;
   /** More `--allow-net` hosts for the default command (e.g. the UDP bus's). */
   extraNet?: readonly string[];
+  /**
+   * Open V8's inspector there (`--inspect`, put after the first `run` of the
+   * arguments), e.g. to force a GC and read the heap.
+   */
+  inspect?: InspectAddress;
+}
+
+/** A V8 inspector's listening address. */
+export interface InspectAddress {
+  readonly host: string;
+  readonly port: number;
 }
 
 /** Start a server process and wait for its "Listening on" line. */
@@ -73,8 +86,17 @@ export async function startNode(options: StartNodeOptions): Promise<NodeProcess>
     ...options.env,
   };
   const dataDir = env["CHAT_DATA"] ?? "";
+  const args = [
+    ...(options.args ?? [...nodeFlags(dataDir, options.extraNet), join(ROOT, "main.ts")]),
+  ];
+  const inspect = options.inspect;
+  if (inspect !== undefined) {
+    const run = args.indexOf("run");
+    if (run < 0) throw new TypeError(`No "run" in ${args.join(" ")} to put --inspect after`);
+    args.splice(run + 1, 0, `--inspect=${inspect.host}:${inspect.port}`);
+  }
   const child = new Deno.Command(options.command ?? "deno", {
-    args: options.args ?? [...nodeFlags(dataDir, options.extraNet), join(ROOT, "main.ts")],
+    args,
     env,
     ...(options.cwd === undefined ? {} : { cwd: options.cwd }),
     stdin: "null",
@@ -132,6 +154,7 @@ export async function startNode(options: StartNodeOptions): Promise<NodeProcess>
     child,
     port,
     metricsPort: metrics === undefined ? undefined : Number(metrics),
+    inspect,
     log: () => seen,
     stop,
     async [Symbol.asyncDispose]() {

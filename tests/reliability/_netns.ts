@@ -30,6 +30,8 @@ const BROADCAST = `${SUBNET}.255`;
 const BUS_PORT = 3000;
 const CHAT_PORT = 8080;
 const METRICS_PORT = 9090;
+/** Each node's V8 inspector (the leak check forces a GC through it). */
+const INSPECT_PORT = 9229;
 
 /** Why namespaces cannot be made here, or undefined when they can. */
 export async function netnsUnavailable(): Promise<string | undefined> {
@@ -110,6 +112,7 @@ export async function startNetnsCluster(options: NetnsClusterOptions): Promise<N
         command: "ip",
         args: ["netns", "exec", ns(i), "deno", ...nodeArgs(dir, ["0.0.0.0", BROADCAST])],
         cwd: ROOT,
+        inspect: { host: ip(i), port: INSPECT_PORT },
         env: {
           HOST: "0.0.0.0",
           PORT: String(CHAT_PORT),

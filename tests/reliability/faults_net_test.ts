@@ -2,10 +2,11 @@
  * Network faults (issue 8, item 2), on real `deno run main.ts` nodes with
  * reliable clients (catch up on reconnect, resend unacked with the same
  * cid). Each test first runs its workload once as a warm-up and reads each
- * node's RSS then (the baseline), runs it again under the fault, and checks:
- * zero missing, zero duplicated, zero reordered (counts), every node's
- * `lanchat_connections` gauge back to 0 once the clients left, and each
- * node's RSS back within RSS_TOLERANCE_KIB of its baseline.
+ * node's memory then (the baseline), runs it again under the fault, and
+ * checks: zero missing, zero duplicated, zero reordered (counts), every
+ * node's `lanchat_connections` gauge back to 0 once the clients left, its JS
+ * heap after a forced GC within HEAP_TOLERANCE_BYTES of its baseline, and
+ * its RSS back within RSS_TOLERANCE_KIB.
  *
  * - Bus datagram loss (10%, 30%) and reordering: three nodes in three
  *   network namespaces on a bridge (10.201.0.0/24, see _netns.ts). Loss is

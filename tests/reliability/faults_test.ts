@@ -3,8 +3,9 @@
  * reliable clients (catch up on reconnect, resend unacked with the same
  * cid). After each: zero missing, zero duplicated, zero reordered (counts),
  * every node's `lanchat_connections` gauge back to 0 once the clients left,
- * and each node's RSS within RSS_TOLERANCE_KIB of its reading after a
- * warm-up round of the same workload. Datagram loss in namespaces, reordering, and the
+ * and each node's JS heap after a forced GC within HEAP_TOLERANCE_BYTES and
+ * its RSS within RSS_TOLERANCE_KIB of their readings after a warm-up round
+ * of the same workload. Datagram loss in namespaces, reordering, and the
  * never-reading and heartbeat-less clients are in faults_net_test.ts.
  */
 
@@ -52,7 +53,7 @@ interface WarmUp {
 
 /**
  * Send the workload; run `fault` once a third is acked; then tally and check
- * the nodes. A warm-up round first sets each node's RSS baseline, so it must
+ * the nodes. A warm-up round first sets each node's memory baseline, so it must
  * carry the load the fault round puts on each node: a fault that moves
  * clients for good warms up with them where they end (`warm.node`); one that
  * adds work on every node, like a reconnect storm, is run there too
@@ -71,7 +72,7 @@ async function withFault(
     await fault();
     await sending;
   };
-  // A warm-up round of the same workload first: the RSS baseline, and acks counted anew.
+  // A warm-up round of the same workload first: the memory baseline, and acks counted anew.
   const { baseline, next } = await warmUp(
     cluster.nodes,
     w,
