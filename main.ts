@@ -24,6 +24,8 @@ import { AbuseLimits } from "./lib/abuse_limits.ts";
 import { chatRoutes } from "./lib/http/chat_route.ts";
 import { Registry } from "./lib/metrics.ts";
 import { ChatMetrics } from "./lib/chat_metrics.ts";
+import { LoopLagProbe } from "./lib/loop_lag.ts";
+import { SYSTEM_TIMERS } from "./lib/deadline_queue.ts";
 import { timedStore } from "./lib/store_timed.ts";
 import { DrainState, waitUntil } from "./lib/drain.ts";
 import { drainGate, opsRoutes, type ReadinessCheck } from "./lib/http/ops_routes.ts";
@@ -108,6 +110,12 @@ async function main(): Promise<number> {
     draining: () => drain.draining,
     memory: () => Deno.memoryUsage(),
   });
+  const loopLag = new LoopLagProbe({
+    timers: SYSTEM_TIMERS,
+    clock: () => performance.now(),
+    observe: (seconds) => metrics.loopLag(seconds),
+  });
+  loopLag.start();
   // Everything else uses the store through the timing wrapper (lanchat_store_seconds).
   const store = timedStore(rawStore, (op, seconds) => metrics.storeCall(op, seconds));
   const auth = new Auth({ store, tokenTtlSeconds: config.tokenTtlSeconds });
@@ -116,6 +124,7 @@ async function main(): Promise<number> {
     bus = await openBus(config, secret, store);
   } catch (error) {
     log.fatal("Cannot open the bus (CHAT_BUS={bus}): {error}", { bus: config.bus.kind, error });
+    loopLag.stop();
     await rawStore.close();
     return 1;
   }
@@ -198,6 +207,7 @@ async function main(): Promise<number> {
   await server.finished;
   await metricsServer?.finished;
   log.info("Stopped; closing the bus and the store");
+  loopLag.stop();
   await bus.close();
   await rawStore.close();
   return 0;

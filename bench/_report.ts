@@ -8,6 +8,7 @@
 
 import type { StepResult } from "./_scenarios.ts";
 import { STALL_MS } from "./_loop_lag.ts";
+import type { ServerLoopLag } from "./_server_lag.ts";
 import type { ServerKind } from "./_server_proc.ts";
 
 /** One JSON line of results.jsonl. */
@@ -47,6 +48,7 @@ export function summarizeSteps(steps: StepResult[]) {
     lightMachineSteal: steps[0]?.machineSteal ?? 0,
     lightGenLagMaxMs: steps[0]?.genLoopLag.maxMs ?? 0,
     lightGenStalls: steps[0]?.genLoopLag.stalls ?? 0,
+    lightServerLoopLag: steps[0]?.serverLoopLag ?? null,
     limit: limitOf(steps.at(-1)),
   };
 }
@@ -92,10 +94,15 @@ export function markdown(lines: ResultLine[], command: string, loadavg: string):
   }
   const noise = ["lanchat", "ref"].flatMap((server) => {
     const line = get(server, "1to1");
-    return line === undefined ? [] : [
+    if (line === undefined) return [];
+    const own = line["lightServerLoopLag"] as ServerLoopLag | null | undefined;
+    const ownText = own === null || own === undefined
+      ? ""
+      : `, its own loop over 5 ms late in ${own.over5Ms} of ${own.readings} readings`;
+    return [
       `${server}: steal ${line["lightMachineSteal"]} %, generator loop late by up to ${
         line["lightGenLagMaxMs"]
-      } ms (${line["lightGenStalls"]} stalls ≥ ${STALL_MS} ms)`,
+      } ms (${line["lightGenStalls"]} stalls ≥ ${STALL_MS} ms)${ownText}`,
     ];
   });
   if (noise.length > 0) out.push("", `Light 1:1 step's noise: ${noise.join("; ")}.`);

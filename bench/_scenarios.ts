@@ -16,6 +16,7 @@ import {
   machineTicks,
 } from "./_procfs.ts";
 import { type LoopLag, LoopLagMeter } from "./_loop_lag.ts";
+import { lagBetween, readServerLoopLag, type ServerLoopLag } from "./_server_lag.ts";
 
 /** One rate step's figures. */
 export interface StepResult {
@@ -45,6 +46,8 @@ export interface StepResult {
   readonly machineSteal: number;
   /** How late the generator's send loop ran (`_loop_lag.ts`): its own pauses are in the latencies. */
   readonly genLoopLag: LoopLag;
+  /** lanchat's own loop-lag readings over the step (`_server_lag.ts`); null for ref. */
+  readonly serverLoopLag: ServerLoopLag | null;
   /** Whether delivery kept up (see {@linkcode keptUp}). */
   readonly keptUp: boolean;
 }
@@ -63,6 +66,8 @@ export interface StepOptions {
   readonly stepSeconds: number;
   /** Server pid for its CPU reading. */
   readonly serverPid: number;
+  /** The server's `/metrics` with its loop lag (lanchat), if any. */
+  readonly metricsUrl?: string | undefined;
   /** Stop stepping after this many seconds in all. */
   readonly budgetSeconds: number;
   /** Called after each step (progress output). */
@@ -142,6 +147,9 @@ async function runStep(
   const server0 = await cpuTimes(options.serverPid);
   const gen0 = await cpuTimes(Deno.pid);
   const machine0 = await machineTicks();
+  const lag0 = options.metricsUrl === undefined
+    ? undefined
+    : await readServerLoopLag(options.metricsUrl);
   const delivered0 = rec.delivered;
   const t0 = performance.now();
   const lag = new LoopLagMeter(TICK_MS);
@@ -163,10 +171,11 @@ async function runStep(
   }
   const wall = (performance.now() - t0) / 1000;
   const delivered = rec.delivered - delivered0;
-  const [server1, gen1, machine1] = await Promise.all([
+  const [server1, gen1, machine1, lag1] = await Promise.all([
     cpuTimes(options.serverPid),
     cpuTimes(Deno.pid),
     machineTicks(),
+    options.metricsUrl === undefined ? undefined : readServerLoopLag(options.metricsUrl),
   ]);
   const server = cpuPercent(server0, server1, wall);
   const gen = cpuPercent(gen0, gen1, wall);
@@ -194,6 +203,7 @@ async function runStep(
     machineBusy: machineBusyPercent(machine0, machine1),
     machineSteal: machineStealPercent(machine0, machine1),
     genLoopLag: lag.read(),
+    serverLoopLag: lag0 === undefined || lag1 === undefined ? null : lagBetween(lag0, lag1),
   };
   rec.latencies = [];
   return { ...partial, keptUp: keptUp(partial) };

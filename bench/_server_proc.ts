@@ -37,6 +37,8 @@ export interface ServerProcess {
   readonly port: number;
   /** The `--v8-flags=…` it runs with. */
   readonly v8Flags: readonly string[];
+  /** lanchat's `/metrics` on a listener of its own (`CHAT_METRICS_ADDR`); ref has none. */
+  readonly metricsUrl: string | undefined;
   /** Stop with SIGTERM (SIGKILL after 10 s); resolves with the exit code. */
   stop(): Promise<number>;
 }
@@ -59,6 +61,7 @@ export async function startServer(
   options: StartOptions,
 ): Promise<ServerProcess> {
   const port = freePort();
+  const metricsPort = kind === "lanchat" ? freePort() : undefined;
   const prof = options.cpuProfDir === undefined
     ? []
     : ["--cpu-prof", `--cpu-prof-dir=${options.cpuProfDir}`];
@@ -100,6 +103,7 @@ export async function startServer(
       // The generator connects from one address: the per-address connect limit would refuse it.
       CHAT_CONNECT_RATE: "1000000",
       ...(options.db === undefined ? {} : { CHAT_DB: options.db }),
+      ...(metricsPort === undefined ? {} : { CHAT_METRICS_ADDR: `127.0.0.1:${metricsPort}` }),
     },
     stdin: "null",
     stdout: "piped",
@@ -139,6 +143,7 @@ export async function startServer(
     pid: child.pid,
     port,
     v8Flags,
+    metricsUrl: metricsPort === undefined ? undefined : `http://127.0.0.1:${metricsPort}/metrics`,
     async stop() {
       const code = await stopChild(child);
       await done;

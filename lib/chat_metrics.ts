@@ -1,8 +1,8 @@
 /**
  * The metrics of one lanchat node, registered on a {@linkcode Registry}:
  * websocket connections and messages in/out, server-side closes by code
- * (queue overflows among them), bus datagram counters, store latency, and
- * a draining flag. Counters other objects already keep (the bus's, the
+ * (queue overflows among them), bus datagram counters, store latency, the
+ * event loop's lag, and a draining flag. Counters other objects already keep (the bus's, the
  * live session count) are read at scrape time through {@linkcode ChatMetricsSources}.
  *
  * @module
@@ -56,6 +56,7 @@ export class ChatMetrics implements ConnectionMeter {
   #closes: Counter;
   #overflows: Counter;
   #store: Histogram;
+  #loopLag: (seconds: number) => void;
   /** {@linkcode Histogram.observer} of `#store` per store operation. */
   #storeOps = new Map<string, (seconds: number) => void>();
   #limited: Counter;
@@ -96,6 +97,10 @@ export class ChatMetrics implements ConnectionMeter {
       "lanchat_store_seconds",
       "Latency of store calls in seconds, by operation",
     );
+    this.#loopLag = registry.histogram(
+      "lanchat_event_loop_lag_seconds",
+      "How late a timer asked every 50 ms fired, in seconds: the wait the event loop adds",
+    ).observer({});
     registry.collect(
       "lanchat_draining",
       "1 while the node drains before exit",
@@ -159,6 +164,11 @@ export class ChatMetrics implements ConnectionMeter {
   }
 
   /** Record one store call of `op` that took `seconds`. */
+  /** One reading of the event loop's lag (`loop_lag.ts`), seconds. */
+  loopLag(seconds: number): void {
+    this.#loopLag(seconds);
+  }
+
   storeCall(op: string, seconds: number): void {
     // Once per chat message and more: the series of each op is looked up once.
     let observe = this.#storeOps.get(op);

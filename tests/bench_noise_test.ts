@@ -4,10 +4,11 @@
  * puts them beside the light-load p99.
  */
 
-import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { LoopLagMeter, STALL_MS } from "../bench/_loop_lag.ts";
 import { machineBusyPercent, machineStealPercent, parseMachineTicks } from "../bench/_procfs.ts";
 import { markdown, type ResultLine } from "../bench/_report.ts";
+import { lagBetween, parseServerLoopLag } from "../bench/_server_lag.ts";
 
 Deno.test("the loop-lag meter counts lateness beyond the interval, from the second tick on", () => {
   const meter = new LoopLagMeter(2);
@@ -42,7 +43,7 @@ Deno.test("steal is read from /proc/stat's cpu line and is part of the busy shar
   strictEqual(machineStealPercent(old, old), 0);
 });
 
-Deno.test("the report names the light step's steal and generator stalls for each server", () => {
+Deno.test("the report names the light step's steal, generator stalls and lanchat's own loop lag", () => {
   const line = (server: "lanchat" | "ref", steal: number, lag: number, stalls: number) =>
     ({
       server,
@@ -52,16 +53,38 @@ Deno.test("the report names the light step's steal and generator stalls for each
       lightMachineSteal: steal,
       lightGenLagMaxMs: lag,
       lightGenStalls: stalls,
+      lightServerLoopLag: server === "ref" ? null : { readings: 100, over5Ms: 2 },
     }) satisfies ResultLine;
   const text = markdown([line("ref", 0.5, 1.2, 0), line("lanchat", 7.1, 23.4, 3)], "cmd", "0.5");
   ok(
     text.endsWith(
       `Light 1:1 step's noise: lanchat: steal 7.1 %, generator loop late by up to 23.4 ms ` +
-        `(3 stalls ≥ ${STALL_MS} ms); ref: steal 0.5 %, generator loop late by up to 1.2 ms ` +
-        `(0 stalls ≥ ${STALL_MS} ms).`,
+        `(3 stalls ≥ ${STALL_MS} ms), its own loop over 5 ms late in 2 of 100 readings; ` +
+        `ref: steal 0.5 %, generator loop late by up to 1.2 ms (0 stalls ≥ ${STALL_MS} ms).`,
     ),
     text,
   );
   // Without a 1:1 run there is nothing to say.
   ok(!markdown([{ server: "ref", scenario: "storm" }], "cmd", "0.5").includes("noise"));
+});
+
+Deno.test("lanchat's loop lag is read from its metrics page: readings and those over 5 ms", () => {
+  const page = [
+    "# TYPE lanchat_event_loop_lag_seconds histogram",
+    'lanchat_event_loop_lag_seconds_bucket{le="0.001"} 90',
+    'lanchat_event_loop_lag_seconds_bucket{le="0.0025"} 95',
+    'lanchat_event_loop_lag_seconds_bucket{le="0.005"} 97',
+    'lanchat_event_loop_lag_seconds_bucket{le="+Inf"} 100',
+    "lanchat_event_loop_lag_seconds_sum 0.42",
+    "lanchat_event_loop_lag_seconds_count 100",
+    "lanchat_store_seconds_count 7",
+  ].join("\n");
+  const before = parseServerLoopLag(page);
+  deepStrictEqual(before, { readings: 100, over5Ms: 3 });
+  const after = parseServerLoopLag(
+    page.replace("_count 100", "_count 150").replace('{le="0.005"} 97', '{le="0.005"} 145'),
+  );
+  deepStrictEqual(lagBetween(before, after), { readings: 50, over5Ms: 2 });
+  // A page without the series (an older server, or not lanchat) is an error, not zeros.
+  throws(() => parseServerLoopLag("lanchat_store_seconds_count 7\n"), /lanchat_event_loop_lag/);
 });

@@ -29,6 +29,7 @@ type Step = Record<string, unknown> & {
   machineBusy: number;
   machineSteal: number;
   genLoopLag: { maxMs: number; stalls: number };
+  serverLoopLag: { readings: number; over5Ms: number } | null;
 };
 
 async function runBench(extra: string[]): Promise<Line[]> {
@@ -69,6 +70,14 @@ function checkTraffic(line: Line): void {
     [line["lightMachineSteal"], line["lightGenLagMaxMs"], line["lightGenStalls"]],
     [step!.machineSteal, lag.maxMs, lag.stalls],
   );
+  // lanchat's own loop lag, from its metrics listener (about 20 readings a second); ref has none.
+  const own = step!.serverLoopLag;
+  if (line.server === "ref") {
+    strictEqual(own, null);
+  } else {
+    ok(own !== null && own.readings >= 20 && own.over5Ms >= 0, JSON.stringify(step));
+  }
+  deepStrictEqual(line["lightServerLoopLag"], own);
   // Readings in 10 ms ticks: at this load only their presence is checked, not their size.
   const cpu = step!.serverCpu;
   ok(

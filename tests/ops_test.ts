@@ -75,7 +75,7 @@ Deno.test("the registry refuses bad names, duplicates and counters going down", 
   }
 });
 
-Deno.test("lanchat metrics count messages, closes, overflows, bus stats and store calls", () => {
+Deno.test("lanchat metrics count messages, closes, overflows, bus stats, store calls and loop lag", () => {
   const r = new Registry();
   let draining = false;
   const m = new ChatMetrics(r, {
@@ -98,6 +98,8 @@ Deno.test("lanchat metrics count messages, closes, overflows, bus stats and stor
   m.serverClosed(CLOSE.queueOverflow.code);
   m.serverClosed(CLOSE.reconnectElsewhere.code);
   m.storeCall("appendMessage", 0.002);
+  m.loopLag(0);
+  m.loopLag(0.007);
   draining = true;
   const page = r.render();
   for (
@@ -113,6 +115,9 @@ Deno.test("lanchat metrics count messages, closes, overflows, bus stats and stor
       "lanchat_bus_dropped_total 1",
       "lanchat_bus_bad_signature_total 3",
       'lanchat_store_seconds_count{op="appendMessage"} 1',
+      'lanchat_event_loop_lag_seconds_bucket{le="0.005"} 1',
+      'lanchat_event_loop_lag_seconds_bucket{le="0.01"} 2',
+      "lanchat_event_loop_lag_seconds_count 2",
       "lanchat_draining 1",
       "lanchat_process_resident_memory_bytes 50000000",
       "lanchat_process_heap_used_bytes 20000000",
