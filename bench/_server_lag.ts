@@ -9,7 +9,7 @@
 
 /** Counts of the lag histogram so far, or over a step. */
 export interface ServerLoopLag {
-  /** Readings (one per 50 ms probe). */
+  /** Readings (one per 100 ms probe). */
   readonly readings: number;
   /** Readings over 5 ms late. */
   readonly over5Ms: number;

@@ -99,7 +99,7 @@ export class ChatMetrics implements ConnectionMeter {
     );
     this.#loopLag = registry.histogram(
       "lanchat_event_loop_lag_seconds",
-      "How late a timer asked every 50 ms fired, in seconds: the wait the event loop adds",
+      "How late a timer asked every 100 ms fired, in seconds: the wait the event loop adds",
     ).observer({});
     registry.collect(
       "lanchat_draining",

@@ -28,27 +28,29 @@ function probe() {
 
 Deno.test("the probe reads how late each timer fired, against the time it asked for", () => {
   const { p, timers, readings, fireAt } = probe();
+  const I = LOOP_LAG_INTERVAL_MS;
   p.start();
   p.start(); // a second start adds no timer
   strictEqual(timers.pending, 1);
-  fireAt(50); // due at 50: on time
-  fireAt(107); // due at 100: 7 ms late
-  fireAt(157 + 250); // due at 157 (from the late one): 250 ms late
-  fireAt(440); // due at 457: early clock readings count as on time, never negative
+  fireAt(I); // due at I: on time
+  fireAt(2 * I + 7); // due at 2I: 7 ms late
+  fireAt(3 * I + 7 + 250); // due at 3I + 7 (counted from the late one): 250 ms late
+  fireAt(4 * I + 200); // due at 4I + 257: early clock readings count as on time, never negative
   deepStrictEqual(readings, [0, 0.007, 0.25, 0]);
   strictEqual(timers.pending, 1);
 });
 
 Deno.test("stop leaves no timer and no more readings", () => {
   const { p, timers, readings, fireAt } = probe();
+  const I = LOOP_LAG_INTERVAL_MS;
   p.start();
-  fireAt(50);
+  fireAt(I);
   p.stop();
   strictEqual(timers.pending, 0);
-  fireAt(100);
+  fireAt(2 * I);
   deepStrictEqual(readings, [0]);
-  // Started again, it probes again.
+  // Started again (at 2I), it probes again.
   p.start();
-  fireAt(100 + LOOP_LAG_INTERVAL_MS + 3);
+  fireAt(3 * I + 3);
   deepStrictEqual(readings, [0, 0.003]);
 });
