@@ -44,7 +44,7 @@ export function summarizeSteps(steps: StepResult[]) {
     lightP50Ms: steps[0]?.p50Ms ?? 0,
     lightP99Ms: steps[0]?.p99Ms ?? 0,
     lightRate: steps[0]?.rate ?? 0,
-    // What else could have made the light p99: the host and the generator's own loop.
+    // What else could have made the light p99: the host, the generator's loop, lanchat's own loop.
     lightMachineSteal: steps[0]?.machineSteal ?? 0,
     lightGenLagMaxMs: steps[0]?.genLoopLag.maxMs ?? 0,
     lightGenStalls: steps[0]?.genLoopLag.stalls ?? 0,

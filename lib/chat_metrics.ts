@@ -2,8 +2,9 @@
  * The metrics of one lanchat node, registered on a {@linkcode Registry}:
  * websocket connections and messages in/out, server-side closes by code
  * (queue overflows among them), bus datagram counters, store latency, the
- * event loop's lag, and a draining flag. Counters other objects already keep (the bus's, the
- * live session count) are read at scrape time through {@linkcode ChatMetricsSources}.
+ * event loop's lag, and a draining flag. Counters other objects already
+ * keep (the bus's, the live session count) are read at scrape time through
+ * {@linkcode ChatMetricsSources}.
  *
  * @module
  */
@@ -163,12 +164,12 @@ export class ChatMetrics implements ConnectionMeter {
     this.#limited.inc({ limit });
   }
 
-  /** Record one store call of `op` that took `seconds`. */
   /** One reading of the event loop's lag (`loop_lag.ts`), seconds. */
   loopLag(seconds: number): void {
     this.#loopLag(seconds);
   }
 
+  /** Record one store call of `op` that took `seconds`. */
   storeCall(op: string, seconds: number): void {
     // Once per chat message and more: the series of each op is looked up once.
     let observe = this.#storeOps.get(op);
