@@ -363,40 +363,43 @@ export async function assertClean(
 ): Promise<void> {
   const gauges = await waitNoSessions(nodes);
   if (gauges.some((g) => g !== 0)) throw new Error(`Sessions left: ${gauges.join(", ")}`);
-  let heap: (number | undefined)[] = [];
-  const heapOver = () =>
-    heap.findIndex((bytes, i) => {
+  await untilWithin(
+    () => heapAll(nodes),
+    (bytes, i) => {
       const base = baseline.heap[i];
       return bytes !== undefined && base !== undefined && bytes - base > HEAP_TOLERANCE_BYTES;
-    });
-  // Sessions closed a moment ago may still be held by a timer about to fire: read again a while.
-  for (const end = Date.now() + HEAP_SETTLE_MS;;) {
-    heap = await heapAll(nodes);
-    if (heapOver() < 0 || Date.now() > end) break;
+    },
+    HEAP_SETTLE_MS,
+    (bytes, i) => `heap after GC ${bytes} bytes, baseline ${baseline.heap[i]}`,
+  );
+  await untilWithin(
+    () => rssAll(nodes),
+    (kib, i) => nodes[i] !== undefined && kib - (baseline.rss[i] ?? 0) > RSS_TOLERANCE_KIB,
+    RSS_SETTLE_MS,
+    (kib, i) => `RSS ${kib} KiB, baseline ${baseline.rss[i]} KiB`,
+  );
+}
+
+/**
+ * Read every node (`read`) once a second until none `isOver` or `settleMs`
+ * passed (heap and RSS shrink a while after clients leave); then throw,
+ * naming the first node still over.
+ */
+async function untilWithin<T>(
+  read: () => Promise<T[]>,
+  isOver: (value: T, node: number) => boolean,
+  settleMs: number,
+  describe: (value: T, node: number) => string,
+): Promise<void> {
+  let values: T[] = [];
+  const firstOver = () => values.findIndex(isOver);
+  for (const end = Date.now() + settleMs;;) {
+    values = await read();
+    if (firstOver() < 0 || Date.now() > end) break;
     await sleep(1000);
   }
-  const h = heapOver();
-  if (h >= 0) {
-    throw new Error(
-      `Node ${h} heap after GC ${heap[h]} bytes, baseline ${baseline.heap[h]}: over the tolerance`,
-    );
-  }
-  let now: number[] = [];
-  const over = () =>
-    now.findIndex((kib, i) =>
-      nodes[i] !== undefined && kib - (baseline.rss[i] ?? 0) > RSS_TOLERANCE_KIB
-    );
-  for (const end = Date.now() + RSS_SETTLE_MS;;) {
-    now = await rssAll(nodes);
-    if (over() < 0 || Date.now() > end) break;
-    await sleep(1000);
-  }
-  const i = over();
-  if (i >= 0) {
-    throw new Error(
-      `Node ${i} RSS ${now[i]} KiB, baseline ${baseline.rss[i]} KiB: over the tolerance`,
-    );
-  }
+  const i = firstOver();
+  if (i >= 0) throw new Error(`Node ${i} ${describe(values[i]!, i)}: over the tolerance`);
 }
 
 /**
