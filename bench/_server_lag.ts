@@ -7,6 +7,8 @@
  * @module
  */
 
+import { STALL_MS } from "./_loop_lag.ts";
+
 /** Counts of the lag histogram so far, or over a step. */
 export interface ServerLoopLag {
   /** Readings (one per 100 ms probe). */
@@ -17,6 +19,9 @@ export interface ServerLoopLag {
 
 const SERIES = "lanchat_event_loop_lag_seconds";
 
+/** The histogram's bucket at the generator's stall threshold (5 ms: `le="0.005"`). */
+const STALL_BUCKET = `${SERIES}_bucket{le="${STALL_MS / 1000}"} `;
+
 /** {@linkcode ServerLoopLag} from a Prometheus text page; throws when the series is missing. */
 export function parseServerLoopLag(page: string): ServerLoopLag {
   let count: number | undefined;
@@ -24,7 +29,7 @@ export function parseServerLoopLag(page: string): ServerLoopLag {
   for (const line of page.split("\n")) {
     const value = () => Number(line.slice(line.lastIndexOf(" ") + 1));
     if (line.startsWith(`${SERIES}_count `)) count = value();
-    if (line.startsWith(`${SERIES}_bucket{le="0.005"} `)) upTo5Ms = value();
+    if (line.startsWith(STALL_BUCKET)) upTo5Ms = value();
   }
   if (count === undefined || upTo5Ms === undefined || !(count >= upTo5Ms)) {
     throw new Error(`No ${SERIES} count and 5 ms bucket in the metrics page`);
