@@ -4,6 +4,7 @@ import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import { escapeHtml, renderTemplate } from "../lib/http/pages.ts";
 import { join } from "node:path";
 import { call, makeTestApp, TEMPLATES_DIR } from "./_http_helpers.ts";
+import { catchPrinted } from "./_printed.ts";
 
 Deno.test("/ redirects to the login page", async () => {
   await using t = await makeTestApp();
@@ -145,6 +146,31 @@ Deno.test("/asset serves static files without listing or traversal", async (t) =
       ok(!JSON.stringify(r.body).includes("secret"));
     });
   }
+});
+
+Deno.test("/asset refuses control characters in a path before the file system sees it", async (t) => {
+  await using h = await makeTestApp();
+  // Hono's Deno adapter handed a NUL to Deno.open and printed the TypeError
+  // with console.warn, outside the logs; every such path must be a quiet 404.
+  using printed = catchPrinted();
+  for (
+    const path of [
+      "/asset/..%00.png",
+      "/asset/%00",
+      "/asset/css/app.css%00",
+      "/asset/css%00/app.css",
+      "/asset/a%01b.css",
+      "/asset/a%0Ab.css",
+      "/asset/a%7Fb.css",
+    ]
+  ) {
+    await t.step(path, async () => {
+      const r = await call(h.app, path, { method: "GET" });
+      strictEqual(r.status, 404);
+      deepStrictEqual(r.body, { code: -1, msg: "Not found" });
+    });
+  }
+  deepStrictEqual(printed.lines, []);
 });
 
 Deno.test("L10/L11: unknown paths get a JSON 404, not a redirect to login", async (t) => {

@@ -2,19 +2,19 @@
  * Pages and static files: `/` redirects to the login page, the original
  * `.shtml` paths render their template under `templates/` (the chat pages
  * redirect to the login page without a valid login cookie), `/asset/*`
- * serves `static/` through Hono's `serveStatic` (no listing; dot segments
- * refused). Every page gets a fresh CSP nonce; scripts and styles come only
+ * serves `static/` (`static_files.ts`: no listing; dot segments and control
+ * characters refused). Every page gets a fresh CSP nonce; scripts and styles come only
  * from this server.
  *
  * @module
  */
 
 import { Hono } from "hono";
-import { serveStatic } from "hono/deno";
 import { join } from "node:path";
 import type { TokenVerifier } from "../auth.ts";
 import { ClientError } from "../errors.ts";
 import { tokenFromRequest } from "./identity.ts";
+import { staticFiles } from "./static_files.ts";
 
 /** Options for {@linkcode pageRoutes}. */
 export interface PageOptions {
@@ -70,13 +70,7 @@ export function pageRoutes(options: PageOptions): Hono {
       return c.html(html, 200, pageHeaders(nonce));
     });
   }
-  app.get(
-    "/asset/*",
-    serveStatic({
-      root: options.staticDir,
-      rewriteRequestPath: (path) => path.replace(/^\/asset/, ""),
-    }),
-  );
+  app.get("/asset/*", staticFiles(options.staticDir, "/asset"));
   return app;
 }
 
