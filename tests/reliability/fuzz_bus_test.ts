@@ -11,6 +11,7 @@ import { WireBus } from "../../lib/bus_wire.ts";
 import { EnvelopeCodec, type EnvelopeErrorReason } from "../../lib/envelope.ts";
 import { message } from "../bus_contract.ts";
 import { PushTransport } from "../_push_transport.ts";
+import { catchPrinted } from "../_printed.ts";
 import { deepJson, NASTY_CHARS, Rng, SEED, WRONG_VALUES } from "./_fuzz.ts";
 
 const SECRET = "reliability-fuzz-cluster-secret-0001";
@@ -96,6 +97,7 @@ function junkBody(rng: Rng): Uint8Array {
 Deno.test(
   `Bus fuzz: ${COUNT} hostile datagrams are all dropped and counted by reason, none delivered (seed ${SEED})`,
   async () => {
+    using printed = catchPrinted();
     const rng = new Rng(SEED);
     const receiver = await EnvelopeCodec.create({ secret: SECRET, nodeId: "b", now: () => NOW });
     const sender = await EnvelopeCodec.create({ secret: SECRET, nodeId: "a", now: () => NOW });
@@ -229,6 +231,11 @@ Deno.test(
 
     const stats: BusStats = bus.stats();
     strictEqual(delivered.length, 20, `seed ${SEED}: only the 20 genuine packets are delivered`);
+    deepStrictEqual(
+      printed.lines.slice(0, 5),
+      [],
+      `seed ${SEED}: ${printed.lines.length} lines printed`,
+    );
     deepStrictEqual(
       {
         received: stats.received,

@@ -9,6 +9,7 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { makeTestApp, PNG, register, snapshot } from "../_http_helpers.ts";
+import { catchPrinted } from "../_printed.ts";
 import { NASTY_CHARS, Rng, SEED, TRAVERSALS } from "./_fuzz.ts";
 
 const COUNT = 100_000;
@@ -214,6 +215,7 @@ Deno.test(
   `Upload fuzz: ${COUNT} bad multipart uploads get a 4xx {code:-1,msg}; nothing stored or written (seed ${SEED})`,
   async () => {
     await using t = await makeTestApp({ store: "sqlite", config: { uploadMaxBytes: MAX } });
+    using printed = catchPrinted();
     const user = await register(t.app, "13900000001");
     const before = await snapshot(t.store);
     const filesBefore = await listAll(t.dir);
@@ -242,6 +244,11 @@ Deno.test(
       }
     }
     deepStrictEqual(failures, [], `seed ${SEED}`);
+    deepStrictEqual(
+      printed.lines.slice(0, 5),
+      [],
+      `seed ${SEED}: ${printed.lines.length} lines printed`,
+    );
     strictEqual(await snapshot(t.store), before, "no row changed");
     strictEqual(await t.store.attachmentBytes(user.id), 0, "no attachment row");
     deepStrictEqual(

@@ -11,6 +11,7 @@ import { concatBytes } from "../../lib/bytes.ts";
 import { CLOSE } from "../../lib/close_codes.ts";
 import { OP } from "../../lib/ws/frames.ts";
 import { startChatServer } from "../_chat_helpers.ts";
+import { catchPrinted } from "../_printed.ts";
 import { clientFrame, closePayload } from "../_ws_client_frames.ts";
 import { assertServingNothingStored, Rng, SEED } from "./_fuzz.ts";
 
@@ -148,6 +149,7 @@ function closeCodeIn(bytes: Uint8Array): number {
 
 Deno.test(`Wire fuzz: ${CONNECTIONS} connections each break one websocket rule and get its close code (seed ${SEED})`, async () => {
   await using server = await startChatServer();
+  using printed = catchPrinted();
   const rng = new Rng(SEED ^ 0x3173);
   const users = [];
   for (let i = 0; i < AT_ONCE; i++) users.push(await server.user(`wire${i}`));
@@ -175,6 +177,11 @@ Deno.test(`Wire fuzz: ${CONNECTIONS} connections each break one websocket rule a
     }));
   }
   deepStrictEqual(mismatches.slice(0, 10), [], `seed ${SEED}: ${mismatches.length} mismatches`);
+  deepStrictEqual(
+    printed.lines.slice(0, 5),
+    [],
+    `seed ${SEED}: ${printed.lines.length} lines printed`,
+  );
   strictEqual(rules.size, 11, `every rule was tried: ${[...rules.keys()]}`);
   // The server still serves, and nothing of the fuzz was stored.
   await assertServingNothingStored(server);
