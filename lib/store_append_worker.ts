@@ -50,12 +50,15 @@ export interface AppendWorkerOptions {
 }
 
 /**
- * The largest batch written on the main thread when the worker is idle. At
- * light load a batch is a message or two, and the hop to the worker and back
- * (two thread wake-ups, a copy each way) costs more than its SQLite work;
- * a larger batch means load, and goes to the worker to run beside this thread.
+ * The largest batch written on the main thread when the worker is idle. A
+ * batch up to this size costs its SQLite work less than the hop to the worker
+ * and back (two thread wake-ups, a copy each way); it keeps this thread from
+ * its sockets for about a millisecond at most. A larger batch means load, and
+ * goes to the worker to run beside this thread. Was 4 until round 13 of
+ * bench/RESULTS.md: 32 (with {@linkcode INLINE_MAX_RATE} 8,000) cut the
+ * process's CPU by 10 - 35 % at 2,000 - 6,000 1:1 msgs/s.
  */
-export const INLINE_MAX_BATCH = 4;
+export const INLINE_MAX_BATCH = 32;
 
 /**
  * At most this many batches in a row are written on the main thread; the
@@ -71,9 +74,10 @@ export const INLINE_STREAK = 256;
  * costs the other one its page cache (SQLite drops it when another
  * connection wrote), so the choice is made per window, not per batch: at
  * 4,000 1:1 msgs/s, choosing per batch cost 10 % more CPU than the worker
- * alone (bench/RESULTS.md, round 11).
+ * alone (bench/RESULTS.md, round 11). Above this rate the main thread is
+ * better left to the sockets, with the SQLite work beside it (round 13).
  */
-export const INLINE_MAX_RATE = 1500;
+export const INLINE_MAX_RATE = 8000;
 
 /** How long a measured rate decides the path, ms. */
 export const INLINE_WINDOW_MS = 250;
