@@ -53,8 +53,9 @@ export interface AppendWorkerOptions {
  * The largest batch written on the main thread when the worker is idle. A
  * batch up to this size costs its SQLite work less than the hop to the worker
  * and back (two thread wake-ups, a copy each way); it keeps this thread from
- * its sockets for about a millisecond at most. A larger batch means load, and
- * goes to the worker to run beside this thread. Was 4 until round 13 of
+ * its sockets for some 1 - 2 ms at most (32 appends at the 25 - 50 µs of
+ * SQLite work each that round 13's profile shows). A larger batch means load,
+ * and goes to the worker to run beside this thread. Was 4 until round 13 of
  * bench/RESULTS.md: 32 (with {@linkcode INLINE_MAX_RATE} 8,000) cut the
  * process's CPU by 10 - 35 % at 2,000 - 6,000 1:1 msgs/s.
  */
