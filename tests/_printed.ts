@@ -8,9 +8,12 @@
 
 // deno-lint-ignore-file no-console -- replacing the console is the point here
 
-/** The lines printed while it is live; `using` puts the console back. */
+import { deepStrictEqual } from "node:assert/strict";
+
+/** What was printed while it is live; `using` puts the console back. */
 export interface Printed extends Disposable {
-  readonly lines: readonly string[];
+  /** Fail, naming `context` and showing the first five lines, if anything was printed. */
+  assertNone(context: string): void;
 }
 
 /** Start catching `console.warn` and `console.error` until disposed. */
@@ -21,7 +24,9 @@ export function catchPrinted(): Printed {
   console.warn = keep;
   console.error = keep;
   return {
-    lines,
+    assertNone(context) {
+      deepStrictEqual(lines.slice(0, 5), [], `${context}: ${lines.length} lines printed`);
+    },
     [Symbol.dispose]() {
       console.warn = warn;
       console.error = error;
