@@ -144,6 +144,20 @@ export async function rssKiB(pid: number): Promise<number> {
   return match === null ? 0 : Number(match[1]);
 }
 
+/**
+ * How many file descriptors process `pid` holds open (`ls /proc/<pid>/fd`):
+ * sockets, files, pipes. Needs `--allow-run=ls`.
+ */
+export async function openFds(pid: number): Promise<number> {
+  const { stdout, success } = await new Deno.Command("ls", {
+    args: [`/proc/${pid}/fd`],
+    stdout: "piped",
+    stderr: "null",
+  }).output();
+  if (!success) throw new Error(`Cannot list the open files of ${pid}`);
+  return new TextDecoder().decode(stdout).split(/\s+/).filter((t) => /^\d+$/.test(t)).length;
+}
+
 /** The three load averages and the runnable/total counts of `/proc/loadavg`. */
 export async function loadAverage(): Promise<string> {
   const [text = ""] = await readProc(["/proc/loadavg"]);

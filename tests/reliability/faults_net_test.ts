@@ -5,8 +5,9 @@
  * node's memory then (the baseline), runs it again under the fault, and
  * checks: zero missing, zero duplicated, zero reordered (counts), every
  * node's `lanchat_connections` gauge back to 0 once the clients left, its JS
- * heap after a forced GC within HEAP_TOLERANCE_BYTES of its baseline, and
- * its RSS back within RSS_TOLERANCE_KIB.
+ * heap after a forced GC within HEAP_TOLERANCE_BYTES of its baseline, no
+ * more open file descriptors than then, and its RSS back within
+ * RSS_TOLERANCE_KIB.
  *
  * - Bus datagram loss (10%, 30%) and reordering: three nodes in three
  *   network namespaces on a bridge (10.201.0.0/24, see _netns.ts). Loss is

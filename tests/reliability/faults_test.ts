@@ -3,9 +3,9 @@
  * reliable clients (catch up on reconnect, resend unacked with the same
  * cid). After each: zero missing, zero duplicated, zero reordered (counts),
  * every node's `lanchat_connections` gauge back to 0 once the clients left,
- * and each node's JS heap after a forced GC within HEAP_TOLERANCE_BYTES and
- * its RSS within RSS_TOLERANCE_KIB of their readings after a warm-up round
- * of the same workload. Datagram loss in namespaces, reordering, and the
+ * and each node's JS heap after a forced GC within HEAP_TOLERANCE_BYTES,
+ * its open file descriptors no more, and its RSS within RSS_TOLERANCE_KIB
+ * of their readings after a warm-up round of the same workload. Datagram loss in namespaces, reordering, and the
  * never-reading and heartbeat-less clients are in faults_net_test.ts.
  */
 
