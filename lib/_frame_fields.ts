@@ -10,15 +10,25 @@ import { ClientError } from "./errors.ts";
 export class FrameError extends ClientError {
   /** The offending field, or undefined for whole-frame problems. */
   readonly field: string | undefined;
+  /**
+   * The refused chat frame's own `cid`, when it had a valid one: the error
+   * frame carries it, so the client knows which message was refused.
+   */
+  readonly cid: string | undefined;
 
   /** Build a frame error; `message` is sentence case, no final period. */
   constructor(
     message: string,
-    options: { field?: string; code?: "bad_request" | "too_large" } = {},
+    options: {
+      field?: string | undefined;
+      code?: "bad_request" | "too_large";
+      cid?: string | undefined;
+    } = {},
   ) {
     super(options.code ?? "bad_request", message);
     this.name = "FrameError";
     this.field = options.field;
+    this.cid = options.cid;
   }
 }
 
@@ -46,7 +56,12 @@ export function int(
   return n;
 }
 
-/** An optional string field of at most `max` characters; absent → "". */
+/**
+ * An optional string field of at most `max` characters; absent → "".
+ * Refuses NUL (Postgres cannot store it, so a store would fail on it alone)
+ * and unpaired surrogates (no UTF-8 for them: the store would keep U+FFFD
+ * while live receivers got the original).
+ */
 export function str(obj: Record<string, unknown>, name: string, max: number): string {
   const v = obj[name];
   if (v === undefined || v === null) return "";
@@ -58,7 +73,25 @@ export function str(obj: Record<string, unknown>, name: string, max: number): st
       field: name,
     });
   }
+  if (v.includes("\u0000")) {
+    throw new FrameError(`Field "${name}" may not contain NUL (U+0000)`, { field: name });
+  }
+  if (!v.isWellFormed()) {
+    throw new FrameError(
+      `Field "${name}" holds an unpaired UTF-16 surrogate: not valid Unicode text`,
+      { field: name },
+    );
+  }
   return v;
+}
+
+/**
+ * `obj`'s `cid` when it is a valid one (as {@linkcode cidField} reads it),
+ * else undefined. Never throws: for the error frame of a refused chat frame.
+ */
+export function validCid(obj: Record<string, unknown>, max: number): string | undefined {
+  const v = obj["cid"];
+  return typeof v === "string" && v.length <= max && CID.test(v) ? v : undefined;
 }
 
 /** An optional id field (`cid`, `rid`): letters, digits and `_ . : -`. */

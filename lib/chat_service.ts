@@ -384,12 +384,18 @@ export class ChatService implements SessionHandler {
    * call {@linkcode close} afterwards.
    */
   async drain(timeoutMs = 10_000): Promise<void> {
-    const sessions = [...this.#entries.values()].map((e) => e.session);
-    const settleThenClose = async (session: Session): Promise<void> => {
+    const entries = [...this.#entries.values()];
+    const sessions = entries.map((e) => e.session);
+    // An ack waits in the delivery queue for the bus to take its message:
+    // both the frames and that queue must be idle, and stay so.
+    const settleThenClose = async ({ session, delivery }: Entry): Promise<void> => {
       for (;;) {
         const inbound = session.settled();
         await inbound;
-        if (session.closed || inbound === session.settled()) break;
+        const queued = delivery.idle();
+        await queued;
+        if (session.closed) break;
+        if (inbound === session.settled() && queued === delivery.idle()) break;
       }
       session.close("reconnectElsewhere");
     };
@@ -397,7 +403,7 @@ export class ChatService implements SessionHandler {
     const timeout = new Promise<void>((resolve) => {
       timer = this.#timers.setTimeout(resolve, timeoutMs);
     });
-    await Promise.race([Promise.all(sessions.map(settleThenClose)), timeout]);
+    await Promise.race([Promise.all(entries.map(settleThenClose)), timeout]);
     this.#timers.clearTimeout(timer);
     for (const session of sessions) session.close("reconnectElsewhere");
   }

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { cidField, FrameError, int, str } from "./_frame_fields.ts";
+import { cidField, FrameError, int, str, validCid } from "./_frame_fields.ts";
 import type { ClientError } from "./errors.ts";
 import type { NewMessage, StoredMessage } from "./store.ts";
 
@@ -124,9 +124,45 @@ const ENCODER = new TextEncoder();
 
 /**
  * Parse one client frame. Throws {@linkcode FrameError} naming the problem:
- * too large, not UTF-8, not JSON, unknown cmd, or a bad field.
+ * too large, not UTF-8, not JSON, unknown cmd, or a bad field; for a chat
+ * frame with a valid `cid`, the error carries it.
  */
 export function parseFrame(data: string | ArrayBuffer | Uint8Array): ClientFrame {
+  const obj = frameObject(data);
+  const cmd = int(obj, "cmd", { min: 0, max: 1_000_000 });
+  if (cmd === undefined) {
+    throw new FrameError('Field "cmd" is required', { field: "cmd" });
+  }
+  if (cmd !== CMD_SINGLE_MSG && cmd !== CMD_ROOM_MSG) return parseOther(obj, cmd);
+  try {
+    return parseChat(obj, cmd);
+  } catch (error) {
+    const cid = validCid(obj, FIELD_LIMITS.cid);
+    if (!(error instanceof FrameError) || cid === undefined) throw error;
+    const code = error.code === "too_large" ? "too_large" : "bad_request";
+    throw new FrameError(error.message, { field: error.field, code, cid });
+  }
+}
+
+/**
+ * The `cid` of `data` when it parses as a chat frame's object with a valid
+ * one, else undefined. Never throws: for a frame refused before parsing
+ * (over the rate), so its error frame names the message.
+ */
+export function refusedFrameCid(data: string | ArrayBuffer | Uint8Array): string | undefined {
+  try {
+    const obj = frameObject(data);
+    const cmd = int(obj, "cmd", { min: 0 });
+    return cmd === CMD_SINGLE_MSG || cmd === CMD_ROOM_MSG
+      ? validCid(obj, FIELD_LIMITS.cid)
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The JSON object of a frame; throws {@linkcode FrameError} if it is none. */
+function frameObject(data: string | ArrayBuffer | Uint8Array): Record<string, unknown> {
   const text = frameText(data);
   let raw: unknown;
   try {
@@ -137,17 +173,14 @@ export function parseFrame(data: string | ArrayBuffer | Uint8Array): ClientFrame
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
     throw new FrameError("Frame must be a JSON object");
   }
-  const obj = raw as Record<string, unknown>;
-  const cmd = int(obj, "cmd", { min: 0, max: 1_000_000 });
-  if (cmd === undefined) {
-    throw new FrameError('Field "cmd" is required', { field: "cmd" });
-  }
+  return raw as Record<string, unknown>;
+}
+
+/** A frame of `cmd` other than a chat frame. */
+function parseOther(obj: Record<string, unknown>, cmd: number): ClientFrame {
   switch (cmd) {
     case CMD_HEART:
       return { cmd: CMD_HEART };
-    case CMD_SINGLE_MSG:
-    case CMD_ROOM_MSG:
-      return parseChat(obj, cmd);
     case CMD_CATCHUP:
       return parseCatchUp(obj);
     case CMD_HISTORY:

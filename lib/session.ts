@@ -28,8 +28,10 @@ import {
   CMD_HEART,
   encode,
   errorFrame,
+  FrameError,
   type HeartFrame,
   parseFrame,
+  refusedFrameCid,
   type ServerFrame,
 } from "./protocol.ts";
 import { SESSION_DEFAULTS, type SessionIdentity, type SessionOptions } from "./session_options.ts";
@@ -174,11 +176,13 @@ export class Session implements Wakeable {
     this.#lastFrameAt = this.#timers.now();
     if (this.#rate !== undefined && !this.#takeToken(this.#rate)) {
       this.#onRateLimited?.();
+      // Parsed only for its cid, so the client knows which message to retry.
       this.#refuse(
         new ClientError(
           "rate_limited",
           `Too many messages: at most ${this.#rate.perSecond} a second, slow down and retry`,
         ),
+        refusedFrameCid(data),
       );
       return;
     }
@@ -243,9 +247,9 @@ export class Session implements Wakeable {
     return ok;
   }
 
-  #refuse(error: unknown): void {
+  #refuse(error: unknown, cid = error instanceof FrameError ? error.cid : undefined): void {
     if (!(error instanceof ClientError)) throw error;
-    this.sendFrame(errorFrame(error));
+    this.sendFrame(errorFrame(error, cid));
     if (++this.#badFrames >= this.#maxBadFrames) this.close("abuse");
   }
 

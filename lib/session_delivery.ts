@@ -178,8 +178,9 @@ export class SessionDelivery implements DeliveryTarget {
    * Replay what the client lacks. `clientSeqs` is the client's last seq per
    * conversation; with `all`, every other conversation of the user counts as
    * seq 0. Only conversations the store lists for this user are replayed
-   * (so a client cannot read others' conversations). Ends with a
-   * catch-up-done frame.
+   * (so a client cannot read others' conversations); a seq past the
+   * conversation's last counts as its last. Ends with a catch-up-done frame
+   * giving the seq each conversation now stands at for this session.
    */
   catchUp(clientSeqs: ReadonlyMap<string, number>, all: boolean): Promise<void> {
     return this.#enqueue(async () => {
@@ -190,8 +191,11 @@ export class SessionDelivery implements DeliveryTarget {
       this.#known = keys;
       const done: Record<string, number> = {};
       for (const [conv, last] of known) {
-        const have = clientSeqs.get(conv) ?? (all ? 0 : undefined);
-        if (have === undefined) continue;
+        const claimed = clientSeqs.get(conv) ?? (all ? 0 : undefined);
+        if (claimed === undefined) continue;
+        // A seq past the stored last one (a client mixing up `id` and `seq`)
+        // would make this session skip the next messages live: cap it.
+        const have = Math.min(claimed, last);
         await this.#replay(conv, have, last);
         if (this.#session.closed) return;
         done[conv] = (this.#cursors.get(conv)?.next ?? have + 1) - 1;

@@ -6,6 +6,7 @@
  */
 
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
+import type { Bus } from "../lib/bus.ts";
 import { LocalBus } from "../lib/bus_local.ts";
 import { ChatMetrics } from "../lib/chat_metrics.ts";
 import { ChatService } from "../lib/chat_service.ts";
@@ -258,6 +259,59 @@ Deno.test("drain() stores the message in flight, acks it, then closes with 4002"
     chat.close();
   } finally {
     await bus.close();
+    await dispose();
+  }
+});
+
+Deno.test("drain() waits for the bus to take a stored message before its ack, then closes with 4002", async () => {
+  const { store, dispose } = await openTestStore("sqlite");
+  const inner = new LocalBus();
+  try {
+    const a = await store.createUser(
+      { mobile: "13600000011", passwordHash: "x", nickname: "A", avatar: "", sex: "U", memo: "" },
+      Date.now(),
+    );
+    const b = await store.createUser(
+      { mobile: "13600000012", passwordHash: "x", nickname: "B", avatar: "", sex: "U", memo: "" },
+      Date.now(),
+    );
+    await store.addFriendship(a.id, b.id, Date.now());
+    // The bus takes the message only when the test lets it (as a signed UDP or Redis publish).
+    const gate = Promise.withResolvers<void>();
+    let publishing = false;
+    const bus: Bus = {
+      publish: (envelope) => {
+        publishing = true;
+        inner.publish(envelope);
+        return gate.promise;
+      },
+      subscribe: (handler) => inner.subscribe(handler),
+      ping: () => inner.ping(),
+      close: () => inner.close(),
+      stats: () => inner.stats(),
+    };
+    const chat = new ChatService({ store, bus, catchUpGraceMs: 0 });
+    const conn = new FakeConnection();
+    const session = chat.open(conn, a.id);
+    session.receive(JSON.stringify({ cmd: 10, dstid: b.id, media: 1, content: "hi", cid: "c1" }));
+    ok(await waitUntil(() => publishing, { timeoutMs: 2000, intervalMs: 5 }));
+    await session.settled();
+
+    let drained = false;
+    const draining = chat.drain(5000).then(() => drained = true);
+    await new Promise((r) => setTimeout(r, 30));
+    strictEqual(drained, false);
+    strictEqual(conn.closed, undefined);
+    gate.resolve();
+    await draining;
+    deepStrictEqual(conn.frames().map((f) => [f["cmd"], f["cid"]]), [[20, "c1"]]);
+    deepStrictEqual(conn.closed, {
+      code: CLOSE.reconnectElsewhere.code,
+      reason: CLOSE.reconnectElsewhere.reason,
+    });
+    chat.close();
+  } finally {
+    await inner.close();
     await dispose();
   }
 });

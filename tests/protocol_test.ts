@@ -13,6 +13,7 @@ import {
   messageFrame,
   parseConv,
   parseFrame,
+  refusedFrameCid,
 } from "../lib/protocol.ts";
 import { ClientError } from "../lib/errors.ts";
 
@@ -166,6 +167,24 @@ Deno.test("parseFrame() refuses junk with an error that names the problem", asyn
       field: "cid",
     },
     {
+      name: "NUL in content (Postgres cannot store it)",
+      input: JSON.stringify({ ...TEXT, content: "a\u0000b" }),
+      want: /"content" may not contain NUL/,
+      field: "content",
+    },
+    {
+      name: "an unpaired surrogate in memo (no UTF-8 for it)",
+      input: JSON.stringify({ ...TEXT, memo: "x\ud800y" }),
+      want: /"memo" holds an unpaired UTF-16 surrogate/,
+      field: "memo",
+    },
+    {
+      name: "a reversed surrogate pair in pic",
+      input: JSON.stringify({ ...TEXT, pic: "\udc00\ud800" }),
+      want: /"pic" holds an unpaired/,
+      field: "pic",
+    },
+    {
       name: "negative amount",
       input: JSON.stringify({ ...TEXT, amount: -1 }),
       want: /"amount" must be/,
@@ -226,6 +245,54 @@ Deno.test("parseFrame() refuses junk with an error that names the problem", asyn
       });
     });
   }
+});
+
+Deno.test("parseFrame() accepts text with paired surrogates and other control characters", () => {
+  const frame = parseFrame(JSON.stringify({ ...TEXT, content: "\u{1F600} tab\there\u0001" }));
+  assert.equal("content" in frame ? frame.content : "", "\u{1F600} tab\there\u0001");
+});
+
+Deno.test("a refused chat frame's error names its cid when it had a valid one", async (t) => {
+  const cases: { name: string; frame: Record<string, unknown>; cid: string | undefined }[] = [
+    { name: "bad media", frame: { ...TEXT, media: 55, cid: "m1" }, cid: "m1" },
+    {
+      name: "group frame, NUL",
+      frame: { ...TEXT, cmd: 11, content: "\u0000", cid: "g.2" },
+      cid: "g.2",
+    },
+    {
+      name: "cmd as a digit string",
+      frame: { ...TEXT, cmd: "10", dstid: 0, cid: "c-3" },
+      cid: "c-3",
+    },
+    { name: "the cid itself is bad", frame: { ...TEXT, cid: "a b" }, cid: undefined },
+    { name: "no cid", frame: { ...TEXT, media: 0 }, cid: undefined },
+    { name: "not a chat frame", frame: { cmd: 32, conv: "nope", cid: "h1" }, cid: undefined },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      assert.throws(() => parseFrame(JSON.stringify(c.frame)), (e: unknown) => {
+        assert.ok(e instanceof FrameError);
+        assert.equal(e.cid, c.cid);
+        const frame = errorFrame(e, e.cid);
+        assert.equal(frame.cid, c.cid);
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("refusedFrameCid() reads the cid of a chat frame refused before parsing, never throws", () => {
+  assert.equal(refusedFrameCid(JSON.stringify({ ...TEXT, cid: "r1" })), "r1");
+  assert.equal(
+    refusedFrameCid(new TextEncoder().encode(JSON.stringify({ ...TEXT, cid: "r2" }))),
+    "r2",
+  );
+  assert.equal(refusedFrameCid(JSON.stringify({ cmd: 0, cid: "r3" })), undefined);
+  assert.equal(refusedFrameCid(JSON.stringify({ ...TEXT, cid: "a b" })), undefined);
+  assert.equal(refusedFrameCid("not json"), undefined);
+  assert.equal(refusedFrameCid(new Uint8Array([0xff])), undefined);
+  assert.equal(refusedFrameCid("x".repeat(MAX_FRAME_BYTES + 1)), undefined);
 });
 
 Deno.test("parseConv() reads 1:1 and group keys", () => {

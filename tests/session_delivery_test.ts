@@ -142,6 +142,22 @@ Deno.test("SessionDelivery sends a late catch-up's older messages once, after li
   session.close("normal");
 });
 
+Deno.test("SessionDelivery takes a catch-up seq past the stored last as the last: later live messages still come", async () => {
+  // A client that sent a message's global id (1000) where its seq (1) belongs.
+  const { conn, delivery, live, seqs, session } = setup(1, { gate: true });
+  await delivery.catchUp(new Map([[CONV, 1000]]), false);
+  delivery.openGate();
+  live(2);
+  live(3);
+  await delivery.idle();
+  assert.deepStrictEqual(conn.frames().find((f) => f["cmd"] === 31), {
+    cmd: 31,
+    seqs: { [CONV]: 1 },
+  });
+  assert.deepStrictEqual(seqs(), [2, 3]);
+  session.close("normal");
+});
+
 Deno.test("SessionDelivery ignores catch-up for conversations the user is not in", async () => {
   const { conn, delivery, session } = setup(3);
   await delivery.catchUp(new Map([["g:99", 0]]), false);

@@ -212,6 +212,35 @@ Deno.test("Session refuses frames past maxPendingFrames with rate_limited and th
   session.close("normal");
 });
 
+Deno.test("Session's error frame for a refused chat frame carries its cid: over the rate, or a bad field", async () => {
+  const { conn, handler, session } = setup({ messageRate: { perSecond: 1, burst: 1 } });
+  session.receive(JSON.stringify({ cmd: 10, dstid: 2, media: 1, content: "x", cid: "first" }));
+  // Over the rate: refused before parsing, yet named.
+  session.receive(JSON.stringify({ cmd: 10, dstid: 2, media: 1, content: "x", cid: "second" }));
+  session.receive('{"cmd":0}');
+  await session.settled();
+  const frames = conn.frames();
+  assert.deepStrictEqual(frames.map((f) => [f["code"], f["cid"]]), [
+    ["rate_limited", "second"],
+    ["rate_limited", undefined],
+  ]);
+  assert.deepStrictEqual(handler.frames.map((f) => "cid" in f ? f.cid : ""), ["first"]);
+  session.close("normal");
+
+  const other = setup();
+  other.session.receive(JSON.stringify({ cmd: 10, dstid: 2, media: 55, content: "x", cid: "m1" }));
+  other.session.receive(
+    JSON.stringify({ cmd: 11, dstid: 2, media: 1, content: "a\u0000", cid: "m2" }),
+  );
+  await other.session.settled();
+  assert.deepStrictEqual(other.conn.frames().map((f) => [f["code"], f["cid"]]), [
+    ["bad_request", "m1"],
+    ["bad_request", "m2"],
+  ]);
+  assert.equal(other.handler.frames.length, 0);
+  other.session.close("normal");
+});
+
 Deno.test("Session turns a ClientError into an error frame and anything else into 1011", async () => {
   const { conn, handler, session } = setup();
   handler.act = () => Promise.reject(new ClientError("forbidden", "User 2 is not your friend"));
