@@ -29,6 +29,85 @@ async function listDir(dir: string): Promise<string[]> {
   return names;
 }
 
+/** Open file descriptors of this process (`ls /proc/<pid>/fd` through sh). */
+async function openFds(): Promise<number> {
+  const { stdout } = await new Deno.Command("sh", {
+    args: ["-c", `ls /proc/${Deno.pid}/fd | wc -l`],
+    stdout: "piped",
+  }).output();
+  return Number(new TextDecoder().decode(stdout).trim());
+}
+
+Deno.test("/attach/upload refuses a missing or bad login before reading the body", async (t) => {
+  await using app = await makeTestApp();
+  for (
+    const [name, headers] of [
+      ["no token", {}],
+      ["a bad token", { authorization: "Bearer nope" }],
+    ] as const
+  ) {
+    await t.step(name, async () => {
+      // 20 MiB that the server must not read: it answers after the first chunk at most.
+      let pulled = 0;
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (pulled >= 20 * 1024 * 1024) return controller.close();
+          pulled += 64 * 1024;
+          controller.enqueue(new Uint8Array(64 * 1024));
+        },
+      });
+      const res = await app.app.fetch(
+        new Request("http://127.0.0.1/attach/upload", {
+          method: "POST",
+          headers: { ...headers, "content-type": "multipart/form-data; boundary=x" },
+          body,
+          duplex: "half",
+        } as RequestInit),
+      );
+      strictEqual(res.status, 401);
+      strictEqual((await res.json()).code, -1);
+      ok(pulled <= 4 * 64 * 1024, `${pulled} bytes read`);
+    });
+  }
+  await t.step("a token in the query string is read first too", async () => {
+    const { token } = await register(app.app, "13800000009");
+    const r = await call(app.app, `/attach/upload?token=${encodeURIComponent(token)}`, {
+      body: form(PNG),
+    });
+    strictEqual(r.status, 200);
+    match(r.body.data, /^\/mnt\//);
+  });
+});
+
+Deno.test("HEAD /mnt/<name> and /asset/<file> answer the headers without opening the file", async () => {
+  await using t = await makeTestApp();
+  const { token } = await register(t.app, "13800000008");
+  const r = await call(t.app, "/attach/upload", { body: form(PNG), token });
+  strictEqual(r.status, 200);
+  const before = await openFds();
+  for (let i = 0; i < 100; i++) {
+    for (
+      const [path, type, length] of [
+        [r.body.data, "image/png", PNG.length],
+        ["/asset/css/app.css", "text/css; charset=utf-8", 7],
+      ] as const
+    ) {
+      const res = await t.app.fetch(new Request(`http://127.0.0.1${path}`, { method: "HEAD" }));
+      strictEqual(res.status, 200, path);
+      strictEqual(res.headers.get("content-type"), type);
+      strictEqual(res.headers.get("content-length"), String(length));
+      strictEqual(await res.text(), "");
+    }
+  }
+  const after = await openFds();
+  // Each HEAD used to leave its file open until a garbage collection: +200.
+  ok(after - before < 20, `${after - before} more open files`);
+  const missing = await t.app.fetch(
+    new Request(`http://127.0.0.1/mnt/${"0".repeat(32)}.png`, { method: "HEAD" }),
+  );
+  strictEqual(missing.status, 404);
+});
+
 Deno.test("/attach/upload stores a png under a random name and /mnt serves it safely", async () => {
   await using t = await makeTestApp();
   const { id, token } = await register(t.app, "13800000001");

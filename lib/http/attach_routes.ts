@@ -13,9 +13,9 @@ import { join } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { ClientError } from "../errors.ts";
 import { sniff } from "../sniff.ts";
-import { mediaType, readLimited } from "./body.ts";
+import { mediaType, queryFields, readLimited } from "./body.ts";
 import { ok } from "./envelope.ts";
-import { requireUser } from "./identity.ts";
+import { checkClaims, requireUser } from "./identity.ts";
 import type { RouteDeps } from "./route_deps.ts";
 
 const logger = getLogger(["chat", "http", "attach"]);
@@ -47,6 +47,16 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
         'Upload must be multipart/form-data with a "file" field',
       );
     }
+    // The login is checked before the body is read, so an upload without
+    // one costs nothing: its token comes in the header, the cookie or the
+    // query string, not in the multipart body.
+    let userId: number;
+    try {
+      userId = await requireUser(auth, req, queryFields(req));
+    } catch (e) {
+      await req.body?.cancel();
+      throw e;
+    }
     const max = config.uploadMaxBytes;
     let bytes: Uint8Array<ArrayBuffer>;
     try {
@@ -60,7 +70,7 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
     for (const [key, value] of form) {
       if (typeof value === "string" && !(key in fields)) fields[key] = value;
     }
-    const userId = await requireUser(auth, req, fields);
+    checkClaims(userId, fields);
     const file = form.get("file");
     if (file === null) {
       throw new ClientError("bad_request", 'Missing file field "file"');
@@ -110,17 +120,25 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
     if (attachment === undefined) {
       throw new ClientError("not_found", "File not found");
     }
-    let file: Deno.FsFile;
+    const path = join(uploadsDir, name);
+    // HEAD sends no body: a file opened for it stayed open until GC.
+    let file: Deno.FsFile | undefined;
+    let size: number;
     try {
-      file = await Deno.open(join(uploadsDir, name), { read: true });
+      if (c.req.method === "HEAD") {
+        size = (await Deno.stat(path)).size;
+      } else {
+        file = await Deno.open(path, { read: true });
+        size = (await file.stat()).size;
+      }
     } catch (e) {
+      file?.close();
       if (e instanceof Deno.errors.NotFound) {
         throw new ClientError("not_found", "File not found");
       }
       throw e;
     }
-    const { size } = await file.stat();
-    return new Response(file.readable, {
+    return new Response(file?.readable ?? null, {
       headers: {
         "content-type": attachment.mime,
         "content-length": String(size),

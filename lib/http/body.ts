@@ -119,6 +119,13 @@ export function mediaType(header: string | null): string {
   return (header ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
 }
 
+/** The query string's fields (the first value of a repeated key). Pure. */
+export function queryFields(req: Request): Fields {
+  const fields: Record<string, string> = Object.create(null);
+  addParams(fields, new URL(req.url).searchParams);
+  return fields;
+}
+
 function addParams(
   into: Record<string, string>,
   params: URLSearchParams,

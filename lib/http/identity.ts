@@ -55,6 +55,18 @@ export async function requireUser(
       "Login expired or invalid, please log in again",
     );
   }
+  checkClaims(userId, fields);
+  return userId;
+}
+
+/**
+ * Throws `ClientError("forbidden")` when a `userid` or `ownerid` field of
+ * `fields` names someone other than `userId`.
+ */
+export function checkClaims(
+  userId: number,
+  fields?: Readonly<Record<string, string>>,
+): void {
   for (const name of CLAIM_FIELDS) {
     const claim = fields?.[name];
     if (claim === undefined || claim.trim() === "") continue;
@@ -65,7 +77,6 @@ export async function requireUser(
       );
     }
   }
-  return userId;
 }
 
 /** The value of cookie `name` in a Cookie header, or undefined. */

@@ -4,7 +4,8 @@
  * before the file system sees it (Deno throws a `TypeError` for a NUL, which
  * Hono's Deno adapter printed with `console.warn`), the directory check does
  * not block the event loop (the adapter used `lstatSync`), and an unexpected
- * file error goes to the logs. Every refusal is a 404; Hono's middleware
+ * file error goes to the logs, and a HEAD request stats the file instead
+ * of opening it. Every refusal is a 404; Hono's middleware
  * still refuses dot segments, doubled slashes and backslashes.
  *
  * @module
@@ -13,6 +14,7 @@
 import { getLogger } from "@logtape/logtape";
 import type { MiddlewareHandler } from "hono";
 import { serveStatic } from "hono/serve-static";
+import { getMimeType } from "hono/utils/mime";
 import { join } from "node:path";
 
 const logger = getLogger(["chat", "http", "static"]);
@@ -31,8 +33,10 @@ export function staticFiles(root: string, prefix: string): MiddlewareHandler {
     rewriteRequestPath: (path) => path.startsWith(prefix) ? path.slice(prefix.length) : path,
     isDir: async (path) =>
       servablePath(path) && (await statOrUndefined(path))?.isDirectory === true,
-    getContent: async (path) => {
+    getContent: async (path, c) => {
       if (!servablePath(path)) return null;
+      // HEAD sends no body, and a file opened for it stayed open until GC.
+      if (c.req.method === "HEAD") return await headResponse(path);
       try {
         const file = await Deno.open(path, { read: true });
         return file.readable;
@@ -42,6 +46,18 @@ export function staticFiles(root: string, prefix: string): MiddlewareHandler {
         }
         return null;
       }
+    },
+  });
+}
+
+/** The headers a GET of the file at `path` would get, without opening it; null if none. */
+async function headResponse(path: string): Promise<Response | null> {
+  const info = await statOrUndefined(path);
+  if (info === undefined || !info.isFile) return null;
+  return new Response(null, {
+    headers: {
+      "content-type": getMimeType(path) ?? "application/octet-stream",
+      "content-length": String(info.size),
     },
   });
 }
