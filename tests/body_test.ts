@@ -48,6 +48,17 @@ Deno.test("L8: readFields() keeps & = + # in form-urlencoded values", async () =
   strictEqual(fields["mobile"], "1");
 });
 
+Deno.test("readFields() decodes escaped UTF-8, + as space, and keys without a value", async () => {
+  const fields = await readFields(
+    post(
+      "nickname=%E4%BD%A0+%F0%9F%98%80&flag&%61=b&nickname=second",
+      "application/x-www-form-urlencoded",
+    ),
+    LIMIT,
+  );
+  deepStrictEqual({ ...fields }, { nickname: "你 😀", flag: "", a: "b" });
+});
+
 Deno.test("readFields() falls back to the query string and lets the body win", async () => {
   const fields = await readFields(
     post("id=2", "application/x-www-form-urlencoded", "?id=1&token=t"),
@@ -99,6 +110,30 @@ Deno.test("readFields() rejects bad bodies with a clear message", async (t) => {
       req: () => post(new Uint8Array([0x61, 0x3d, 0xff]), "application/x-www-form-urlencoded"),
       code: "bad_request",
       msg: "UTF-8",
+    },
+    {
+      name: "a form escape that is not UTF-8 (URLSearchParams made it U+FFFD)",
+      req: () => post("nickname=%ff%fe", "application/x-www-form-urlencoded"),
+      code: "bad_request",
+      msg: 'Field "nickname" is not valid UTF-8',
+    },
+    {
+      name: "an escaped surrogate half in a form",
+      req: () => post("memo=a%ED%A0%80b", "application/x-www-form-urlencoded"),
+      code: "bad_request",
+      msg: 'Field "memo"',
+    },
+    {
+      name: "a bad escape in the query string",
+      req: () => new Request("http://h/x?id=1&nickname=%C3"),
+      code: "bad_request",
+      msg: 'Field "nickname"',
+    },
+    {
+      name: "a JSON unpaired surrogate (was stored as U+FFFD)",
+      req: () => post('{"memo":"a\\ud800b"}', "application/json"),
+      code: "bad_request",
+      msg: 'Field "memo" holds an unpaired UTF-16 surrogate',
     },
     {
       name: "text/plain body",

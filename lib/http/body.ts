@@ -60,8 +60,7 @@ export async function readFields(
   req: Request,
   options: ReadOptions,
 ): Promise<Fields> {
-  const fields: Record<string, string> = Object.create(null);
-  addParams(fields, new URL(req.url).searchParams);
+  const fields = parseUrlEncoded(new URL(req.url).search.slice(1));
   const type = mediaType(req.headers.get("content-type"));
   if (req.body === null || req.method === "GET" || req.method === "HEAD") {
     return fields;
@@ -72,9 +71,7 @@ export async function readFields(
   if (type === "application/json") {
     Object.assign(fields, parseJsonFields(text));
   } else if (type === "application/x-www-form-urlencoded") {
-    const body: Record<string, string> = Object.create(null);
-    addParams(body, new URLSearchParams(text));
-    Object.assign(fields, body);
+    Object.assign(fields, parseUrlEncoded(text));
   } else {
     throw new ClientError(
       "unsupported_type",
@@ -101,6 +98,13 @@ export function parseJsonFields(text: string): Record<string, string> {
   const out: Record<string, string> = Object.create(null);
   for (const [key, v] of Object.entries(value)) {
     if (v === null) continue;
+    // An unpaired surrogate ("\ud800") has no UTF-8: the store would keep U+FFFD instead.
+    if (!key.isWellFormed() || (typeof v === "string" && !v.isWellFormed())) {
+      throw new ClientError(
+        "bad_request",
+        `Field "${key.slice(0, 40)}" holds an unpaired UTF-16 surrogate: not valid Unicode text`,
+      );
+    }
     if (typeof v === "string") out[key] = v;
     else if (typeof v === "number" && Number.isFinite(v)) out[key] = String(v);
     else if (typeof v === "boolean") out[key] = String(v);
@@ -119,19 +123,41 @@ export function mediaType(header: string | null): string {
   return (header ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
 }
 
-/** The query string's fields (the first value of a repeated key). Pure. */
+/** The query string's fields (the first value of a repeated key). */
 export function queryFields(req: Request): Fields {
-  const fields: Record<string, string> = Object.create(null);
-  addParams(fields, new URL(req.url).searchParams);
-  return fields;
+  return parseUrlEncoded(new URL(req.url).search.slice(1));
 }
 
-function addParams(
-  into: Record<string, string>,
-  params: URLSearchParams,
-): void {
-  for (const [key, value] of params) {
-    if (!(key in into)) into[key] = value;
+/**
+ * The fields of an `application/x-www-form-urlencoded` text (a body or a
+ * query string without its `?`), the first value of a repeated key. Pure.
+ * Unlike `URLSearchParams`, which turns a bad escape into U+FFFD (so
+ * `nickname=%ff` was stored as "\ufffd"), a `%` escape that is not UTF-8
+ * is refused with `ClientError("bad_request")` naming the field.
+ */
+export function parseUrlEncoded(text: string): Record<string, string> {
+  const out: Record<string, string> = Object.create(null);
+  for (const pair of text.split("&")) {
+    if (pair === "") continue;
+    const eq = pair.indexOf("=");
+    const rawKey = eq < 0 ? pair : pair.slice(0, eq);
+    const key = decodeFormPart(rawKey, rawKey);
+    if (key in out) continue;
+    out[key] = eq < 0 ? "" : decodeFormPart(pair.slice(eq + 1), key);
+  }
+  return out;
+}
+
+function decodeFormPart(raw: string, name: string): string {
+  const text = raw.replaceAll("+", " ");
+  if (!text.includes("%")) return text;
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    throw new ClientError(
+      "bad_request",
+      `Field "${name.slice(0, 40)}" is not valid UTF-8 once its % escapes are decoded`,
+    );
   }
 }
 
