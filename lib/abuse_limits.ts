@@ -212,6 +212,24 @@ export function clientAddress(
   return hops[0]?.slice(0, 64) ?? peer;
 }
 
+/**
+ * Whether the client reached the server over https: the request's own
+ * scheme, or — when the peer is one of `trustedProxies` — the proxy's
+ * `X-Forwarded-Proto` (nginx terminating TLS talks plain http to the node).
+ */
+export function viaHttps(
+  url: string,
+  peer: string,
+  headers: Headers,
+  trustedProxies: readonly string[],
+): boolean {
+  if (new URL(url).protocol === "https:") return true;
+  if (!trustedProxies.includes(peer)) return false;
+  // The left-most value is what the first proxy saw.
+  const proto = headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
+  return proto === "https";
+}
+
 /** The peer address Deno.serve gives a handler (`info.remoteAddr`), or "unknown". */
 export function peerAddress(info: unknown): string {
   if (typeof info !== "object" || info === null || !("remoteAddr" in info)) return "unknown";

@@ -11,6 +11,7 @@ import {
   clientAddress,
   type LimitName,
   peerAddress,
+  viaHttps,
 } from "../lib/abuse_limits.ts";
 import { ConfigError, parseConfig } from "../lib/config.ts";
 import { LimitError, RateLimitError } from "../lib/errors.ts";
@@ -232,6 +233,51 @@ Deno.test("a session refuses frames over its message rate and closes with 1008 o
   strictEqual(limited, 6);
   deepStrictEqual(conn.closed, { code: 1008, reason: "Too many bad frames" });
   session.closedByPeer();
+});
+
+Deno.test("https is the request's scheme, or a trusted proxy's X-Forwarded-Proto", async (t) => {
+  const h = (proto?: string) =>
+    new Headers(proto === undefined ? {} : { "x-forwarded-proto": proto });
+  const cases: [string, string, string, Headers, string[], boolean][] = [
+    ["an https request", "https://h/x", "10.0.0.5", h(), [], true],
+    ["plain http", "http://h/x", "10.0.0.5", h(), [], false],
+    ["an untrusted peer's header is ignored", "http://h/x", "10.0.0.5", h("https"), [
+      "10.0.0.1",
+    ], false],
+    ["a trusted proxy that saw https", "http://h/x", "10.0.0.1", h("https"), ["10.0.0.1"], true],
+    ["a trusted proxy that saw http", "http://h/x", "10.0.0.1", h("http"), ["10.0.0.1"], false],
+    ["the first proxy's word counts", "http://h/x", "10.0.0.1", h("HTTPS, http"), [
+      "10.0.0.1",
+    ], true],
+  ];
+  for (const [name, url, peer, headers, trusted, want] of cases) {
+    await t.step(name, () => strictEqual(viaHttps(url, peer, headers, trusted), want));
+  }
+});
+
+Deno.test("the login cookie is Secure behind a trusted TLS proxy, and only then", async () => {
+  const limits = new AbuseLimits({ ...TIGHT, loginAttempts: 50, trustedProxies: ["127.0.0.1"] });
+  await using t = await makeTestApp({ extra: { limits } });
+  await register(t.app, "13800000001");
+  const cookieVia = async (peer: string, proto: string) => {
+    const res = await t.app.fetch(
+      new Request("http://127.0.0.1/user/login", {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          "x-forwarded-proto": proto,
+        },
+        body: "mobile=13800000001&passwd=secret-pass",
+      }),
+      { remoteAddr: { transport: "tcp", hostname: peer, port: 40000 } },
+    );
+    strictEqual(res.status, 200);
+    await res.body?.cancel();
+    return res.headers.get("set-cookie") ?? "";
+  };
+  match(await cookieVia("127.0.0.1", "https"), /; Secure/);
+  ok(!/; Secure/.test(await cookieVia("127.0.0.1", "http")));
+  ok(!/; Secure/.test(await cookieVia("10.9.9.9", "https")), "an untrusted peer cannot ask for it");
 });
 
 Deno.test("/user/login answers 429 with Retry-After after too many failures, even with the right password", async () => {

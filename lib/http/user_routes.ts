@@ -9,7 +9,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { deleteCookie, setCookie } from "hono/cookie";
 import { getLogger } from "@logtape/logtape";
-import { clientAddress, peerAddress } from "../abuse_limits.ts";
+import { clientAddress, peerAddress, viaHttps } from "../abuse_limits.ts";
 import { ClientError } from "../errors.ts";
 import { readFields } from "./body.ts";
 import { ok } from "./envelope.ts";
@@ -38,7 +38,7 @@ export function userRoutes(deps: RouteDeps): Hono {
       memo: input.memo,
     }, deps.now());
     const token = await auth.issueToken(user.id);
-    setTokenCookie(c, token, config.tokenTtlSeconds);
+    setTokenCookie(c, token, config.tokenTtlSeconds, deps.limits?.settings.trustedProxies ?? []);
     logger.info("User {userId} registered", { userId: user.id });
     return c.json(ok({ ...userView(user), token }, "Registered"));
   });
@@ -62,7 +62,12 @@ export function userRoutes(deps: RouteDeps): Hono {
       throw e;
     }
     limits?.loginSucceeded(input.mobile);
-    setTokenCookie(c, result.token, config.tokenTtlSeconds);
+    setTokenCookie(
+      c,
+      result.token,
+      config.tokenTtlSeconds,
+      deps.limits?.settings.trustedProxies ?? [],
+    );
     logger.info("User {userId} logged in", { userId: result.user.id });
     return c.json(ok({ ...userView(result.user), token: result.token }, ""));
   });
@@ -96,12 +101,17 @@ export function userRoutes(deps: RouteDeps): Hono {
   return app;
 }
 
-function setTokenCookie(c: Context, token: string, ttlSeconds: number): void {
+function setTokenCookie(
+  c: Context,
+  token: string,
+  ttlSeconds: number,
+  trustedProxies: readonly string[],
+): void {
   setCookie(c, TOKEN_COOKIE, token, {
     httpOnly: true,
     sameSite: "Strict",
     path: "/",
     maxAge: ttlSeconds,
-    secure: new URL(c.req.url).protocol === "https:",
+    secure: viaHttps(c.req.url, peerAddress(c.env), c.req.raw.headers, trustedProxies),
   });
 }
