@@ -319,6 +319,19 @@ Deno.test("History pages a conversation by seq over REST and over the socket", a
   const bad = await get("conv=nope", ann.token);
   assert.equal(bad.status, 400);
   await bad.body?.cancel();
+  // An old client's userid is checked against the token, as on every route.
+  const other = await get(`peer=${bob.id}&userid=${bob.id}`, ann.token);
+  assert.equal(other.status, 403);
+  assert.deepStrictEqual(await other.json(), {
+    code: -1,
+    msg: 'Field "userid" does not match the logged-in user',
+  });
+  const own = await get(`peer=${bob.id}&userid=${ann.id}`, ann.token);
+  assert.equal(own.status, 200);
+  await own.body?.cancel();
+  const both = await get(`peer=${bob.id}&group=1`, ann.token);
+  assert.equal(both.status, 400);
+  assert.deepStrictEqual(await both.json(), { code: -1, msg: "Give one of conv, peer or group" });
   a.send({ cmd: 32, conv, limit: 2, rid: "r1" });
   const [hist] = await a.waitFor((f) => f["cmd"] === 33);
   assert.equal(hist?.["rid"], "r1");

@@ -22,6 +22,7 @@ import { conversationKey } from "../store.ts";
 import type { RawUpgrade } from "../ws/front_door.ts";
 import { websocketKey } from "../ws/request_head.ts";
 import type { WsHandler } from "../ws/raw_socket.ts";
+import { queryFields } from "./body.ts";
 import { fail, list } from "./envelope.ts";
 import { requireUser, tokenFromRequest } from "./identity.ts";
 
@@ -222,23 +223,25 @@ export function originAllowed(
 }
 
 async function history(c: Context, deps: ChatRouteDeps): Promise<Response> {
-  const url = new URL(c.req.url);
+  // The token and an old client's userid are checked like any route's.
+  const fields = queryFields(c.req.raw);
   const q = (name: string) => {
-    const v = url.searchParams.get(name);
-    return v === null || v.trim() === "" ? undefined : v.trim();
+    const v = fields[name]?.trim();
+    return v === undefined || v === "" ? undefined : v;
   };
-  const fields: Record<string, string> = {};
-  const token = q("token");
-  if (token !== undefined) fields["token"] = token;
   const userId = await requireUser(deps.auth, c.req.raw, fields);
   const peer = intParam("peer", q("peer"), 1);
   const group = intParam("group", q("group"), 1);
-  let conv = q("conv");
-  if (peer !== undefined) conv = conversationKey(10, userId, peer);
-  if (group !== undefined) conv = `g:${group}`;
-  if (conv === undefined) {
-    throw new ClientError("bad_request", "Give conv, peer or group");
+  const convParam = q("conv");
+  const named = [convParam, peer, group].filter((v) => v !== undefined).length;
+  if (named !== 1) {
+    throw new ClientError("bad_request", "Give one of conv, peer or group");
   }
+  const conv = peer !== undefined
+    ? conversationKey(10, userId, peer)
+    : group !== undefined
+    ? `g:${group}`
+    : convParam ?? "";
   if (peer === userId) {
     throw new ClientError("bad_request", "No conversation with yourself");
   }
