@@ -33,6 +33,11 @@ export interface DeliveryTarget {
    * a target that is behind pulls the rest. Must not block or throw.
    */
   head?(conv: string, seq: number): void;
+  /**
+   * The target's user just joined the group `conv`: follow it from now on,
+   * so announcements repair even its first message. Must not block or throw.
+   */
+  joined?(conv: string): void;
 }
 
 /** Counts of the dispatcher's tables; all zero when nobody is connected. */
@@ -143,7 +148,21 @@ export class Dispatcher {
    * connected here, so the next group message reaches them. Idempotent.
    */
   memberJoined(groupId: number, userId: number): void {
-    if (this.#users.has(userId)) this.#index(groupId, userId);
+    const user = this.#users.get(userId);
+    if (user === undefined) return;
+    const known = user.groups.includes(groupId);
+    this.#index(groupId, userId);
+    if (known) return;
+    for (const target of [...user.sessions]) {
+      try {
+        target.joined?.(`g:${groupId}`);
+      } catch (error) {
+        logger.error("Session {session} failed to follow a joined group: {error}", {
+          session: target.id,
+          error,
+        });
+      }
+    }
   }
 
   #index(groupId: number, userId: number): void {

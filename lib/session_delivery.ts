@@ -57,8 +57,8 @@ export class SessionDelivery implements DeliveryTarget {
    * every idle session keeps it (issue #7). Once set, a 1:1 conversation not
    * listed, or a group of the user's not listed, had no messages at
    * catch-up: it is followed from seq 1 (so even its first message, if the
-   * bus lost it, is filled in). A group joined later starts at its first
-   * live message.
+   * bus lost it, is filled in). A group joined later is followed from its
+   * newest seq at the join ({@linkcode joined}).
    */
   #known: ReadonlySet<string> | undefined;
   /**
@@ -220,6 +220,27 @@ export class SessionDelivery implements DeliveryTarget {
       if (current === undefined || current.next > seq) return;
       const sent = await this.#fill(conv, current.next, seq + 1, seq);
       current.next = Math.max(current.next, sent + 1);
+    });
+  }
+
+  /**
+   * The user just joined the group `conv`: follow it from its newest stored
+   * seq, so a head announcement repairs even the first message after the
+   * join if the bus lost it (without this, a group joined after the
+   * catch-up was followed only from its first live message). Before the
+   * catch-up there is nothing to do: it lists the group.
+   */
+  joined(conv: string): void {
+    if (this.#known === undefined || this.#cursors.has(conv)) return;
+    void this.#enqueue(async () => {
+      const [newest] = await this.#store.listMessages(conv, {
+        beforeSeq: Number.MAX_SAFE_INTEGER,
+        limit: 1,
+      });
+      if (this.#cursors.has(conv)) return;
+      // Nothing sent yet: a queued message at or below that seq still goes out.
+      const next = (newest?.seq ?? 0) + 1;
+      this.#cursors.set(conv, { low: next, next });
     });
   }
 

@@ -34,7 +34,11 @@ const NOTHING = { users: 0, sessions: 0, groups: 0, memberships: 0, loading: 0 }
 /** A target that records what it got. */
 class Recorder implements DeliveryTarget {
   readonly got: number[] = [];
+  readonly joins: string[] = [];
   constructor(readonly id: string, readonly userId: number) {}
+  joined(conv: string): void {
+    this.joins.push(conv);
+  }
   deliver(message: StoredMessage, text: string): void {
     assert.equal(JSON.parse(text).seq, message.seq);
     this.got.push(message.seq);
@@ -145,6 +149,7 @@ Deno.test("Dispatcher.memberJoined() updates the index at once", async () => {
   d.memberJoined(7, 3); // not connected here: nothing indexed
   assert.equal(d.deliver(msg(11, 1, 7, 2)), 1);
   assert.deepStrictEqual(bob.got, [2]);
+  assert.deepStrictEqual(bob.joins, ["g:7"], "each session told once, to follow the group");
   assert.deepStrictEqual(d.stats().memberships, 1);
   d.remove(bob);
   assert.deepStrictEqual(d.stats(), NOTHING);

@@ -298,3 +298,56 @@ Deno.test("SessionDelivery follows from seq 1 only new 1:1 conversations and gro
   assert.deepStrictEqual(got, ["u:1:5#1", "g:10#1", "g:10#2"]);
   session.close("normal");
 });
+
+Deno.test("SessionDelivery follows a group joined after catch-up from its newest seq: a head repairs the first message lost on the bus", async () => {
+  let last = 5; // g:12 had five messages before the join
+  const row = (seq: number): StoredMessage => ({
+    ...msg(seq),
+    cmd: 11,
+    dstid: 12,
+    conv: "g:12",
+    cid: `g12/${seq}`,
+  });
+  const store = {
+    listMessages(conv: string, options: { afterSeq?: number; beforeSeq?: number; limit: number }) {
+      if (conv !== "g:12") return Promise.resolve([]);
+      const rows = [];
+      const below = Math.min(options.beforeSeq ?? Infinity, last + 1);
+      for (let s = (options.afterSeq ?? 0) + 1; s < below; s++) rows.push(row(s));
+      return Promise.resolve(
+        options.beforeSeq === undefined ? rows.slice(0, options.limit) : rows.slice(-options.limit),
+      );
+    },
+    lastSeqs: () => Promise.resolve(new Map<string, number>()),
+    groupIds: () => Promise.resolve([]),
+  };
+  const { conn, session, delivery } = setup(0, { gate: true, store });
+  await delivery.catchUp(new Map(), false);
+  delivery.openGate();
+  delivery.joined("g:12");
+  await delivery.idle();
+  last = 7; // 6 was lost on the bus; the sender's node announces 7's head first
+  delivery.head("g:12", 6);
+  await delivery.idle();
+  delivery.deliver(row(7), encode(messageFrame(row(7))));
+  await delivery.idle();
+  const got = conn.frames().filter((f) => f["cmd"] === 11).map((f) => f["seq"]);
+  assert.deepStrictEqual(got, [6, 7], "nothing from before the join, nothing lost after it");
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery.joined() before the catch-up, or for a group it follows, reads nothing", async () => {
+  const { delivery, live, session, store } = setup(3, { gate: true });
+  delivery.joined("g:1");
+  await delivery.idle();
+  assert.deepStrictEqual(store.reads, []);
+  await delivery.catchUp(new Map([[CONV, 3]]), false);
+  delivery.openGate();
+  live(4);
+  await delivery.idle();
+  store.reads.length = 0; // the catch-up's own
+  delivery.joined(CONV);
+  await delivery.idle();
+  assert.deepStrictEqual(store.reads, []);
+  session.close("normal");
+});
