@@ -14,7 +14,7 @@ import { CLOSE } from "../lib/close_codes.ts";
 import { DrainState, waitUntil } from "../lib/drain.ts";
 import { drainGate, opsRoutes } from "../lib/http/ops_routes.ts";
 import { METRICS_CONTENT_TYPE, Registry } from "../lib/metrics.ts";
-import type { Store } from "../lib/store.ts";
+import type { PublicUser, Store } from "../lib/store.ts";
 import { timedStore } from "../lib/store_timed.ts";
 import { FakeConnection, openTestStore } from "./_chat_helpers.ts";
 
@@ -204,19 +204,24 @@ Deno.test("the drain gate refuses websocket upgrades only while draining", async
   strictEqual(await (await gated(new Request("http://x/user/login"), INFO)).text(), "passed");
 });
 
+/** Users A and B of `store`, friends. */
+async function twoFriends(store: Store): Promise<[PublicUser, PublicUser]> {
+  const user = (mobile: string, nickname: string) =>
+    store.createUser(
+      { mobile, passwordHash: "x", nickname, avatar: "", sex: "U", memo: "" },
+      Date.now(),
+    );
+  const a = await user("13600000001", "A");
+  const b = await user("13600000002", "B");
+  await store.addFriendship(a.id, b.id, Date.now());
+  return [a, b];
+}
+
 Deno.test("drain() stores the message in flight, acks it, then closes with 4002", async () => {
   const { store, dispose } = await openTestStore("sqlite");
   const bus = new LocalBus();
   try {
-    const a = await store.createUser(
-      { mobile: "13600000001", passwordHash: "x", nickname: "A", avatar: "", sex: "U", memo: "" },
-      Date.now(),
-    );
-    const b = await store.createUser(
-      { mobile: "13600000002", passwordHash: "x", nickname: "B", avatar: "", sex: "U", memo: "" },
-      Date.now(),
-    );
-    await store.addFriendship(a.id, b.id, Date.now());
+    const [a, b] = await twoFriends(store);
     // appendMessage waits until the test lets it finish.
     const gate = Promise.withResolvers<void>();
     let appending = false;
@@ -267,15 +272,7 @@ Deno.test("drain() waits for the bus to take a stored message before its ack, th
   const { store, dispose } = await openTestStore("sqlite");
   const inner = new LocalBus();
   try {
-    const a = await store.createUser(
-      { mobile: "13600000011", passwordHash: "x", nickname: "A", avatar: "", sex: "U", memo: "" },
-      Date.now(),
-    );
-    const b = await store.createUser(
-      { mobile: "13600000012", passwordHash: "x", nickname: "B", avatar: "", sex: "U", memo: "" },
-      Date.now(),
-    );
-    await store.addFriendship(a.id, b.id, Date.now());
+    const [a, b] = await twoFriends(store);
     // The bus takes the message only when the test lets it (as a signed UDP or Redis publish).
     const gate = Promise.withResolvers<void>();
     let publishing = false;

@@ -60,7 +60,7 @@ export async function readFields(
   req: Request,
   options: ReadOptions,
 ): Promise<Fields> {
-  const fields = parseUrlEncoded(new URL(req.url).search.slice(1));
+  const fields = queryFields(req);
   const type = mediaType(req.headers.get("content-type"));
   if (req.body === null || req.method === "GET" || req.method === "HEAD") {
     return fields;
@@ -123,8 +123,8 @@ export function mediaType(header: string | null): string {
   return (header ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
 }
 
-/** The query string's fields (the first value of a repeated key). */
-export function queryFields(req: Request): Fields {
+/** The query string's fields (the first value of a repeated key), a new object. */
+export function queryFields(req: Request): Record<string, string> {
   return parseUrlEncoded(new URL(req.url).search.slice(1));
 }
 
