@@ -24,6 +24,7 @@ const logger = getLogger(["chat", "http", "user"]);
 export function userRoutes(deps: RouteDeps): Hono {
   const { store, auth, config } = deps;
   const limit = { maxBytes: config.bodyMaxBytes };
+  const trustedProxies = deps.limits?.settings.trustedProxies ?? [];
   const app = new Hono();
 
   app.post("/user/register", async (c) => {
@@ -38,7 +39,7 @@ export function userRoutes(deps: RouteDeps): Hono {
       memo: input.memo,
     }, deps.now());
     const token = await auth.issueToken(user.id);
-    setTokenCookie(c, token, config.tokenTtlSeconds, deps.limits?.settings.trustedProxies ?? []);
+    setTokenCookie(c, token, config.tokenTtlSeconds, trustedProxies);
     logger.info("User {userId} registered", { userId: user.id });
     return c.json(ok({ ...userView(user), token }, "Registered"));
   });
@@ -62,12 +63,7 @@ export function userRoutes(deps: RouteDeps): Hono {
       throw e;
     }
     limits?.loginSucceeded(input.mobile);
-    setTokenCookie(
-      c,
-      result.token,
-      config.tokenTtlSeconds,
-      deps.limits?.settings.trustedProxies ?? [],
-    );
+    setTokenCookie(c, result.token, config.tokenTtlSeconds, trustedProxies);
     logger.info("User {userId} logged in", { userId: result.user.id });
     return c.json(ok({ ...userView(result.user), token: result.token }, ""));
   });
