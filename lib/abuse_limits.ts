@@ -1,7 +1,7 @@
 /**
  * The abuse limits of one node, built from settings: websocket upgrades per
  * client address, open sockets per user, failed logins per mobile and per
- * address, and the per-user upload quota. (The per-connection message rate
+ * address, registrations per address, and the per-user upload quota. (The per-connection message rate
  * is enforced by each `Session`; {@linkcode AbuseLimits.sessionRate} gives
  * its settings.) Each refusal throws a typed error the boundary turns into
  * its answer, and is reported to `onLimited` for the metric.
@@ -21,6 +21,7 @@ export const LIMIT_NAMES = [
   "connect_ip",
   "user_connections",
   "login",
+  "register",
   "upload_quota",
 ] as const;
 
@@ -35,6 +36,7 @@ export type AbuseSettings = Pick<
   | "userConnections"
   | "loginAttempts"
   | "loginIpAttempts"
+  | "registerIpAttempts"
   | "uploadQuotaBytes"
   | "trustedProxies"
 >;
@@ -65,6 +67,7 @@ export class AbuseLimits {
   #connect: RateLimiter;
   #loginMobile: RateLimiter;
   #loginIp: RateLimiter;
+  #registerIp: RateLimiter;
   #sockets: SlotCounter;
   #onLimited: (limit: LimitName) => void;
 
@@ -88,6 +91,11 @@ export class AbuseLimits {
     this.#loginIp = new RateLimiter({
       burst: settings.loginIpAttempts,
       perSecond: settings.loginIpAttempts / LOGIN_WINDOW_SECONDS,
+      ...common,
+    });
+    this.#registerIp = new RateLimiter({
+      burst: settings.registerIpAttempts,
+      perSecond: settings.registerIpAttempts / LOGIN_WINDOW_SECONDS,
       ...common,
     });
     this.#sockets = new SlotCounter(settings.userConnections);
@@ -156,6 +164,22 @@ export class AbuseLimits {
       throw new RateLimitError(
         `Too many login attempts, retry in ${seconds(wait)} s`,
         seconds(wait),
+      );
+    }
+  }
+
+  /**
+   * Count one registration tried from `address` (taken or not: a 409 tells
+   * whether a mobile exists, and each one costs a password hash); throws
+   * when the address used up its attempts.
+   */
+  register(address: string): void {
+    const d = this.#registerIp.take(address);
+    if (!d.ok) {
+      this.#onLimited("register");
+      throw new RateLimitError(
+        `Too many registrations from your address, retry in ${seconds(d.retryAfterMs)} s`,
+        seconds(d.retryAfterMs),
       );
     }
   }

@@ -84,6 +84,8 @@ export interface Config {
   readonly loginAttempts: number;
   /** Failed logins per client address per 15 minutes. @default {100} */
   readonly loginIpAttempts: number;
+  /** Registrations (tried) per client address per 15 minutes. @default {10} */
+  readonly registerIpAttempts: number;
   /** Bytes of uploads one user may store in all. @default {1073741824} */
   readonly uploadQuotaBytes: number;
   /** Proxy addresses whose X-Forwarded-For is believed. @default {[]} */
@@ -120,6 +122,7 @@ export const ENV_NAMES = [
   "CHAT_USER_CONNECTIONS",
   "CHAT_LOGIN_ATTEMPTS",
   "CHAT_LOGIN_IP_ATTEMPTS",
+  "CHAT_REGISTER_IP_ATTEMPTS",
   "CHAT_UPLOAD_QUOTA_BYTES",
   "CHAT_TRUSTED_PROXIES",
   "CHAT_IDLE_TIMEOUT",
@@ -243,6 +246,13 @@ export function parseConfig(
       "CHAT_LOGIN_IP_ATTEMPTS",
       get("CHAT_LOGIN_IP_ATTEMPTS"),
       100,
+      1,
+      1_000_000,
+    ),
+    registerIpAttempts: parseInteger(
+      "CHAT_REGISTER_IP_ATTEMPTS",
+      get("CHAT_REGISTER_IP_ATTEMPTS"),
+      10,
       1,
       1_000_000,
     ),

@@ -25,6 +25,7 @@ const TIGHT: AbuseSettings = {
   userConnections: 2,
   loginAttempts: 3,
   loginIpAttempts: 5,
+  registerIpAttempts: 2,
   uploadQuotaBytes: 100,
   trustedProxies: [],
 };
@@ -49,10 +50,11 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
         c.userConnections,
         c.loginAttempts,
         c.loginIpAttempts,
+        c.registerIpAttempts,
         c.uploadQuotaBytes,
         c.trustedProxies,
       ],
-      [100, 6000, 32, 10, 100, 1024 ** 3, []],
+      [100, 6000, 32, 10, 100, 10, 1024 ** 3, []],
     );
   });
   await t.step("set from the environment", () => {
@@ -62,6 +64,7 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
       CHAT_USER_CONNECTIONS: "9",
       CHAT_LOGIN_ATTEMPTS: "4",
       CHAT_LOGIN_IP_ATTEMPTS: "40",
+      CHAT_REGISTER_IP_ATTEMPTS: "3",
       CHAT_UPLOAD_QUOTA_BYTES: "5000",
       CHAT_TRUSTED_PROXIES: "127.0.0.1, ::1",
     });
@@ -69,6 +72,7 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
       [c.msgRate, c.connectRate, c.userConnections, c.loginAttempts, c.loginIpAttempts],
       [7, 8, 9, 4, 40],
     );
+    strictEqual(c.registerIpAttempts, 3);
     strictEqual(c.uploadQuotaBytes, 5000);
     deepStrictEqual(c.trustedProxies, ["127.0.0.1", "::1"]);
   });
@@ -79,6 +83,7 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
       ["CHAT_USER_CONNECTIONS", "-1"],
       ["CHAT_LOGIN_ATTEMPTS", "1.5"],
       ["CHAT_LOGIN_IP_ATTEMPTS", "0"],
+      ["CHAT_REGISTER_IP_ATTEMPTS", "many"],
       ["CHAT_UPLOAD_QUOTA_BYTES", "0"],
       ["CHAT_TRUSTED_PROXIES", "proxy.lan"],
     ] as const
@@ -278,6 +283,44 @@ Deno.test("the login cookie is Secure behind a trusted TLS proxy, and only then"
   match(await cookieVia("127.0.0.1", "https"), /; Secure/);
   ok(!/; Secure/.test(await cookieVia("127.0.0.1", "http")));
   ok(!/; Secure/.test(await cookieVia("10.9.9.9", "https")), "an untrusted peer cannot ask for it");
+});
+
+Deno.test("S8: /user/register answers 429 per address after its attempts, before hashing, 409s included", async () => {
+  const seen: LimitName[] = [];
+  const limits = new AbuseLimits({ ...TIGHT, trustedProxies: ["127.0.0.1"] }, {
+    now: () => 1_700_000_000_000,
+    onLimited: (l) => seen.push(l),
+  });
+  await using t = await makeTestApp({ extra: { limits } });
+  let hashes = 0;
+  const hash = t.auth.hashPassword.bind(t.auth);
+  t.auth.hashPassword = (password: string) => {
+    hashes++;
+    return hash(password);
+  };
+  const registerFrom = async (client: string, mobile: string) => {
+    const res = await t.app.fetch(
+      new Request("http://127.0.0.1/user/register", {
+        method: "POST",
+        headers: {
+          "content-type": "application/x-www-form-urlencoded",
+          "x-forwarded-for": client,
+        },
+        body: `mobile=${mobile}&passwd=secret-pass`,
+      }),
+      { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 } },
+    );
+    return { status: res.status, retry: res.headers.get("retry-after"), body: await res.json() };
+  };
+  strictEqual((await registerFrom("10.0.0.7", "13800000001")).status, 200);
+  strictEqual((await registerFrom("10.0.0.7", "13800000001")).status, 409, "taken: counted too");
+  const third = await registerFrom("10.0.0.7", "13800000002");
+  strictEqual(third.status, 429);
+  match(third.body.msg, /^Too many registrations from your address, retry in \d+ s$/);
+  strictEqual(third.retry, "450");
+  strictEqual(hashes, 2, "the refused one hashed nothing");
+  strictEqual((await registerFrom("10.0.0.8", "13800000002")).status, 200, "another address");
+  deepStrictEqual(seen, ["register"]);
 });
 
 Deno.test("/user/login answers 429 with Retry-After after too many failures, even with the right password", async () => {

@@ -29,6 +29,11 @@ export function userRoutes(deps: RouteDeps): Hono {
 
   app.post("/user/register", async (c) => {
     const input = parseRegister(await readFields(c.req.raw, limit));
+    // Before the password hash: each costs a node real CPU.
+    const limits = deps.limits;
+    limits?.register(
+      clientAddress(peerAddress(c.env), c.req.raw.headers, limits.settings.trustedProxies),
+    );
     const passwordHash = await auth.hashPassword(input.password);
     const user = await store.createUser({
       mobile: input.mobile,
