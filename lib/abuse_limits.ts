@@ -114,14 +114,7 @@ export class AbuseLimits {
 
   /** Count one websocket upgrade from `address`; throws when over the rate. */
   connect(address: string): void {
-    const d = this.#connect.take(address);
-    if (!d.ok) {
-      this.#onLimited("connect_ip");
-      throw new RateLimitError(
-        `Too many connections from your address, retry in ${seconds(d.retryAfterMs)} s`,
-        seconds(d.retryAfterMs),
-      );
-    }
+    this.#take(this.#connect, address, "connect_ip", "Too many connections from your address");
   }
 
   /**
@@ -174,14 +167,18 @@ export class AbuseLimits {
    * when the address used up its attempts.
    */
   register(address: string): void {
-    const d = this.#registerIp.take(address);
-    if (!d.ok) {
-      this.#onLimited("register");
-      throw new RateLimitError(
-        `Too many registrations from your address, retry in ${seconds(d.retryAfterMs)} s`,
-        seconds(d.retryAfterMs),
-      );
-    }
+    this.#take(this.#registerIp, address, "register", "Too many registrations from your address");
+  }
+
+  /** Take one of `key`'s tokens; over the rate, report `limit` and throw `what`, with the wait. */
+  #take(limiter: RateLimiter, key: string, limit: LimitName, what: string): void {
+    const d = limiter.take(key);
+    if (d.ok) return;
+    this.#onLimited(limit);
+    throw new RateLimitError(
+      `${what}, retry in ${seconds(d.retryAfterMs)} s`,
+      seconds(d.retryAfterMs),
+    );
   }
 
   /** Count one failed login of `mobile` from `address`. */

@@ -260,21 +260,37 @@ Deno.test("https is the request's scheme, or a trusted proxy's X-Forwarded-Proto
   }
 });
 
+/** POST the form `body` to `path` of `app` as if from TCP peer `peer`, with `headers`. */
+function postFrom(
+  app: { fetch: (req: Request, env: unknown) => Response | Promise<Response> },
+  path: string,
+  body: string,
+  peer: string,
+  headers: Record<string, string>,
+): Promise<Response> {
+  return Promise.resolve(app.fetch(
+    new Request(`http://127.0.0.1${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", ...headers },
+      body,
+    }),
+    { remoteAddr: { transport: "tcp", hostname: peer, port: 40000 } },
+  ));
+}
+
 Deno.test("the login cookie is Secure behind a trusted TLS proxy, and only then", async () => {
   const limits = new AbuseLimits({ ...TIGHT, loginAttempts: 50, trustedProxies: ["127.0.0.1"] });
   await using t = await makeTestApp({ extra: { limits } });
   await register(t.app, "13800000001");
   const cookieVia = async (peer: string, proto: string) => {
-    const res = await t.app.fetch(
-      new Request("http://127.0.0.1/user/login", {
-        method: "POST",
-        headers: {
-          "content-type": "application/x-www-form-urlencoded",
-          "x-forwarded-proto": proto,
-        },
-        body: "mobile=13800000001&passwd=secret-pass",
-      }),
-      { remoteAddr: { transport: "tcp", hostname: peer, port: 40000 } },
+    const res = await postFrom(
+      t.app,
+      "/user/login",
+      "mobile=13800000001&passwd=secret-pass",
+      peer,
+      {
+        "x-forwarded-proto": proto,
+      },
     );
     strictEqual(res.status, 200);
     await res.body?.cancel();
@@ -299,16 +315,14 @@ Deno.test("S8: /user/register answers 429 per address after its attempts, before
     return hash(password);
   };
   const registerFrom = async (client: string, mobile: string) => {
-    const res = await t.app.fetch(
-      new Request("http://127.0.0.1/user/register", {
-        method: "POST",
-        headers: {
-          "content-type": "application/x-www-form-urlencoded",
-          "x-forwarded-for": client,
-        },
-        body: `mobile=${mobile}&passwd=secret-pass`,
-      }),
-      { remoteAddr: { transport: "tcp", hostname: "127.0.0.1", port: 40000 } },
+    const res = await postFrom(
+      t.app,
+      "/user/register",
+      `mobile=${mobile}&passwd=secret-pass`,
+      "127.0.0.1",
+      {
+        "x-forwarded-for": client,
+      },
     );
     return { status: res.status, retry: res.headers.get("retry-after"), body: await res.json() };
   };
