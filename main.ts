@@ -21,6 +21,7 @@ import { openRedisBus } from "./lib/bus_redis.ts";
 import type { MessageStore } from "./lib/store.ts";
 import { ChatService } from "./lib/chat_service.ts";
 import { AbuseLimits } from "./lib/abuse_limits.ts";
+import { UploadGate } from "./lib/upload_gate.ts";
 import { chatRoutes } from "./lib/http/chat_route.ts";
 import { Registry } from "./lib/metrics.ts";
 import { ChatMetrics } from "./lib/chat_metrics.ts";
@@ -152,6 +153,10 @@ async function main(): Promise<number> {
     templatesDir: paths.templatesDir,
     uploadsDir,
     limits,
+    uploads: new UploadGate({
+      concurrent: config.uploadConcurrency,
+      onLimited: (limit) => metrics.limited(limit),
+    }),
     extraRoutes: [
       chatRoutes({ chat, auth, config, meter: metrics, limits }),
       opsRoutes({ drain, checks, ...(separateMetrics ? {} : { registry }) }),

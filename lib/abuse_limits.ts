@@ -23,6 +23,8 @@ export const LIMIT_NAMES = [
   "login",
   "register",
   "upload_quota",
+  "upload_user",
+  "upload_busy",
 ] as const;
 
 /** One of {@linkcode LIMIT_NAMES}. */

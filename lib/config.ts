@@ -86,6 +86,11 @@ export interface Config {
   readonly loginIpAttempts: number;
   /** Registrations (tried) per client address per 15 minutes. @default {10} */
   readonly registerIpAttempts: number;
+  /**
+   * Uploads a node reads at once (each is held in memory while it is
+   * checked); more wait their turn. @default {4}
+   */
+  readonly uploadConcurrency: number;
   /** Bytes of uploads one user may store in all. @default {1073741824} */
   readonly uploadQuotaBytes: number;
   /** Proxy addresses whose X-Forwarded-For is believed. @default {[]} */
@@ -97,6 +102,9 @@ export interface Config {
    */
   readonly idleTimeoutSeconds: number;
 }
+
+/** `CHAT_UPLOAD_CONCURRENCY`'s default: four uploads of 10 MiB hold about 80 MiB. */
+export const DEFAULT_UPLOAD_CONCURRENCY = 4;
 
 /** Every environment variable the server reads (the `--allow-env` list). */
 export const ENV_NAMES = [
@@ -124,6 +132,7 @@ export const ENV_NAMES = [
   "CHAT_LOGIN_IP_ATTEMPTS",
   "CHAT_REGISTER_IP_ATTEMPTS",
   "CHAT_UPLOAD_QUOTA_BYTES",
+  "CHAT_UPLOAD_CONCURRENCY",
   "CHAT_TRUSTED_PROXIES",
   "CHAT_IDLE_TIMEOUT",
 ] as const;
@@ -255,6 +264,13 @@ export function parseConfig(
       10,
       1,
       1_000_000,
+    ),
+    uploadConcurrency: parseInteger(
+      "CHAT_UPLOAD_CONCURRENCY",
+      get("CHAT_UPLOAD_CONCURRENCY"),
+      DEFAULT_UPLOAD_CONCURRENCY,
+      1,
+      1_000,
     ),
     uploadQuotaBytes: parseInteger(
       "CHAT_UPLOAD_QUOTA_BYTES",

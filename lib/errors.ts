@@ -12,6 +12,7 @@ export const ERROR_CODES = {
   unauthorized: { status: 401, retryable: false },
   forbidden: { status: 403, retryable: false },
   not_found: { status: 404, retryable: false },
+  timeout: { status: 408, retryable: true },
   conflict: { status: 409, retryable: false },
   too_large: { status: 413, retryable: false },
   unsupported_type: { status: 415, retryable: false },
@@ -88,6 +89,22 @@ export class RateLimitError extends ClientError {
   constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
     super("rate_limited", message, options);
     this.name = "RateLimitError";
+    this.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterSeconds));
+  }
+}
+
+/**
+ * Thrown when the server is too busy to take a request now (code
+ * `unavailable`, 503); `retryAfterSeconds` becomes the `Retry-After` header.
+ */
+export class BusyError extends ClientError {
+  /** Seconds after which a retry may find room (at least 1). */
+  readonly retryAfterSeconds: number;
+
+  /** Build a busy error; the message should say what is busy. */
+  constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
+    super("unavailable", message, options);
+    this.name = "BusyError";
     this.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterSeconds));
   }
 }

@@ -52,9 +52,10 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
         c.loginIpAttempts,
         c.registerIpAttempts,
         c.uploadQuotaBytes,
+        c.uploadConcurrency,
         c.trustedProxies,
       ],
-      [100, 6000, 32, 10, 100, 10, 1024 ** 3, []],
+      [100, 6000, 32, 10, 100, 10, 1024 ** 3, 4, []],
     );
   });
   await t.step("set from the environment", () => {
@@ -66,6 +67,7 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
       CHAT_LOGIN_IP_ATTEMPTS: "40",
       CHAT_REGISTER_IP_ATTEMPTS: "3",
       CHAT_UPLOAD_QUOTA_BYTES: "5000",
+      CHAT_UPLOAD_CONCURRENCY: "2",
       CHAT_TRUSTED_PROXIES: "127.0.0.1, ::1",
     });
     deepStrictEqual(
@@ -74,6 +76,7 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
     );
     strictEqual(c.registerIpAttempts, 3);
     strictEqual(c.uploadQuotaBytes, 5000);
+    strictEqual(c.uploadConcurrency, 2);
     deepStrictEqual(c.trustedProxies, ["127.0.0.1", "::1"]);
   });
   for (
@@ -85,6 +88,7 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
       ["CHAT_LOGIN_IP_ATTEMPTS", "0"],
       ["CHAT_REGISTER_IP_ATTEMPTS", "many"],
       ["CHAT_UPLOAD_QUOTA_BYTES", "0"],
+      ["CHAT_UPLOAD_CONCURRENCY", "0"],
       ["CHAT_TRUSTED_PROXIES", "proxy.lan"],
     ] as const
   ) {

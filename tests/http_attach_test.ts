@@ -2,6 +2,9 @@
 
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
+import { AbuseLimits } from "../lib/abuse_limits.ts";
+import { parseConfig } from "../lib/config.ts";
+import { UploadGate } from "../lib/upload_gate.ts";
 import { call, makeTestApp, PNG, register } from "./_http_helpers.ts";
 
 const HTML = new TextEncoder().encode("<!doctype html><script>alert(document.cookie)</script>");
@@ -293,4 +296,134 @@ Deno.test("S9: /mnt has no listing, no traversal and serves only recorded upload
       strictEqual(r.body.code, -1);
     });
   }
+});
+
+/**
+ * A multipart upload of `file` whose body the test releases: `send(n)` lets
+ * n more bytes through, `end()` the rest. `pulled` counts what the server read.
+ */
+async function heldUpload(
+  app: { fetch: (req: Request) => Response | Promise<Response> },
+  token: string,
+  file: Uint8Array<ArrayBuffer>,
+) {
+  const encoded = new Response(form(file));
+  const type = encoded.headers.get("content-type") ?? "";
+  const bytes = new Uint8Array(await encoded.arrayBuffer());
+  let allowed = 0;
+  let sent = 0;
+  let wake = () => {};
+  const state = { pulled: 0 };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      while (sent >= allowed) await new Promise<void>((r) => wake = r);
+      // 1 KiB a pull, so what the server read shows in `pulled`.
+      const chunk = bytes.slice(sent, Math.min(allowed, sent + 1024));
+      sent += chunk.length;
+      state.pulled = sent;
+      controller.enqueue(chunk);
+      if (sent >= bytes.length) controller.close();
+    },
+  });
+  const response = Promise.resolve(app.fetch(
+    new Request("http://127.0.0.1/attach/upload", {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": type },
+      body,
+      duplex: "half",
+    } as RequestInit),
+  )).then(async (res) => ({ status: res.status, headers: res.headers, body: await res.json() }));
+  return {
+    response,
+    state,
+    send(n: number) {
+      allowed = Math.min(bytes.length, allowed + n);
+      wake();
+    },
+    end() {
+      allowed = bytes.length;
+      wake();
+    },
+  };
+}
+
+Deno.test("/attach/upload reads CHAT_UPLOAD_CONCURRENCY uploads at once; the next waits unread, a trickled one gets 408", async () => {
+  const limited: string[] = [];
+  await using t = await makeTestApp({
+    extra: {
+      uploads: new UploadGate({ concurrent: 1, readMs: 300, onLimited: (l) => limited.push(l) }),
+    },
+  });
+  const a = await register(t.app, "13800000021");
+  const b = await register(t.app, "13800000022");
+  const file = new Uint8Array(64 * 1024);
+  file.set(PNG);
+  // A sends a little and then nothing more: it holds the node's one turn.
+  const slow = await heldUpload(t.app, a.token, file);
+  slow.send(100);
+  await new Promise((r) => setTimeout(r, 50));
+  const next = await heldUpload(t.app, b.token, file);
+  next.end();
+  await new Promise((r) => setTimeout(r, 100));
+  // Unread while it waits: the stream's own read-ahead is one chunk.
+  ok(next.state.pulled <= 2 * 1024, `${next.state.pulled} bytes read`);
+  let nextDone = false;
+  void next.response.then(() => nextDone = true);
+  const slowReply = await slow.response;
+  strictEqual(slowReply.status, 408);
+  deepStrictEqual(slowReply.body, { code: -1, msg: "Body not received within 1 s" });
+  strictEqual(nextDone, false, "the second upload waited for the first's turn");
+  const nextReply = await next.response;
+  strictEqual(nextReply.status, 200);
+  match(nextReply.body.data, /^\/mnt\/[0-9a-f]{32}\.png$/);
+  deepStrictEqual(await listDir(t.uploadsDir), [nextReply.body.data.slice(5)]);
+  deepStrictEqual(limited, []);
+});
+
+Deno.test("/attach/upload answers a user's third upload at once with 429, and a full node with 503 + Retry-After", async () => {
+  await using t = await makeTestApp({
+    extra: { uploads: new UploadGate({ concurrent: 2, queue: 0 }) },
+  });
+  const a = await register(t.app, "13800000023");
+  const b = await register(t.app, "13800000024");
+  const file = new Uint8Array(1024);
+  file.set(PNG);
+  const first = await heldUpload(t.app, a.token, file);
+  const second = await heldUpload(t.app, a.token, file);
+  await new Promise((r) => setTimeout(r, 20));
+  const third = await call(t.app, "/attach/upload", { body: form(file), token: a.token });
+  strictEqual(third.status, 429);
+  strictEqual(third.headers.get("retry-after"), "1");
+  match(third.body.msg, /2 uploads in progress/);
+  const busy = await call(t.app, "/attach/upload", { body: form(file), token: b.token });
+  strictEqual(busy.status, 503);
+  strictEqual(busy.headers.get("retry-after"), "5");
+  match(busy.body.msg, /busy with other uploads/);
+  first.end();
+  second.end();
+  strictEqual((await first.response).status, 200);
+  strictEqual((await second.response).status, 200);
+  strictEqual(
+    (await call(t.app, "/attach/upload", { body: form(file), token: b.token })).status,
+    200,
+  );
+});
+
+Deno.test("/attach/upload: two uploads of one user at once cannot both pass a quota only one fits", async () => {
+  const file = new Uint8Array(600);
+  file.set(PNG);
+  await using t = await makeTestApp({
+    extra: {
+      limits: new AbuseLimits({ ...parseConfig({}), uploadQuotaBytes: 1000 }),
+    },
+  });
+  const { id, token } = await register(t.app, "13800000025");
+  const one = await heldUpload(t.app, token, file);
+  const two = await heldUpload(t.app, token, file);
+  one.end();
+  two.end();
+  const statuses = [(await one.response).status, (await two.response).status].sort();
+  deepStrictEqual(statuses, [200, 422]);
+  strictEqual(await t.store.attachmentBytes(id), 600);
+  strictEqual((await listDir(t.uploadsDir)).length, 1);
 });

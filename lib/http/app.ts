@@ -13,8 +13,9 @@ import { HTTPException } from "hono/http-exception";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { getLogger } from "@logtape/logtape";
 import type { AbuseLimits } from "../abuse_limits.ts";
+import type { UploadGate } from "../upload_gate.ts";
 import type { Auth } from "../auth.ts";
-import { ClientError, RateLimitError } from "../errors.ts";
+import { BusyError, ClientError, RateLimitError } from "../errors.ts";
 import type { Store } from "../store.ts";
 import { attachRoutes } from "./attach_routes.ts";
 import { contactRoutes } from "./contact_routes.ts";
@@ -44,6 +45,8 @@ export interface AppDeps {
   readonly onMembershipChange?: (change: MembershipChange) => void;
   /** Login throttling and the upload quota. @default {no limits} */
   readonly limits?: AbuseLimits;
+  /** The bound on uploads read at once. @default {see `attachRoutes`} */
+  readonly uploads?: UploadGate;
 }
 
 /** Build the Hono app; `main.ts` passes `app.fetch` to `Deno.serve`. */
@@ -73,7 +76,13 @@ export function createApp(deps: AppDeps): Hono {
   });
   app.route("/", userRoutes(routeDeps));
   app.route("/", contactRoutes(routeDeps));
-  app.route("/", attachRoutes(routeDeps, { uploadsDir: deps.uploadsDir }));
+  app.route(
+    "/",
+    attachRoutes(routeDeps, {
+      uploadsDir: deps.uploadsDir,
+      ...(deps.uploads === undefined ? {} : { uploads: deps.uploads }),
+    }),
+  );
   app.route("/", pageRoutes(deps));
   for (const extra of deps.extraRoutes ?? []) app.route("/", extra);
   app.notFound((c) => c.json(fail("Not found"), 404));
@@ -84,7 +93,9 @@ export function createApp(deps: AppDeps): Hono {
 /** The one error boundary of the HTTP layer. */
 function errorResponse(err: Error, c: Context): Response {
   if (err instanceof ClientError) {
-    if (err instanceof RateLimitError) c.header("retry-after", String(err.retryAfterSeconds));
+    if (err instanceof RateLimitError || err instanceof BusyError) {
+      c.header("retry-after", String(err.retryAfterSeconds));
+    }
     return c.json(fail(err.message), err.status as ContentfulStatusCode);
   }
   if (err instanceof HTTPException && err.status < 500) {

@@ -12,7 +12,9 @@ import { Hono } from "hono";
 import { join } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { ClientError } from "../errors.ts";
-import { sniff } from "../sniff.ts";
+import { sniff, SNIFF_BYTES } from "../sniff.ts";
+import { DEFAULT_UPLOAD_CONCURRENCY } from "../config.ts";
+import { UploadGate, type UploadTurn } from "../upload_gate.ts";
 import { mediaType, queryFields, readLimited } from "./body.ts";
 import { type ByteRange, parseRange } from "./byte_range.ts";
 import { ok } from "./envelope.ts";
@@ -30,12 +32,19 @@ const NAME = /^[0-9a-f]{32}\.[a-z0-9]{2,4}$/;
 export interface AttachOptions {
   /** Folder the uploads are written to (`<dataDir>/mnt`); created on demand. */
   readonly uploadsDir: string;
+  /**
+   * The node's bound on uploads read at once (`main.ts` builds it from
+   * `CHAT_UPLOAD_CONCURRENCY`). @default {a gate of DEFAULT_UPLOAD_CONCURRENCY}
+   */
+  readonly uploads?: UploadGate;
 }
 
 /** The upload and download routes. */
 export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
   const { store, auth, config } = deps;
   const { uploadsDir } = options;
+  const uploads = options.uploads ??
+    new UploadGate({ concurrent: DEFAULT_UPLOAD_CONCURRENCY });
   const app = new Hono();
 
   app.post("/attach/upload", async (c) => {
@@ -58,15 +67,35 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
       await req.body?.cancel();
       throw e;
     }
-    const max = config.uploadMaxBytes;
-    let bytes: Uint8Array<ArrayBuffer>;
+    let turn: UploadTurn;
     try {
-      bytes = await readLimited(req, { maxBytes: max + MULTIPART_OVERHEAD });
+      turn = await uploads.enter(userId);
     } catch (e) {
-      if (e instanceof ClientError && e.code === "too_large") throw fileTooLarge(max);
+      await req.body?.cancel();
       throw e;
     }
-    const form = await parseMultipart(bytes, type ?? "");
+    try {
+      const { name, mime, size } = await storeUpload(req, type ?? "", userId, turn);
+      logger.info("User {userId} uploaded {name}", { userId, name, mime, size });
+      return c.json(ok(`/mnt/${name}`, ""));
+    } finally {
+      turn.release();
+    }
+  });
+
+  /**
+   * Read, check and store one upload while it holds its turn. The body is
+   * read in a helper of its own, so its bytes are garbage once the form is
+   * parsed, and the file goes to disk as a stream, not a third copy.
+   */
+  async function storeUpload(
+    req: Request,
+    type: string,
+    userId: number,
+    turn: UploadTurn,
+  ): Promise<{ name: string; mime: string; size: number }> {
+    const max = config.uploadMaxBytes;
+    const form = await readForm(req, type, max);
     const fields: Record<string, string> = Object.create(null);
     for (const [key, value] of form) {
       if (typeof value === "string" && !(key in fields)) fields[key] = value;
@@ -81,9 +110,11 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
     }
     if (file.size === 0) throw new ClientError("bad_request", "File is empty");
     if (file.size > max) throw fileTooLarge(max);
-    deps.limits?.checkUploadQuota(await store.attachmentBytes(userId), file.size);
-    const data = new Uint8Array(await file.arrayBuffer());
-    const kind = sniff(data);
+    // Noted before the store is asked, so a second upload of this user
+    // checked meanwhile counts this one.
+    const inFlight = turn.reserve(file.size);
+    deps.limits?.checkUploadQuota(await store.attachmentBytes(userId) + inFlight, file.size);
+    const kind = sniff(new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer()));
     if (kind === undefined) {
       throw new ClientError(
         "unsupported_type",
@@ -93,27 +124,38 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
     const name = `${randomHex(16)}.${kind.ext}`;
     const path = join(uploadsDir, name);
     await Deno.mkdir(uploadsDir, { recursive: true });
-    await Deno.writeFile(path, data, { createNew: true, mode: 0o640 });
     try {
+      const out = await Deno.open(path, { createNew: true, write: true, mode: 0o640 });
+      await file.stream().pipeTo(out.writable);
       await store.recordAttachment({
         name,
         ownerId: userId,
         mime: kind.mime,
-        size: data.byteLength,
+        size: file.size,
         createdAt: deps.now(),
       });
     } catch (e) {
+      // A half-written file (disk full) or one the store did not record is no one's.
       await Deno.remove(path).catch(() => {});
       throw e;
     }
-    logger.info("User {userId} uploaded {name}", {
-      userId,
-      name,
-      mime: kind.mime,
-      size: data.byteLength,
-    });
-    return c.json(ok(`/mnt/${name}`, ""));
-  });
+    return { name, mime: kind.mime, size: file.size };
+  }
+
+  /** The parsed multipart body, read within the size and time limits. */
+  async function readForm(req: Request, type: string, max: number): Promise<FormData> {
+    let bytes: Uint8Array<ArrayBuffer>;
+    try {
+      bytes = await readLimited(req, {
+        maxBytes: max + MULTIPART_OVERHEAD,
+        timeoutMs: uploads.readMs,
+      });
+    } catch (e) {
+      if (e instanceof ClientError && e.code === "too_large") throw fileTooLarge(max);
+      throw e;
+    }
+    return await parseMultipart(bytes, type);
+  }
 
   app.get("/mnt/:name", async (c) => {
     const name = c.req.param("name");

@@ -16,6 +16,11 @@ export type Fields = Readonly<Record<string, string>>;
 export interface ReadOptions {
   /** Largest accepted body in bytes; more is answered 413. */
   maxBytes: number;
+  /**
+   * Time the whole body may take to arrive, ms; past it the read is
+   * cancelled and answered 408 (`timeout`). @default {no limit}
+   */
+  timeoutMs?: number;
 }
 
 /**
@@ -37,15 +42,34 @@ export async function readLimited(
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      throw tooLarge(maxBytes);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = options.timeoutMs === undefined
+    ? undefined
+    : new Promise<"expired">((resolve) => {
+      timer = setTimeout(() => resolve("expired"), options.timeoutMs);
+    });
+  try {
+    for (;;) {
+      const next = expired === undefined
+        ? await reader.read()
+        : await Promise.race([reader.read(), expired]);
+      if (next === "expired") {
+        await reader.cancel().catch(() => {});
+        throw new ClientError(
+          "timeout",
+          `Body not received within ${Math.ceil((options.timeoutMs ?? 0) / 1000)} s`,
+        );
+      }
+      if (next.done) break;
+      size += next.value.byteLength;
+      if (size > maxBytes) {
+        await reader.cancel();
+        throw tooLarge(maxBytes);
+      }
+      chunks.push(next.value);
     }
-    chunks.push(value);
+  } finally {
+    clearTimeout(timer);
   }
   return concatBytes(chunks);
 }
