@@ -207,3 +207,81 @@ Deno.test("S7: an expired token is refused by the routes", async () => {
   strictEqual(r.status, 401);
   strictEqual(r.body.msg, "Login expired or invalid, please log in again");
 });
+
+Deno.test("look-alike names are refused for new values: full-width mobiles, hidden or reordering characters in names", async (t) => {
+  await using app = await makeTestApp();
+  const a = await register(app.app, "13800000031");
+  await t.step(
+    "a full-width mobile gets 400 naming its plain form; the plain one registers",
+    async () => {
+      const r = await call(app.app, "/user/register", {
+        fields: { mobile: "１３８００００００３１", passwd: "secret-pass" },
+      });
+      strictEqual(r.status, 400);
+      match(r.body.msg, /plain characters: "13800000031"/);
+      strictEqual(await app.store.findCredentials("１３８００００００３１"), undefined);
+    },
+  );
+  await t.step("an account stored with one before still logs in", async () => {
+    await app.store.createUser({
+      mobile: "１３９",
+      passwordHash: await app.auth.hashPassword("secret-pass"),
+      nickname: "old",
+      avatar: "",
+      sex: "U",
+      memo: "",
+    }, Date.now());
+    const r = await call(app.app, "/user/login", {
+      fields: { mobile: "１３９", passwd: "secret-pass" },
+    });
+    strictEqual(r.body.code, 0);
+  });
+  const unsafe = [
+    ["a right-to-left override", "Bob\u202Egnp.exe"],
+    ["a bidi isolate", "\u2067Bob"],
+    ["a zero-width space", "Al\u200Bice"],
+    ["a byte-order mark", "Ali\uFEFFce"],
+    ["a soft hyphen", "Al\u00ADice"],
+    ["a line break", "Alice\nSystem"],
+    ["a C1 control", "Ali\u0085ce"],
+    ["a line separator", "Alice\u2028Bob"],
+  ] as const;
+  for (const [what, value] of unsafe) {
+    await t.step(`${what} in a nickname or group name gets 400`, async () => {
+      const reg = await call(app.app, "/user/register", {
+        fields: { mobile: "13800000032", passwd: "secret-pass", nickname: value },
+      });
+      strictEqual(reg.status, 400, what);
+      const upd = await call(app.app, "/user/update", {
+        fields: { nickname: value },
+        token: a.token,
+      });
+      strictEqual(upd.status, 400, what);
+      match(upd.body.msg, /Field "nickname" contains (line breaks, invisible|control)/);
+      const group = await call(app.app, "/contact/createcommunity", {
+        fields: { name: value },
+        token: a.token,
+      });
+      strictEqual(group.status, 400, what);
+    });
+  }
+  await t.step("emoji with joiners, accents and right-to-left scripts are names", async () => {
+    for (const nickname of ["👩‍💻 Ada", "Zoë", "مريم", "שרה", "李雷"]) {
+      const r = await call(app.app, "/user/update", { fields: { nickname }, token: a.token });
+      strictEqual(r.body.code, 0, nickname);
+      strictEqual(r.body.data.nickname, nickname);
+    }
+  });
+  await t.step("a memo keeps its line breaks but not C1 controls", async () => {
+    const ok2 = await call(app.app, "/user/update", {
+      fields: { memo: "line one\nline two" },
+      token: a.token,
+    });
+    strictEqual(ok2.body.code, 0);
+    const c1 = await call(app.app, "/user/update", {
+      fields: { memo: "x\u009By" },
+      token: a.token,
+    });
+    strictEqual(c1.status, 400);
+  });
+});

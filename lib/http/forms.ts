@@ -40,16 +40,35 @@ export const PASSWORD_MIN = 6;
 export const PASSWORD_MAX = 128;
 
 const MOBILE = /^[\p{L}\p{N}+._@-]{1,20}$/u;
+/**
+ * What a name (nickname, group name) may not hold, because it would make
+ * one name look like another or rearrange what is shown around it: every
+ * control character (line breaks too), the bidi embeddings, overrides and
+ * isolates (U+202A-U+202E, U+2066-U+2069), invisible characters (soft
+ * hyphen, zero-width space and non-joiner, word joiner, BOM) and the line
+ * and paragraph separators. The zero-width joiner stays: emoji sequences
+ * such as 👩‍💻 need it.
+ */
+const NAME_UNSAFE =
+  /[\p{Cc}\u00ad\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u2028\u2029\u061c]/u;
 const URLISH = /^(\/[^\s"'<>\\]*|https?:\/\/[^\s"'<>\\]+)$/;
 const SEXES: readonly Sex[] = ["M", "W", "U"];
 
 /** Parse `/user/register`: mobile, passwd, nickname, avatar, sex, memo. */
 export function parseRegister(fields: Fields): RegisterInput {
   const { mobile, password } = parseLogin(fields);
+  // Only new accounts: a login compares the mobile as it was registered.
+  if (mobile.normalize("NFKC") !== mobile) {
+    throw bad(
+      `Mobile must be written in plain characters: "${
+        mobile.normalize("NFKC")
+      }", not full-width or other compatibility forms`,
+    );
+  }
   if (password.length < PASSWORD_MIN) {
     throw bad(`Password must be at least ${PASSWORD_MIN} characters`);
   }
-  const nickname = text(fields, "nickname", 20) || mobile;
+  const nickname = name(fields, "nickname", 20) || mobile;
   return {
     mobile,
     password,
@@ -81,7 +100,7 @@ export function parseLogin(fields: Fields): LoginInput {
 export function parseProfilePatch(fields: Fields): ProfilePatch {
   const patch: { -readonly [K in keyof ProfilePatch]: ProfilePatch[K] } = {};
   if (fields["nickname"] !== undefined) {
-    const nickname = text(fields, "nickname", 20);
+    const nickname = name(fields, "nickname", 20);
     if (nickname === "") throw bad("Nickname cannot be empty");
     patch.nickname = nickname;
   }
@@ -97,15 +116,15 @@ export function parseProfilePatch(fields: Fields): ProfilePatch {
 
 /** Parse `/contact/createcommunity`: name (required), icon, cate 0-4, memo. */
 export function parseCreateGroup(fields: Fields): CreateGroupInput {
-  const name = text(fields, "name", 30);
-  if (name === "") throw bad("Group name is required");
+  const groupName = name(fields, "name", 30);
+  if (groupName === "") throw bad("Group name is required");
   const rawCate = (fields["cate"] ?? "").trim();
   if (rawCate !== "" && !/^[0-4]$/.test(rawCate)) {
     throw bad('Field "cate" must be an integer from 0 to 4');
   }
   const cate = rawCate === "" ? 0 : Number(rawCate);
   return {
-    name,
+    name: groupName,
     icon: url(fields, "icon", 250),
     cate,
     memo: text(fields, "memo", 120),
@@ -128,9 +147,21 @@ function text(fields: Fields, name: string, max: number): string {
   if ([...value].length > max) {
     throw bad(`Field "${name}" must be at most ${max} characters`);
   }
+  // C1 controls (U+0080-U+009F) too: no text uses them, and some terminals act on them.
   // deno-lint-ignore no-control-regex
-  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/.test(value)) {
+  if (/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/.test(value)) {
     throw bad(`Field "${name}" contains control characters`);
+  }
+  return value;
+}
+
+/** A {@linkcode text} field shown as someone's or something's name: see {@linkcode NAME_UNSAFE}. */
+function name(fields: Fields, field: string, max: number): string {
+  const value = text(fields, field, max);
+  if (NAME_UNSAFE.test(value)) {
+    throw bad(
+      `Field "${field}" contains line breaks, invisible or direction-changing characters`,
+    );
   }
   return value;
 }
