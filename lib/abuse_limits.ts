@@ -203,7 +203,7 @@ export class AbuseLimits {
     if (usedBytes + addingBytes > quota) {
       this.#onLimited("upload_quota");
       throw new LimitError(
-        `Upload quota of ${quota} bytes reached (${usedBytes} bytes used); delete files or ask an admin`,
+        `Upload quota of ${quota} bytes reached (${usedBytes} bytes stored or uploading); files cannot be deleted yet, so ask an admin to raise it`,
       );
     }
   }
