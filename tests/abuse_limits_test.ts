@@ -174,7 +174,10 @@ Deno.test("the upload quota counts stored bytes plus the new file", () => {
   throws(() => limits.checkUploadQuota(60, 41), (e) => {
     ok(e instanceof LimitError);
     strictEqual(e.status, 422);
-    match(e.message, /Upload quota of 100 bytes reached \(60 bytes stored or uploading\); .*ask an admin/);
+    match(
+      e.message,
+      /Upload quota of 100 bytes reached \(60 bytes stored or uploading\); .*ask an admin/,
+    );
     return true;
   });
   deepStrictEqual(seen, ["upload_quota"]);
