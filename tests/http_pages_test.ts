@@ -192,3 +192,30 @@ Deno.test("L10/L11: unknown paths get a JSON 404, not a redirect to login", asyn
     });
   }
 });
+
+Deno.test("a known path with the wrong method gets 405 with Allow, not 404", async (t) => {
+  await using h = await makeTestApp();
+  for (
+    const [method, path, allow] of [
+      ["GET", "/user/login", "POST"],
+      ["PUT", "/user/find", "GET, HEAD, POST"],
+      ["POST", "/mnt/0123456789abcdef0123456789abcdef.png", "GET, HEAD"],
+      ["DELETE", "/contact/loadfriend", "GET, HEAD, POST"],
+      ["POST", "/asset/css/app.css", "GET, HEAD"],
+      ["POST", "/user/login.shtml", "GET, HEAD"],
+    ] as const
+  ) {
+    await t.step(`${method} ${path}`, async () => {
+      const r = await call(h.app, path, { method });
+      strictEqual(r.status, 405);
+      strictEqual(r.headers.get("allow"), allow);
+      deepStrictEqual(r.body, {
+        code: -1,
+        msg: `Method ${method} is not allowed here: use ${allow.replaceAll(", ", " or ")}`,
+      });
+    });
+  }
+  await t.step("an unknown path is still 404 whatever the method", async () => {
+    strictEqual((await call(h.app, "/user/nope", { method: "POST" })).status, 404);
+  });
+});

@@ -17,6 +17,7 @@ import type { UploadGate } from "../upload_gate.ts";
 import type { Auth } from "../auth.ts";
 import { BusyError, ClientError, RateLimitError } from "../errors.ts";
 import type { Store } from "../store.ts";
+import { allowedMethods } from "./allowed_methods.ts";
 import { attachRoutes } from "./attach_routes.ts";
 import { contactRoutes } from "./contact_routes.ts";
 import { fail } from "./envelope.ts";
@@ -85,7 +86,18 @@ export function createApp(deps: AppDeps): Hono {
   );
   app.route("/", pageRoutes(deps));
   for (const extra of deps.extraRoutes ?? []) app.route("/", extra);
-  app.notFound((c) => c.json(fail("Not found"), 404));
+  app.notFound((c) => {
+    const allow = allowedMethods(app.routes, c.req.path);
+    // A route of this method that passed (a missing static file) is a plain 404.
+    if (allow.length === 0 || allow.includes(c.req.method)) {
+      return c.json(fail("Not found"), 404);
+    }
+    c.header("allow", allow.join(", "));
+    return c.json(
+      fail(`Method ${c.req.method} is not allowed here: use ${allow.join(" or ")}`),
+      405,
+    );
+  });
   app.onError(errorResponse);
   return app;
 }
