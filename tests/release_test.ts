@@ -29,6 +29,12 @@ Deno.test("the shipped start scripts and systemd unit grant exactly the start ta
   }
 });
 
+Deno.test("start.cmd keeps CRLF line endings: cmd.exe misreads ( ) blocks in an LF-only batch file", async () => {
+  const text = await Deno.readTextFile(join(ROOT, "deploy", "windows", "start.cmd"));
+  ok(text.endsWith("\r\n"), "ends with CRLF");
+  strictEqual(text.split("\n").length - 1, text.split("\r\n").length - 1, "every LF has its CR");
+});
+
 Deno.test("the shipped start scripts, systemd unit and compiled release run with the start task's V8 flags", async () => {
   const v8 = startTaskV8Flags();
   // docs/config.md: the young generation's cap is what keeps a connect burst's memory down.
