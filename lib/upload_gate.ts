@@ -101,9 +101,12 @@ export class UploadGate {
   /**
    * Wait for a turn for an upload of `userId`. Throws {@linkcode RateLimitError}
    * when the user has {@linkcode UPLOADS_PER_USER} in flight already, and
-   * {@linkcode BusyError} when the queue is full or the wait runs out.
+   * {@linkcode BusyError} when the queue is full or the wait runs out. An
+   * abort of `signal` (the client went away) leaves the queue and rejects
+   * with its reason.
    */
-  async enter(userId: number): Promise<UploadTurn> {
+  async enter(userId: number, signal?: AbortSignal): Promise<UploadTurn> {
+    signal?.throwIfAborted();
     const user = this.#users.get(userId) ?? { uploads: 0, bytes: new Map<symbol, number>() };
     if (user.uploads >= this.#perUser) {
       this.#onLimited("upload_user");
@@ -120,7 +123,7 @@ export class UploadGate {
     this.#users.set(userId, user);
     try {
       if (this.#running < this.#concurrent) this.#running++;
-      else await this.#wait();
+      else await this.#wait(signal);
     } catch (e) {
       this.#leave(userId, user);
       throw e;
@@ -129,19 +132,28 @@ export class UploadGate {
   }
 
   /** Resolves when a finished upload hands this one its turn (`#running` stays counted). */
-  #wait(): Promise<void> {
+  #wait(signal: AbortSignal | undefined): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      const leave = (error: unknown) => {
+        clearTimeout(waiter.timer);
+        signal?.removeEventListener("abort", onAbort);
+        const i = this.#waiting.indexOf(waiter);
+        if (i >= 0) this.#waiting.splice(i, 1);
+        reject(error);
+      };
+      const onAbort = () => leave(signal?.reason);
       const waiter: Waiter = {
         grant: () => {
           clearTimeout(waiter.timer);
+          signal?.removeEventListener("abort", onAbort);
           resolve();
         },
         timer: setTimeout(() => {
-          this.#waiting.splice(this.#waiting.indexOf(waiter), 1);
           this.#onLimited("upload_busy");
-          reject(busy());
+          leave(busy());
         }, this.#waitMs),
       };
+      signal?.addEventListener("abort", onAbort, { once: true });
       this.#waiting.push(waiter);
     });
   }

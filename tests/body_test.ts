@@ -177,6 +177,35 @@ Deno.test("readLimited() returns a body at exactly the limit", async () => {
   strictEqual((await readLimited(req, LIMIT)).byteLength, 100);
 });
 
+Deno.test("readLimited() joins a body sent in many tiny pieces, whatever length it declared", async () => {
+  const bytes = Uint8Array.from({ length: 5000 }, (_, i) => i % 251);
+  for (const declared of [undefined, "10", "5000"]) {
+    const pieces = Array.from(bytes, (b) => Uint8Array.of(b));
+    const req = new Request("http://h/x", {
+      method: "POST",
+      body: streamOf(pieces),
+      ...(declared === undefined ? {} : { headers: { "content-length": declared } }),
+    });
+    deepStrictEqual(await readLimited(req, { maxBytes: 5000 }), bytes, `declared ${declared}`);
+  }
+});
+
+Deno.test("readLimited() gives up on a body that does not arrive in time, with 408", async () => {
+  let pulls = 0;
+  const stalled = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      // One piece, then nothing more: a client that went quiet.
+      if (pulls++ === 0) controller.enqueue(new Uint8Array(10));
+      return new Promise(() => {});
+    },
+  });
+  const req = new Request("http://h/x", { method: "POST", body: stalled });
+  await rejects(
+    readLimited(req, { maxBytes: 100, timeoutMs: 50 }),
+    isClientError("timeout", "Body not received within 1 s"),
+  );
+});
+
 Deno.test("parseJsonFields() drops nothing but nulls", () => {
   deepStrictEqual({ ...parseJsonFields('{"a":"","b":0,"c":false}') }, {
     a: "",

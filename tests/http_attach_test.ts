@@ -409,6 +409,35 @@ Deno.test("/attach/upload answers a user's third upload at once with 429, and a 
   );
 });
 
+Deno.test("/attach/upload answers a declared length past the limit with 413 without waiting for a turn", async () => {
+  await using t = await makeTestApp({
+    config: { uploadMaxBytes: 1024 },
+    extra: { uploads: new UploadGate({ concurrent: 1, waitMs: 60_000 }) },
+  });
+  const a = await register(t.app, "13800000026");
+  const b = await register(t.app, "13800000027");
+  const file = new Uint8Array(512);
+  file.set(PNG);
+  const held = await heldUpload(t.app, a.token, file);
+  const started = performance.now();
+  const res = await t.app.fetch(
+    new Request("http://127.0.0.1/attach/upload", {
+      method: "POST",
+      headers: {
+        authorization: `Bearer ${b.token}`,
+        "content-type": "multipart/form-data; boundary=x",
+        "content-length": String(10 * 1024 * 1024),
+      },
+      body: new Uint8Array(10),
+    }),
+  );
+  strictEqual(res.status, 413);
+  deepStrictEqual(await res.json(), { code: -1, msg: "File exceeds 1024 bytes" });
+  ok(performance.now() - started < 5_000, "answered without waiting");
+  held.end();
+  strictEqual((await held.response).status, 200);
+});
+
 Deno.test("/attach/upload: two uploads of one user at once cannot both pass a quota only one fits", async () => {
   const file = new Uint8Array(600);
   file.set(PNG);

@@ -94,3 +94,25 @@ Deno.test("UploadGate.reserve tells an upload the bytes its user's other uploads
   b.release();
   other.release();
 });
+
+Deno.test("UploadGate: a waiter whose client went away leaves the queue and takes no turn", async () => {
+  const gate = new UploadGate({ concurrent: 1 });
+  const held = await gate.enter(1);
+  const gone = new AbortController();
+  const waiting = gate.enter(2, gone.signal);
+  const next = gate.enter(3);
+  strictEqual(gate.waiting, 2);
+  gone.abort(new Error("client closed"));
+  await rejects(waiting, /client closed/);
+  strictEqual(gate.waiting, 1);
+  held.release();
+  (await next).release();
+  strictEqual(gate.running, 0);
+  // User 2 holds nothing after the abort: two uploads of theirs are let in again (no 429).
+  const first = await gate.enter(2);
+  const second = gate.enter(2);
+  first.release();
+  (await second).release();
+  await rejects(gate.enter(4, AbortSignal.abort(new Error("gone before"))), /gone before/);
+  strictEqual(gate.running, 0);
+});

@@ -67,9 +67,16 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
       await req.body?.cancel();
       throw e;
     }
+    const max = config.uploadMaxBytes;
+    // A declared length past the limit is answered now, not after a wait for a turn.
+    const declared = Number(req.headers.get("content-length") ?? "0");
+    if (Number.isFinite(declared) && declared > max + MULTIPART_OVERHEAD) {
+      await req.body?.cancel();
+      throw fileTooLarge(max);
+    }
     let turn: UploadTurn;
     try {
-      turn = await uploads.enter(userId);
+      turn = await uploads.enter(userId, req.signal);
     } catch (e) {
       await req.body?.cancel();
       throw e;
@@ -111,7 +118,8 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
     if (file.size === 0) throw new ClientError("bad_request", "File is empty");
     if (file.size > max) throw fileTooLarge(max);
     // Noted before the store is asked, so a second upload of this user
-    // checked meanwhile counts this one.
+    // checked meanwhile counts this one. Until this turn ends, a file it
+    // recorded counts twice for the others: only ever too strict, by one file.
     const inFlight = turn.reserve(file.size);
     deps.limits?.checkUploadQuota(await store.attachmentBytes(userId) + inFlight, file.size);
     const kind = sniff(new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer()));
@@ -124,8 +132,10 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
     const name = `${randomHex(16)}.${kind.ext}`;
     const path = join(uploadsDir, name);
     await Deno.mkdir(uploadsDir, { recursive: true });
+    // Outside the try: a name taken already is someone else's file, not ours to remove.
+    const out = await Deno.open(path, { createNew: true, write: true, mode: 0o640 });
     try {
-      const out = await Deno.open(path, { createNew: true, write: true, mode: 0o640 });
+      // Closes `out` when done or failed.
       await file.stream().pipeTo(out.writable);
       await store.recordAttachment({
         name,

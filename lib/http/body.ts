@@ -7,7 +7,6 @@
  */
 
 import { ClientError } from "../errors.ts";
-import { concatBytes } from "../bytes.ts";
 
 /** Flat request fields: every value a string, first occurrence wins. */
 export type Fields = Readonly<Record<string, string>>;
@@ -25,14 +24,16 @@ export interface ReadOptions {
 
 /**
  * Read the whole body of `req`, failing with `too_large` as soon as more than
- * `maxBytes` arrive. A `Content-Length` above the limit fails early; a
- * smaller one is not trusted.
+ * `maxBytes` arrive, and with `timeout` if `timeoutMs` passes first. A
+ * `Content-Length` above the limit fails early; a smaller one is not trusted.
+ * The chunks are copied into one growing buffer as they come, so a body
+ * trickled in tiny pieces costs its bytes, not an object per piece.
  */
 export async function readLimited(
   req: Request,
   options: ReadOptions,
 ): Promise<Uint8Array<ArrayBuffer>> {
-  const { maxBytes } = options;
+  const { maxBytes, timeoutMs } = options;
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (Number.isFinite(declared) && declared > maxBytes) {
     await req.body?.cancel();
@@ -40,38 +41,44 @@ export async function readLimited(
   }
   if (req.body === null) return new Uint8Array(new ArrayBuffer(0));
   const reader = req.body.getReader();
-  const chunks: Uint8Array[] = [];
+  let buffer = new Uint8Array(
+    Number.isSafeInteger(declared) && declared > 0 ? declared : Math.min(maxBytes, 16 * 1024),
+  );
   let size = 0;
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const expired = options.timeoutMs === undefined
-    ? undefined
-    : new Promise<"expired">((resolve) => {
-      timer = setTimeout(() => resolve("expired"), options.timeoutMs);
-    });
+  let expired = false;
+  // One timer for the whole read: it cancels the reader, so the pending read ends.
+  const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+    expired = true;
+    reader.cancel().catch(() => {});
+  }, timeoutMs);
   try {
     for (;;) {
-      const next = expired === undefined
-        ? await reader.read()
-        : await Promise.race([reader.read(), expired]);
-      if (next === "expired") {
-        await reader.cancel().catch(() => {});
+      const { done, value } = await reader.read();
+      if (expired) {
         throw new ClientError(
           "timeout",
-          `Body not received within ${Math.ceil((options.timeoutMs ?? 0) / 1000)} s`,
+          `Body not received within ${Math.ceil((timeoutMs ?? 0) / 1000)} s`,
         );
       }
-      if (next.done) break;
-      size += next.value.byteLength;
-      if (size > maxBytes) {
+      if (done) break;
+      if (size + value.byteLength > maxBytes) {
         await reader.cancel();
         throw tooLarge(maxBytes);
       }
-      chunks.push(next.value);
+      if (size + value.byteLength > buffer.byteLength) {
+        const grown = new Uint8Array(
+          Math.min(maxBytes, Math.max(buffer.byteLength * 2, size + value.byteLength)),
+        );
+        grown.set(buffer.subarray(0, size));
+        buffer = grown;
+      }
+      buffer.set(value, size);
+      size += value.byteLength;
     }
   } finally {
     clearTimeout(timer);
   }
-  return concatBytes(chunks);
+  return buffer.subarray(0, size);
 }
 
 /**
