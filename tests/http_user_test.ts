@@ -245,6 +245,10 @@ Deno.test("look-alike names are refused for new values: full-width mobiles, hidd
     ["a line break", "Alice\nSystem"],
     ["a C1 control", "Ali\u0085ce"],
     ["a line separator", "Alice\u2028Bob"],
+    ["a Hangul filler (looks empty)", "\u3164"],
+    ["a braille blank", "Al\u2800ice"],
+    ["a left-to-right mark", "Alice\u200E"],
+    ["a stray tag character", "Alice\u{E0041}"],
   ] as const;
   for (const [what, value] of unsafe) {
     await t.step(`${what} in a nickname or group name gets 400`, async () => {
@@ -266,7 +270,8 @@ Deno.test("look-alike names are refused for new values: full-width mobiles, hidd
     });
   }
   await t.step("emoji with joiners, accents and right-to-left scripts are names", async () => {
-    for (const nickname of ["👩‍💻 Ada", "Zoë", "مريم", "שרה", "李雷"]) {
+    const england = "\u{1F3F4}\u{E0067}\u{E0062}\u{E0065}\u{E006E}\u{E0067}\u{E007F}";
+    for (const nickname of ["👩‍💻 Ada", "Zoë", "مريم", "שרה", "李雷", `${england} fan`, "❤️ Bo"]) {
       const r = await call(app.app, "/user/update", { fields: { nickname }, token: a.token });
       strictEqual(r.body.code, 0, nickname);
       strictEqual(r.body.data.nickname, nickname);

@@ -42,15 +42,20 @@ export const PASSWORD_MAX = 128;
 const MOBILE = /^[\p{L}\p{N}+._@-]{1,20}$/u;
 /**
  * What a name (nickname, group name) may not hold, because it would make
- * one name look like another or rearrange what is shown around it: every
- * control character (line breaks too), the bidi embeddings, overrides and
- * isolates (U+202A-U+202E, U+2066-U+2069), invisible characters (soft
- * hyphen, zero-width space and non-joiner, word joiner, BOM) and the line
- * and paragraph separators. The zero-width joiner stays: emoji sequences
+ * one name look like another, look empty, or rearrange what is shown
+ * around it: every control character (line breaks too), every format
+ * character (bidi marks, embeddings, overrides and isolates, zero-width
+ * space and non-joiner, word joiner, soft hyphen, BOM, tags outside a
+ * flag), the line and paragraph separators, and the letters that render as
+ * blanks (combining grapheme joiner, Hangul fillers, Khmer inherent
+ * vowels, braille blank). The zero-width joiner stays: emoji sequences
  * such as 👩‍💻 need it.
  */
 const NAME_UNSAFE =
-  /[\p{Cc}\u00ad\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u2028\u2029\u061c]/u;
+  /[\p{Cc}\p{Zl}\p{Zp}\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0]|(?!\u200d)\p{Cf}/u;
+/** A subdivision flag (🏴 and tags ended by a cancel tag, e.g. England's): its tags are not hidden text. */
+const FLAG_TAGS = /\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}/gu;
+/[\p{Cc}\u00ad\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u2028\u2029\u061c]/u;
 const URLISH = /^(\/[^\s"'<>\\]*|https?:\/\/[^\s"'<>\\]+)$/;
 const SEXES: readonly Sex[] = ["M", "W", "U"];
 
@@ -158,7 +163,7 @@ function text(fields: Fields, name: string, max: number): string {
 /** A {@linkcode text} field shown as someone's or something's name: see {@linkcode NAME_UNSAFE}. */
 function name(fields: Fields, field: string, max: number): string {
   const value = text(fields, field, max);
-  if (NAME_UNSAFE.test(value)) {
+  if (NAME_UNSAFE.test(value.replace(FLAG_TAGS, "\u{1F3F4}"))) {
     throw bad(
       `Field "${field}" contains line breaks, invisible or direction-changing characters`,
     );
