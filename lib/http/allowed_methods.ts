@@ -13,27 +13,33 @@ export interface RouteEntry {
 }
 
 /**
- * The methods `routes` serve `path` with, sorted; empty when none does.
- * Middleware (`ALL`) does not count; `GET` brings `HEAD`, as Hono answers
- * a `HEAD` with the `GET` handler. Patterns: `:name` one segment, `*` the rest.
+ * A lookup of the methods `routes` serve a path with, sorted; empty when
+ * none does. Middleware (`ALL`) does not count; `GET` brings `HEAD`, as
+ * Hono answers a `HEAD` with the `GET` handler. Patterns: `:name` is one
+ * segment, a trailing `*` the rest (or nothing, as in Hono: `/asset/*`
+ * matches `/asset`), any other `*` one segment.
  */
-export function allowedMethods(routes: readonly RouteEntry[], path: string): string[] {
-  const allowed = new Set<string>();
-  for (const route of routes) {
-    if (route.method === "ALL" || !patternOf(route.path).test(path)) continue;
-    allowed.add(route.method);
-    if (route.method === "GET") allowed.add("HEAD");
-  }
-  return [...allowed].sort();
+export function allowedMethods(routes: readonly RouteEntry[]): (path: string) => string[] {
+  const compiled = routes.filter((r) => r.method !== "ALL")
+    .map((r) => ({ method: r.method, pattern: patternOf(r.path) }));
+  return (path) => {
+    const allowed = new Set<string>();
+    for (const { method, pattern } of compiled) {
+      if (!pattern.test(path)) continue;
+      allowed.add(method);
+      if (method === "GET") allowed.add("HEAD");
+    }
+    return [...allowed].sort();
+  };
 }
 
 function patternOf(path: string): RegExp {
-  const source = path.split("/").map((part) =>
-    part === "*"
-      ? ".*"
-      : part.startsWith(":")
-      ? "[^/]+"
-      : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
-  ).join("/");
+  const parts = path.split("/");
+  const last = parts.length - 1;
+  const source = parts.map((part, i) => {
+    if (part === "*") return i === last ? "(?:/.*)?" : "/[^/]+";
+    const text = part.startsWith(":") ? "[^/]+" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+    return i === 0 ? text : `/${text}`;
+  }).join("");
   return new RegExp(`^${source}$`);
 }

@@ -86,8 +86,11 @@ export function createApp(deps: AppDeps): Hono {
   );
   app.route("/", pageRoutes(deps));
   for (const extra of deps.extraRoutes ?? []) app.route("/", extra);
+  let methodsOf: ((path: string) => string[]) | undefined;
   app.notFound((c) => {
-    const allow = allowedMethods(app.routes, c.req.path);
+    // The table is complete by the first miss: every route is added above.
+    methodsOf ??= allowedMethods(app.routes);
+    const allow = methodsOf(c.req.path);
     // A route of this method that passed (a missing static file) is a plain 404.
     if (allow.length === 0 || allow.includes(c.req.method)) {
       return c.json(fail("Not found"), 404);
