@@ -1,7 +1,8 @@
 /**
  * How many uploads a node reads at once. An upload is held in memory while
- * it is read, parsed and checked (up to `CHAT_UPLOAD_MAX_BYTES`, in about
- * two copies), so without a bound a few logged-in clients sending large
+ * it is read, parsed and checked: several copies of up to
+ * `CHAT_UPLOAD_MAX_BYTES` (the buffer, the multipart parser's part, the
+ * file's blob), so without a bound a few logged-in clients sending large
  * files together could take the node's memory. Uploads past the bound wait
  * their turn, briefly and in order; each user has at most
  * {@linkcode UPLOADS_PER_USER} in flight, so one account cannot hold every
