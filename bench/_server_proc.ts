@@ -28,6 +28,8 @@ export interface StartOptions {
   readonly readyTimeoutMs?: number;
   /** lanchat's store (`CHAT_DB`), e.g. a Postgres URL. @default {the fixture's SQLite file} */
   readonly db?: string | undefined;
+  /** More environment for the child (`--server-env`), e.g. `MALLOC_ARENA_MAX`. @default {{}} */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** A running server child. */
@@ -95,6 +97,7 @@ export async function startServer(
     args,
     cwd: options.root,
     env: {
+      ...options.env,
       HOST: "127.0.0.1",
       PORT: String(port),
       CHAT_DATA: options.dataDir,

@@ -28,6 +28,8 @@ export interface Settings {
   label: string;
   /** lanchat's store: undefined = a SQLite file, else a Postgres URL. */
   db: string | undefined;
+  /** More environment for the server processes only (`--server-env K=V,…`), e.g. `MALLOC_ARENA_MAX`. */
+  serverEnv: Record<string, string>;
 }
 
 function numbers(raw: string): number[] {
@@ -57,6 +59,7 @@ export function readSettings(args: readonly string[], root: string): Settings {
       results: { type: "string", default: join(root, "bench", "results.jsonl") },
       label: { type: "string", default: "" },
       db: { type: "string" },
+      "server-env": { type: "string", default: "" },
     },
   });
   const servers = values.servers.split(",").filter((s): s is ServerKind =>
@@ -78,7 +81,19 @@ export function readSettings(args: readonly string[], root: string): Settings {
     results: values.results,
     label: values.label,
     db: parseDbOption(values.db),
+    serverEnv: parseServerEnv(values["server-env"]),
   };
+}
+
+/** `--server-env`: comma-separated `NAME=value` pairs (values without commas). */
+export function parseServerEnv(raw: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const pair of raw.split(",").filter((p) => p !== "")) {
+    const m = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(pair);
+    if (m === null) throw new TypeError(`--server-env takes NAME=value pairs, not ${pair}`);
+    env[m[1]!] = m[2]!;
+  }
+  return env;
 }
 
 /** `--db`: absent or "sqlite" = a SQLite file; otherwise a postgres:// URL on loopback. */

@@ -93,6 +93,7 @@ async function runServer(
     dataDir,
     cpuProfDir: profile,
     db,
+    env: s.serverEnv,
   });
   const url = `ws://127.0.0.1:${server.port}/chat`;
   const head = { ...base, serverV8Flags: server.v8Flags };
@@ -259,6 +260,7 @@ async function main(): Promise<void> {
     deno: Deno.version.deno,
     loadavgStart: await loadAverage(),
     stepSeconds: s.stepSeconds,
+    ...(Object.keys(s.serverEnv).length === 0 ? {} : { serverEnv: s.serverEnv }),
   };
   const all: ResultLine[] = [];
   let keep = s.profileDir !== undefined;

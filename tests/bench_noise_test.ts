@@ -9,6 +9,7 @@ import { LoopLagMeter, STALL_MS } from "../bench/_loop_lag.ts";
 import { machineBusyPercent, machineStealPercent, parseMachineTicks } from "../bench/_procfs.ts";
 import { markdown, type ResultLine } from "../bench/_report.ts";
 import { lagBetween, parseServerLoopLag } from "../bench/_server_lag.ts";
+import { parseServerEnv } from "../bench/_settings.ts";
 
 Deno.test("the loop-lag meter counts lateness beyond the interval, from the second tick on", () => {
   const meter = new LoopLagMeter(2);
@@ -87,4 +88,11 @@ Deno.test("lanchat's loop lag is read from its metrics page: readings and those 
   deepStrictEqual(lagBetween(before, after), { readings: 50, over5Ms: 2 });
   // A page without the series (an older server, or not lanchat) is an error, not zeros.
   throws(() => parseServerLoopLag("lanchat_store_seconds_count 7\n"), /lanchat_event_loop_lag/);
+});
+
+Deno.test("--server-env takes NAME=value pairs for the servers and refuses anything else by name", () => {
+  deepStrictEqual(parseServerEnv(""), {});
+  deepStrictEqual(parseServerEnv("MALLOC_ARENA_MAX=2,X_1="), { MALLOC_ARENA_MAX: "2", X_1: "" });
+  throws(() => parseServerEnv("lower=1"), /NAME=value pairs, not lower=1/);
+  throws(() => parseServerEnv("NOEQUALS"), /not NOEQUALS/);
 });
