@@ -13,82 +13,15 @@
  */
 
 import { ok, strictEqual } from "node:assert/strict";
-import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
 import { hasChromium, launchBrowser } from "./_browser.ts";
-import { loopbackUdpBus, startNode } from "./_node_helpers.ts";
+import { loopbackUdpBus, ROOT, startNode } from "./_node_helpers.ts";
+import { bubble, online, png, prompt, register, sendText, T, until } from "./_web_pages.ts";
 
-const ROOT = join(import.meta.dirname!, "..");
 const ARTIFACTS = join(ROOT, "test-artifacts");
 const XSS = `<img src=x onerror="window.__xss=1">`;
 /** The same attack within the 20-character nickname limit (it would call `window.a`). */
 const XSS_NICK = "<img src onerror=a()>".replace("()", "");
-const T = 10_000;
-
-/** A PNG from tests/testdata, as playwright wants a file payload. */
-async function png(name: string) {
-  const buffer = Buffer.from(await Deno.readFile(join(ROOT, "tests", "testdata", name)));
-  return { name, mimeType: "image/png", buffer };
-}
-
-async function register(
-  page: Page,
-  base: string,
-  who: { mobile: string; nickname: string; avatar: string },
-) {
-  await page.goto(`${base}/user/register.shtml`);
-  await page.fill("#mobile", who.mobile);
-  await page.fill("#passwd", "secret-pass");
-  await page.fill("#confirm", "secret-pass");
-  await page.fill("#nickname", who.nickname);
-  await page.selectOption("#sex", "W");
-  await page.fill("#memo", "hello from " + who.mobile);
-  await page.setInputFiles("#avatar", await png(who.avatar));
-  await page.click("#register button[type=submit]");
-  await page.waitForURL("**/chat/index.shtml", { timeout: T });
-  await online(page);
-  const id = Number(await page.getAttribute('meta[name="lanchat-user"]', "content"));
-  ok(id > 0, "the page knows its user");
-  return id;
-}
-
-/**
- * Wait until `expression` is truthy in the page. (Playwright's
- * waitForFunction compiles strings with eval, which the page's CSP refuses;
- * evaluate goes through the devtools protocol instead.)
- */
-async function until(page: Page, expression: string) {
-  const deadline = Date.now() + T;
-  while (!(await page.evaluate(expression))) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${expression}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-async function online(page: Page) {
-  await page.waitForSelector('#conn[data-state="online"]', { timeout: T });
-}
-
-async function prompt(page: Page, opener: string, value: string) {
-  await page.click(opener);
-  await page.fill("dialog.prompt input", value);
-  await page.click('dialog.prompt button[value="ok"]');
-}
-
-async function sendText(page: Page, text: string) {
-  await page.fill("#text", text);
-  await page.press("#text", "Enter");
-}
-
-/** The last bubble of the open chat whose text is `text`, once it is there. */
-async function bubble(page: Page, text: string, status = "sent") {
-  const row = page.locator(`#msglist li[data-status="${status}"]`, {
-    has: page.locator(".bubble", { hasText: text }),
-  }).last();
-  await row.waitFor({ timeout: T });
-  return row;
-}
 
 Deno.test({
   name:

@@ -4,6 +4,7 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { backoffDelay } from "../static/js/connection.js";
 import { ConvState, previewOf } from "../static/js/conv_state.js";
 import { safeUrl } from "../static/js/dom.js";
+import { Outbox } from "../static/js/outbox.js";
 
 Deno.test("backoffDelay() doubles from 1 s to 30 s with half of it random", async (t) => {
   const table = [
@@ -71,4 +72,53 @@ Deno.test("ConvState counts unread messages once and survives a reload", () => {
   reloaded.acked("u:3:7", 7, { media: 4, ts: 9 });
   strictEqual(reloaded.get("u:3:7")?.last, 7);
   strictEqual(previewOf({ media: 3, amount: 4 }), '[Voice 4"]');
+});
+
+/** A stand-in Connection: records sent frames; `open()` fires the reconnect event. */
+class FakeConn extends EventTarget {
+  sent: { cid: string }[] = [];
+  isOpen = true;
+  send(frame: { cid: string }) {
+    this.sent.push(frame);
+    return this.isOpen;
+  }
+  open() {
+    this.isOpen = true;
+    this.dispatchEvent(new Event("open"));
+  }
+}
+
+const frame = (cid: string) => ({ cmd: 10, dstid: 3, media: 1, content: cid, cid });
+
+Deno.test("Outbox lists a conversation's unsent messages and resends timed-out ones on reconnect, not refused ones", async () => {
+  const conn = new FakeConn();
+  const outbox = new Outbox(conn, { ackTimeoutMs: 20 });
+  const statuses: string[] = [];
+  outbox.addEventListener("status", (e) => {
+    const { cid, status } = (e as CustomEvent).detail;
+    statuses.push(`${cid}:${status}`);
+  });
+  outbox.send(frame("a"), "u:3:7");
+  outbox.send(frame("b"), "u:3:7");
+  outbox.send(frame("c"), "g:1");
+  strictEqual(outbox.size, 3);
+  deepStrictEqual(outbox.unsent("u:3:7").map((e: { frame: { cid: string } }) => e.frame.cid), [
+    "a",
+    "b",
+  ]);
+  outbox.acked({ cid: "b", seq: 5, ts: 1 });
+  outbox.refused({ cid: "c", retryable: false, msg: "Not a member" });
+  // "a" gets no answer: a half-open socket lost it.
+  await new Promise((r) => setTimeout(r, 60));
+  deepStrictEqual(statuses, ["b:sent", "c:failed", "a:failed"]);
+  deepStrictEqual(outbox.unsent("u:3:7"), [
+    { frame: frame("a"), status: "failed", error: "No answer from the server" },
+  ]);
+  conn.sent = [];
+  conn.open();
+  deepStrictEqual(conn.sent.map((f) => f.cid), ["a"], "the refused one waits for Retry");
+  strictEqual(statuses.at(-1), "a:pending");
+  outbox.acked({ cid: "a", seq: 6, ts: 2 });
+  deepStrictEqual(outbox.unsent("u:3:7"), []);
+  strictEqual(outbox.size, 1);
 });

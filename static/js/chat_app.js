@@ -55,6 +55,7 @@ const chat = new ChatWindow({
   handlers: {
     onClose: () => renderLists(),
     onRetry: (cid) => outbox.retry(cid),
+    unsent: (conv) => outbox.unsent(conv),
     onContact: (card) => addFriend(card.content),
   },
 });
@@ -242,8 +243,8 @@ byId("logout").addEventListener("click", async () => {
 });
 
 // ---- sending -------------------------------------------------------------
-function send(fields) {
-  const target = chat.target;
+/** Send `fields` to `target` (the open conversation unless an upload took it earlier). */
+function send(fields, target = chat.target) {
   if (!target) return;
   const frame = {
     cmd: target.cmd,
@@ -257,9 +258,13 @@ function send(fields) {
     cid: newCid(),
   };
   chat.showLocal({ ...frame, conv: target.conv });
-  outbox.send(frame);
+  outbox.send(frame, target.conv);
 }
-setupComposer({ send, friends: () => [...friends.values()] });
+setupComposer({ send, friends: () => [...friends.values()], target: () => chat.target });
+// Unsent messages live only in this page: leaving it would drop them.
+addEventListener("beforeunload", (event) => {
+  if (outbox.size > 0) event.preventDefault();
+});
 
 // ---- frames --------------------------------------------------------------
 function onMessage(msg) {

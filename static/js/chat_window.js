@@ -26,7 +26,7 @@ export class ChatWindow {
 
   /**
    * `me`: the user; `users.peek(id)` / `users.get(id)` give `{nickname,
-   * avatar}`; `handlers`: `{onClose, onContact, onRetry}`.
+   * avatar}`; `handlers`: `{onClose, onContact, onRetry, unsent}` (`unsent(conv)`: our unacked frames).
    */
   constructor({ me, users, handlers }) {
     this.#me = me;
@@ -71,6 +71,11 @@ export class ChatWindow {
     } catch (e) {
       if (epoch !== this.#epoch) return;
       this.#status.textContent = `History unavailable: ${e.message}`;
+    }
+    // Ours not yet stored go below the history again, failed ones with their Retry.
+    for (const { frame, status, error } of this.#handlers.unsent?.(target.conv) ?? []) {
+      this.showLocal({ ...frame, conv: target.conv });
+      if (status === "failed") this.setStatus({ cid: frame.cid, status, error });
     }
     this.#scrollToBottom();
   }

@@ -1,6 +1,6 @@
 // The input bar: text, stickers, photo / camera / video uploads, contact
 // cards, links and hold-to-talk voice. It only builds message fields and
-// hands them to `send(fields)`; what is shown is decided elsewhere.
+// hands them to `send(fields, to)`; what is shown is decided elsewhere.
 import { get, upload } from "./api.js";
 import { byId, el, promptDialog, toast } from "./dom.js";
 import { image } from "./render.js";
@@ -8,8 +8,13 @@ import { canRecord, holdToTalk } from "./recorder.js";
 
 const STICKERS = "/asset/stickers/";
 
-/** Wire the composer. `friends()` lists friends for contact cards. */
-export function setupComposer({ send, friends }) {
+/**
+ * Wire the composer. `friends()` lists friends for contact cards; `target()`
+ * is the open conversation, taken when a file or recording is picked, so an
+ * upload that ends after the user opened another chat still goes where it
+ * was meant to.
+ */
+export function setupComposer({ send, friends, target }) {
   const form = byId("composer");
   const text = byId("text");
   const sendButton = byId("send");
@@ -61,9 +66,10 @@ export function setupComposer({ send, friends }) {
       syncButtons();
     });
     holdToTalk(hold, async (blob, seconds, name) => {
+      const to = target();
       try {
         const url = await upload(new File([blob], name, { type: blob.type }));
-        send({ media: 3, url, amount: seconds });
+        send({ media: 3, url, amount: seconds }, to);
       } catch (e) {
         toast(`Voice not sent: ${e.message}`);
       }
@@ -84,10 +90,11 @@ export function setupComposer({ send, friends }) {
       input.value = "";
       if (!file) return;
       morePanel.hidden = true;
+      const to = target();
       try {
         toast("Uploading…", 1200);
         const url = await upload(file);
-        send({ media, url });
+        send({ media, url }, to);
       } catch (e) {
         toast(`Not sent: ${e.message}`);
       }

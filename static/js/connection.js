@@ -6,8 +6,8 @@ const HEARTBEAT_MS = 25_000;
 const PONG_TIMEOUT_MS = 10_000;
 const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
-/** Close codes after which reconnecting would not help (docs/protocol.md). */
-const FINAL_CODES = new Set([1000, 1008, 4401]);
+/** Close codes after which reconnecting would not help (docs/protocol.md's "reconnect? no"). */
+const FINAL_CODES = new Set([1000, 1002, 1007, 1008, 1009, 4401]);
 
 /**
  * Delay before reconnect attempt `attempt` (0-based): 1 s doubling to 30 s,

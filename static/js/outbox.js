@@ -16,10 +16,13 @@ export function newCid() {
 export class Outbox extends EventTarget {
   #conn;
   #entries = new Map();
+  #ackTimeoutMs;
 
-  constructor(conn) {
+  /** `conn`: the Connection; `ackTimeoutMs`: how long an ack may take before a message shows failed. */
+  constructor(conn, { ackTimeoutMs = ACK_TIMEOUT_MS } = {}) {
     super();
     this.#conn = conn;
+    this.#ackTimeoutMs = ackTimeoutMs;
     conn.addEventListener("open", () => this.resendAll());
   }
 
@@ -28,9 +31,20 @@ export class Outbox extends EventTarget {
     return this.#entries.get(cid)?.frame;
   }
 
-  /** Queue and send `frame` (it carries its cid). */
-  send(frame) {
-    const entry = { frame, status: "pending", timer: undefined };
+  /** How many messages are pending or failed. */
+  get size() {
+    return this.#entries.size;
+  }
+
+  /** The pending and failed messages of conversation `conv`, oldest first. */
+  unsent(conv) {
+    return [...this.#entries.values()].filter((e) => e.conv === conv)
+      .map(({ frame, status, error }) => ({ frame, status, error }));
+  }
+
+  /** Queue and send `frame` (it carries its cid) of conversation `conv`. */
+  send(frame, conv) {
+    const entry = { frame, conv, status: "pending", timer: undefined, timedOut: false };
     this.#entries.set(frame.cid, entry);
     this.#transmit(entry);
   }
@@ -43,9 +57,17 @@ export class Outbox extends EventTarget {
     this.#transmit(entry);
   }
 
-  /** After a (re)connect: resend every pending message. */
+  /**
+   * After a (re)connect: resend every unacked message, those that timed out
+   * too (a half-open socket loses frames without a close); only the ones the
+   * server refused wait for the user's retry.
+   */
   resendAll() {
     for (const entry of this.#entries.values()) {
+      if (entry.status === "failed" && entry.timedOut) {
+        entry.timedOut = false;
+        this.#setStatus(entry, "pending");
+      }
       if (entry.status === "pending") this.#transmit(entry);
     }
   }
@@ -86,8 +108,9 @@ export class Outbox extends EventTarget {
       // Disconnected meanwhile: it goes out again on the next "open".
       if (!this.#conn.isOpen) return;
       entry.error = "No answer from the server";
+      entry.timedOut = true;
       this.#setStatus(entry, "failed");
-    }, ACK_TIMEOUT_MS);
+    }, this.#ackTimeoutMs);
   }
 
   #setStatus(entry, status) {

@@ -1,0 +1,134 @@
+/**
+ * End-to-end, the web client's sending side in a real headless chromium
+ * against a real server process: an upload still in flight when the user
+ * opens another chat goes to the chat it was picked in; a message the
+ * server never answered stays drawn across chat switches, shows failed
+ * after the ack timeout, and goes out again (same cid, stored once) after
+ * the socket is cut and comes back, as on a half-open connection.
+ *
+ * Skipped (with a note) only when /usr/bin/chromium is missing; `.ci/run`
+ * installs it.
+ */
+
+import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { hasChromium, launchBrowser } from "./_browser.ts";
+import { startNode } from "./_node_helpers.ts";
+import { bubble, png, prompt, register, sendText, T } from "./_web_pages.ts";
+
+/** The client's ack timeout (static/js/outbox.js) and some room. */
+const FAILED_AFTER_MS = 15_000 + T;
+
+async function apiRegister(base: string, mobile: string, nickname: string) {
+  const res = await fetch(`${base}/user/register`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ mobile, passwd: "secret-pass", nickname }),
+  });
+  const body = await res.json();
+  strictEqual(body.code, 0, JSON.stringify(body));
+  return { id: body.data.id as number, token: body.data.token as string };
+}
+
+/** The stored messages of `conv`, oldest first, as `token`'s user reads them. */
+async function history(base: string, token: string, conv: string) {
+  const res = await fetch(`${base}/message/history?conv=${encodeURIComponent(conv)}&limit=50`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const body = await res.json();
+  strictEqual(body.code, 0, JSON.stringify(body));
+  return body.rows as { media: number; content: string; url: string }[];
+}
+
+const userConv = (x: number, y: number) => `u:${Math.min(x, y)}:${Math.max(x, y)}`;
+
+Deno.test({
+  name:
+    "web client: an upload goes to the chat it was picked in; an unanswered message stays shown and is resent after the socket comes back",
+  ignore: !hasChromium(),
+  async fn() {
+    const dataDir = await Deno.makeTempDir({ prefix: "lanchat_e2e_outbox_" });
+    try {
+      await using node = await startNode({ env: { CHAT_DATA: dataDir, CHAT_BUS: "local" } });
+      const base = `http://127.0.0.1:${node.port}`;
+      const bob = await apiRegister(base, "13900000002", "Bob");
+      const carol = await apiRegister(base, "13900000003", "Carol");
+      await using browser = await launchBrowser();
+      const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
+      const a = await ctx.newPage();
+      const errors: string[] = [];
+      a.on("pageerror", (e) => errors.push(String(e)));
+
+      // The page's websocket goes through here: chat frames to the server can
+      // be swallowed (a half-open socket), and the socket can be cut.
+      let swallowChats = false;
+      let cut = () => {};
+      await a.routeWebSocket(/\/chat(\?|$)/, (ws) => {
+        const server = ws.connectToServer();
+        ws.onMessage((m) => {
+          if (swallowChats && typeof m === "string" && /"cmd":1[01][,}]/.test(m)) return;
+          server.send(m);
+        });
+        cut = () => void ws.close({ code: 1001, reason: "cut by the test" });
+      });
+
+      const idA = await register(a, base, {
+        mobile: "13900000001",
+        nickname: "Alice",
+        avatar: "avatar_a.png",
+      });
+      const toBob = userConv(idA, bob.id);
+      const toCarol = userConv(idA, carol.id);
+      await prompt(a, "#add-friend", String(bob.id));
+      await prompt(a, "#add-friend", String(carol.id));
+      const rowBob = a.locator(`#friends button[data-conv="${toBob}"]`);
+      const rowCarol = a.locator(`#friends button[data-conv="${toCarol}"]`);
+      await rowCarol.waitFor({ timeout: T });
+
+      // A photo picked in Bob's chat, uploading while Alice opens Carol's.
+      const uploaded = Promise.withResolvers<void>();
+      await a.route("**/attach/upload", async (route) => {
+        await uploaded.promise;
+        await route.continue();
+      });
+      await rowBob.click();
+      await a.click("#more-toggle");
+      await a.setInputFiles("#pick-photo", await png("photo.png"));
+      await a.click("#chat-back");
+      await rowCarol.click();
+      uploaded.resolve();
+      const deadline = Date.now() + T;
+      while (!(await history(base, bob.token, toBob)).some((m) => m.media === 4)) {
+        if (Date.now() > deadline) throw new Error("the photo never reached Bob's chat");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      deepStrictEqual(await history(base, carol.token, toCarol), [], "nothing went to Carol");
+      strictEqual(await a.locator("#msglist img.picture").count(), 0);
+
+      // A message the server never gets: pending, still drawn after switching chats.
+      swallowChats = true;
+      await sendText(a, "lost in transit");
+      await bubble(a, "lost in transit", "pending");
+      await a.click("#chat-back");
+      await rowBob.click();
+      await a.click("#chat-back");
+      await rowCarol.click();
+      await bubble(a, "lost in transit", "pending");
+      // No ack: it shows failed with its Retry, and is still there after another switch.
+      await a.locator('#msglist li[data-status="failed"] .retry').waitFor({
+        timeout: FAILED_AFTER_MS,
+      });
+      await a.click("#chat-back");
+      await rowCarol.click();
+      await a.locator('#msglist li[data-status="failed"] .retry').waitFor({ timeout: T });
+      // The socket comes back: the timed-out message goes out again by itself, once.
+      swallowChats = false;
+      cut();
+      await bubble(a, "lost in transit", "sent");
+      const stored = (await history(base, carol.token, toCarol)).map((m) => m.content);
+      deepStrictEqual(stored, ["lost in transit"]);
+      strictEqual(errors.join("\n"), "");
+    } finally {
+      await Deno.remove(dataDir, { recursive: true });
+    }
+  },
+});
