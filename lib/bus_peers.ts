@@ -15,10 +15,17 @@ import type { ConvHead, RecentHeadsLoader } from "./bus.ts";
 
 const logger = getLogger(["chat", "bus"]);
 
+/** Lost nodes remembered for {@linkcode PeerWatch.returned}, at most; the oldest go first. */
+const MAX_LOST = 4096;
+
 /** Last-heard times (and epochs) of the other nodes. */
 export class PeerWatch {
   #lastHeard = new Map<string, { at: number; epoch: string }>();
   #restarted = new Set<string>();
+  /** Nodes reported lost and not heard since: when they were last heard. */
+  #lostAt = new Map<string, number>();
+  /** Lost nodes heard again, with when they were last heard before. */
+  #returned = new Map<string, number>();
   #timeoutMs: number;
 
   /** Nodes silent for longer than `timeoutMs` count as lost. */
@@ -29,18 +36,24 @@ export class PeerWatch {
   /**
    * A genuine (signed) packet from `nodeId` in its start `epoch` was handled
    * at `now`. A new epoch of a watched node means it restarted, perhaps
-   * faster than the timeout: that counts as a loss too.
+   * faster than the timeout: that counts as a loss too. A lost node heard
+   * again comes back: what it published while cut off reached no one here.
    */
   heard(nodeId: string, epoch: string, now: number): void {
     const last = this.#lastHeard.get(nodeId);
     if (last !== undefined && last.epoch !== epoch) this.#restarted.add(nodeId);
+    const lostAt = this.#lostAt.get(nodeId);
+    if (lostAt !== undefined) {
+      this.#lostAt.delete(nodeId);
+      this.#returned.set(nodeId, lostAt);
+    }
     this.#lastHeard.set(nodeId, { at: now, epoch });
   }
 
   /**
    * The nodes silent for longer than the timeout at `now`, and those that
    * restarted since the last call, each reported once; a lost node that
-   * speaks again is watched again.
+   * speaks again is watched again (and reported by {@linkcode returned}).
    */
   lost(now: number): string[] {
     const gone = new Set(this.#restarted);
@@ -49,9 +62,26 @@ export class PeerWatch {
       if (now - at > this.#timeoutMs) {
         gone.add(nodeId);
         this.#lastHeard.delete(nodeId);
+        this.#lostAt.delete(nodeId);
+        this.#lostAt.set(nodeId, at);
+        if (this.#lostAt.size > MAX_LOST) {
+          const oldest = this.#lostAt.keys().next().value;
+          if (oldest !== undefined) this.#lostAt.delete(oldest);
+        }
       }
     }
     return [...gone];
+  }
+
+  /**
+   * The lost nodes heard again since the last call, each with when it was
+   * last heard before it went silent: a partition healed, or a link came
+   * back. Each is reported once.
+   */
+  returned(): { nodeId: string; silentSince: number }[] {
+    const back = [...this.#returned].map(([nodeId, silentSince]) => ({ nodeId, silentSince }));
+    this.#returned.clear();
+    return back;
   }
 
   /** How many nodes are being watched. */
@@ -62,6 +92,8 @@ export class PeerWatch {
 
 /** What {@linkcode repairAfterLoss} needs. */
 export interface RepairOptions {
+  /** What happened, for the log: "went silent" (the default), "came back", … */
+  readonly event?: string;
   /** Reads recent heads from the store; without it the loss is only logged. */
   readonly load: RecentHeadsLoader | undefined;
   /** Conversations written since then (epoch ms) are checked. */
@@ -71,17 +103,19 @@ export interface RepairOptions {
 }
 
 /**
- * `lost` went silent: read the store's recent heads and hand them on, so
- * sessions here that are behind pull the rest. Never throws.
+ * `lost` went silent (or came back, or this node's link did): read the
+ * store's recent heads and hand them on, so sessions here that are behind
+ * pull the rest. Never throws.
  */
 export async function repairAfterLoss(
   lost: readonly string[],
   options: RepairOptions,
 ): Promise<void> {
+  const event = options.event ?? "went silent";
   if (options.load === undefined) {
     logger.warn(
-      "Node(s) {nodes} went silent; their last messages reach sessions here only after a reconnect",
-      { nodes: lost },
+      "Node(s) {nodes} {event}; their last messages reach sessions here only after a reconnect",
+      { nodes: lost, event },
     );
     return;
   }
@@ -89,18 +123,16 @@ export async function repairAfterLoss(
   try {
     heads = await options.load(options.sinceTs);
   } catch (error) {
-    logger.error("Node(s) {nodes} went silent and recent heads cannot be read: {error}", {
+    logger.error("Node(s) {nodes} {event} and recent heads cannot be read: {error}", {
       nodes: lost,
+      event,
       error,
     });
     return;
   }
   logger.warn(
-    "Node(s) {nodes} went silent; checking {count} recent conversations against the store",
-    {
-      nodes: lost,
-      count: heads.length,
-    },
+    "Node(s) {nodes} {event}; checking {count} recent conversations against the store",
+    { nodes: lost, event, count: heads.length },
   );
   // Handed on locally, not sent: no envelope size to keep under.
   if (heads.length > 0) options.emit(heads);

@@ -107,9 +107,11 @@ class RedisTransport implements Transport {
   #watch(client: Client, role: string): void {
     let up = false;
     let everUp = false;
+    let brokenAt = Date.now();
     client.on("error", (error: unknown) => {
       if (!up) return;
       up = false;
+      brokenAt = Date.now();
       logger.warn("Redis {role} connection to {where} lost: {error}", {
         role,
         where: this.#where,
@@ -123,7 +125,7 @@ class RedisTransport implements Transport {
         return;
       }
       logger.info("Redis {role} connection to {where} is back", { role, where: this.#where });
-      this.#listener?.reconnected();
+      this.#listener?.reconnected(brokenAt);
     });
   }
 

@@ -10,8 +10,11 @@
 export interface TransportListener {
   /** One packet arrived (from any node, this one included). */
   packet(bytes: Uint8Array): void;
-  /** The link came back after a break: packets may have been lost meanwhile. */
-  reconnected(): void;
+  /**
+   * The link came back after a break that began at `brokenAt` (epoch ms,
+   * this node's clock): packets may have been lost meanwhile, both ways.
+   */
+  reconnected(brokenAt: number): void;
 }
 
 /**

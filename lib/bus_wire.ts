@@ -28,6 +28,8 @@ import type { Transport } from "./bus_transport.ts";
 import { type EnvelopeCodec, EnvelopeError, type WirePayload } from "./envelope.ts";
 
 const logger = getLogger(["chat", "bus"]);
+/** A repeated cluster misconfiguration (clock skew, a shared node id) is logged once a minute. */
+const WARN_EVERY_MS = 60_000;
 
 /** What the bus needs of an {@linkcode EnvelopeCodec}. */
 export type PacketCodec = Pick<EnvelopeCodec, "nodeId" | "seal" | "open">;
@@ -73,6 +75,8 @@ export class WireBus implements Bus {
   #handlers = new BusHandlers();
   #heads: HeadTracker;
   #peers: PeerWatch;
+  /** When each misconfiguration warning was last logged. */
+  #warned = new Map<string, number>();
   #loadRecentHeads: RecentHeadsLoader | undefined;
   #repairWindowMs: number;
   #sentSinceTick = false;
@@ -142,7 +146,13 @@ export class WireBus implements Bus {
           }
         });
       },
-      reconnected: () => this.#announce(true),
+      reconnected: (brokenAt) => {
+        // Ours to tell again, and theirs to read from the store: the other
+        // nodes' announcements while we were away reached no one here, and
+        // ours now may reach them before they are back.
+        this.#announce(true);
+        this.#repair(["this node's link"], "came back", brokenAt);
+      },
     });
   }
 
@@ -210,11 +220,24 @@ export class WireBus implements Bus {
     // Silence must mean "gone": say something every interval.
     if (!this.#sentSinceTick) void this.#send({ kind: "heads", heads: [] });
     this.#sentSinceTick = false;
-    const lost = this.#peers.lost(this.#now());
-    if (lost.length === 0) return;
-    void repairAfterLoss(lost, {
+    const now = this.#now();
+    const lost = this.#peers.lost(now);
+    if (lost.length > 0) this.#repair(lost, "went silent", now);
+    // A partition healed: what they published meanwhile reached no one here,
+    // and their heads may have stopped being announced long ago.
+    const back = this.#peers.returned();
+    if (back.length > 0) {
+      const since = Math.min(...back.map((b) => b.silentSince));
+      this.#repair(back.map((b) => b.nodeId), "came back", since);
+    }
+  }
+
+  /** Hand this node's sessions the store's heads of conversations written since `from` (minus the window). */
+  #repair(nodes: readonly string[], event: string, from: number): void {
+    void repairAfterLoss(nodes, {
+      event,
       load: this.#loadRecentHeads,
-      sinceTs: this.#now() - this.#repairWindowMs,
+      sinceTs: from - this.#repairWindowMs,
       emit: (heads) => {
         if (!this.#closed) this.#handlers.emit({ kind: "heads", heads });
       },
@@ -270,7 +293,17 @@ export class WireBus implements Bus {
       this.#refused(error);
       return;
     }
-    if (opened.self || this.#closed) return;
+    if (opened.self) {
+      if (opened.twin) {
+        this.#warnOnce(`twin`, () =>
+          logger.error(
+            "Another node runs with this node's id {nodeId} (CHAT_NODE_ID): each drops the other's packets; give every node its own id",
+            { nodeId: this.#codec.nodeId },
+          ));
+      }
+      return;
+    }
+    if (this.#closed) return;
     const { payload, nodeId } = opened;
     this.#peers.heard(nodeId, opened.epoch, this.#now());
     if (payload.kind !== "message_ref") {
@@ -317,9 +350,32 @@ export class WireBus implements Bus {
         this.#counts.replayed++;
         break;
     }
+    const clock = error.clock;
+    if (clock !== undefined) {
+      // Every packet of that node is refused: it is cut off from this one, silently otherwise.
+      this.#warnOnce(`clock:${clock.nodeId}`, () =>
+        logger.warn(
+          "Node {nodeId}'s clock is {skewSeconds} s off this node's; its bus packets are refused until the clocks agree (NTP)",
+          { nodeId: clock.nodeId, skewSeconds: Math.round(clock.skewMs / 1000) },
+        ));
+    }
     logger.debug("Dropped a bus packet ({reason}): {error}", {
       reason: error.reason,
       error: error.message,
     });
+  }
+
+  /** Run `warn` at most once a minute per `key`; the keys are bounded like the peers. */
+  #warnOnce(key: string, warn: () => void): void {
+    const now = this.#now();
+    const last = this.#warned.get(key);
+    if (last !== undefined && now - last < WARN_EVERY_MS) return;
+    this.#warned.delete(key);
+    this.#warned.set(key, now);
+    if (this.#warned.size > 1024) {
+      const oldest = this.#warned.keys().next().value;
+      if (oldest !== undefined) this.#warned.delete(oldest);
+    }
+    warn();
   }
 }

@@ -35,12 +35,22 @@ export type EnvelopeErrorReason =
 export class EnvelopeError extends Error {
   /** Why it was refused. */
   readonly reason: EnvelopeErrorReason;
+  /**
+   * For a correctly signed packet refused for its send time: its node, and
+   * how far its clock is ahead of this one's (ms, negative when behind).
+   */
+  readonly clock?: { readonly nodeId: string; readonly skewMs: number };
 
   /** Build an error for `reason`. */
-  constructor(reason: EnvelopeErrorReason, message: string) {
+  constructor(
+    reason: EnvelopeErrorReason,
+    message: string,
+    clock?: { readonly nodeId: string; readonly skewMs: number },
+  ) {
     super(message);
     this.name = "EnvelopeError";
     this.reason = reason;
+    if (clock !== undefined) this.clock = clock;
   }
 }
 
@@ -56,7 +66,11 @@ export type WirePayload =
 
 /** A packet that passed every check. */
 export type OpenedEnvelope =
-  | { readonly self: true }
+  | {
+    readonly self: true;
+    /** Signed with this node's id in another epoch: a second node runs with the same `CHAT_NODE_ID`. */
+    readonly twin: boolean;
+  }
   | {
     readonly self: false;
     /** The sending node. */
@@ -213,7 +227,7 @@ export class EnvelopeCodec {
       throw new EnvelopeError("bad_signature", "Signature does not match");
     }
     const body = parseBody(packet.subarray(HEADER_BYTES));
-    if (body.nodeId === this.#nodeId) return { self: true };
+    if (body.nodeId === this.#nodeId) return { self: true, twin: body.epoch !== this.#epoch };
     this.#checkReplay(body);
     return { self: false, nodeId: body.nodeId, epoch: body.epoch, payload: body.payload };
   }
@@ -221,7 +235,10 @@ export class EnvelopeCodec {
   #checkReplay(body: Body): void {
     const now = this.#now();
     if (Math.abs(now - body.time) > this.#maxAgeMs) {
-      throw new EnvelopeError("replayed", `Packet sent ${now - body.time} ms from now`);
+      throw new EnvelopeError("replayed", `Packet sent ${now - body.time} ms from now`, {
+        nodeId: body.nodeId,
+        skewMs: body.time - now,
+      });
     }
     const key = `${body.nodeId}\u0000${body.epoch}`;
     let window = this.#senders.get(key);

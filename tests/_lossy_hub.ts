@@ -94,7 +94,7 @@ export async function startHubNodes(
   store: Store,
   hub: LossyHub,
   nodeIds: readonly string[],
-  bus: { headIntervalMs: number; repairFromStore?: boolean },
+  bus: { headIntervalMs: number; repairFromStore?: boolean; headsActiveMs?: number },
 ): Promise<HubNode[]> {
   const auth = new Auth({ store, tokenTtlSeconds: 3600, iterations: 1000 });
   const nodes: HubNode[] = [];
@@ -107,6 +107,7 @@ export async function startHubNodes(
       loadMessage: storeMessageLoader(store),
       ...(bus.repairFromStore === true ? { loadRecentHeads: storeRecentHeadsLoader(store) } : {}),
       headIntervalMs: bus.headIntervalMs,
+      ...(bus.headsActiveMs === undefined ? {} : { heads: { activeMs: bus.headsActiveMs } }),
     });
     const chat = new ChatService({ store, bus: wire });
     const ac = new AbortController();

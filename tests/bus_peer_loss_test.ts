@@ -55,3 +55,34 @@ for (const repairFromStore of [true, false]) {
     }
   });
 }
+
+Deno.test("a partition heals after the cut-off node stopped announcing: its peer checks the store when it hears it again", async () => {
+  const { store, dispose } = await openTestStore("sqlite");
+  const hub = new LossyHub(0, 1);
+  // Heads are announced for 200 ms after a message, so they are long over when the link comes back.
+  const nodes = await startHubNodes(store, hub, ["a", "b"], {
+    headIntervalMs: 50,
+    repairFromStore: true,
+    headsActiveMs: 200,
+  });
+  try {
+    const { ann, bob } = await hubCast(store, []);
+    const a = await nodes[0]!.connect(ann);
+    const b = await nodes[1]!.connect(bob);
+    a.send({ cmd: 10, dstid: bob.id, media: 1, content: "before", cid: "p1" });
+    await b.waitFor(isChat);
+    hub.cut.add(nodes[0]!.transport);
+    // b declares a lost (3 intervals) and checks the store: nothing new yet.
+    await new Promise((r) => setTimeout(r, 400));
+    a.send({ cmd: 10, dstid: bob.id, media: 1, content: "during", cid: "p2" });
+    await a.waitFor((f) => f["cmd"] === 20, 2);
+    await new Promise((r) => setTimeout(r, 600));
+    deepStrictEqual(b.frames.filter(isChat).map((f) => f["content"]), ["before"]);
+    hub.cut.delete(nodes[0]!.transport);
+    await b.waitFor(isChat, 2, 3000);
+    deepStrictEqual(b.frames.filter(isChat).map((f) => f["content"]), ["before", "during"]);
+  } finally {
+    for (const n of nodes) await n.close();
+    await dispose();
+  }
+});

@@ -16,6 +16,21 @@ Deno.test("PeerWatch reports a node silent past the timeout once, and watches it
   deepStrictEqual(peers.size, 0);
 });
 
+Deno.test("PeerWatch reports a lost node heard again once, with when it went silent", () => {
+  const peers = new PeerWatch(300);
+  peers.heard("a", "e1", 1000);
+  peers.heard("b", "e1", 1000);
+  deepStrictEqual(peers.lost(1400).sort(), ["a", "b"]);
+  deepStrictEqual(peers.returned(), [], "nobody back yet");
+  peers.heard("a", "e1", 9000); // a partition healed
+  peers.heard("a", "e1", 9100);
+  deepStrictEqual(peers.returned(), [{ nodeId: "a", silentSince: 1000 }]);
+  deepStrictEqual(peers.returned(), [], "reported once");
+  deepStrictEqual(peers.lost(9200), []);
+  peers.heard("c", "e1", 9300); // never lost: not a return
+  deepStrictEqual(peers.returned(), []);
+});
+
 Deno.test("PeerWatch reports a node that restarted within the timeout (a new epoch) once", () => {
   const peers = new PeerWatch(3000);
   peers.heard("a", "e1", 1000);

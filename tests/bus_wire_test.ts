@@ -1,8 +1,9 @@
 /** WireBus's own bounds, with a transport the test drives by hand. */
 
-import { deepStrictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok } from "node:assert/strict";
 import { type PacketCodec, WireBus } from "../lib/bus_wire.ts";
 import { EnvelopeCodec } from "../lib/envelope.ts";
+import { captureLogs } from "./_logs.ts";
 import { PushTransport } from "./_push_transport.ts";
 
 Deno.test("WireBus drops and counts packets past its inbound queue bound, and handles the rest", async () => {
@@ -147,5 +148,62 @@ Deno.test("WireBus hands packets to the transport in publish order when seals fi
   firstSeal.resolve();
   await Promise.all(done);
   deepStrictEqual(sent, [1, 2, 3]);
+  await bus.close();
+});
+
+Deno.test("WireBus checks the store when its own link comes back: what others announced meanwhile reached no one here", async () => {
+  const transport = new PushTransport();
+  const asked: number[] = [];
+  const bus = new WireBus({
+    codec: await EnvelopeCodec.create({ secret: "wire-test-secret-0123456789", nodeId: "b" }),
+    transport,
+    loadMessage: () => Promise.resolve(undefined),
+    loadRecentHeads: (sinceTs) => {
+      asked.push(sinceTs);
+      return Promise.resolve([{ conv: "u:1:2", seq: 7 }]);
+    },
+    repairWindowMs: 60_000,
+  });
+  const heads: unknown[] = [];
+  bus.subscribe((e) => {
+    if (e.kind === "heads") heads.push(e.heads);
+  });
+  transport.listener!.reconnected(5_000_000);
+  for (let i = 0; i < 100 && heads.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+  deepStrictEqual(asked, [5_000_000 - 60_000], "from the break, minus the window");
+  deepStrictEqual(heads, [[{ conv: "u:1:2", seq: 7 }]]);
+  await bus.close();
+});
+
+Deno.test("WireBus logs a peer whose clock is off and a second node with its own id, once a minute each", async () => {
+  const secret = "wire-test-secret-0123456789";
+  const transport = new PushTransport();
+  let now = 10_000_000;
+  const bus = new WireBus({
+    codec: await EnvelopeCodec.create({ secret, nodeId: "b", now: () => now }),
+    transport,
+    loadMessage: () => Promise.resolve(undefined),
+    now: () => now,
+  });
+  const skewed = await EnvelopeCodec.create({ secret, nodeId: "a", now: () => now + 600_000 });
+  const twin = await EnvelopeCodec.create({ secret, nodeId: "b", epoch: "other" });
+  await using logs = await captureLogs();
+  const feed = async (codec: EnvelopeCodec, n: number) => {
+    for (let i = 0; i < n; i++) {
+      transport.listener!.packet(await codec.seal({ kind: "heads", heads: [] }));
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  };
+  await feed(skewed, 3);
+  await feed(twin, 3);
+  const lines = () =>
+    logs.records.filter((r) => r.level !== "debug").map((r) => r.message.map(String).join(""));
+  deepStrictEqual(lines().length, 2, lines().join("\n"));
+  ok(lines()[0]!.startsWith("Node a's clock is 600 s off"), lines()[0]);
+  ok(lines()[1]!.startsWith("Another node runs with this node's id b "), lines()[1]);
+  now += 61_000;
+  await feed(skewed, 1);
+  deepStrictEqual(lines().length, 3, "again after a minute");
+  deepStrictEqual(bus.stats().replayed, 4);
   await bus.close();
 });

@@ -24,7 +24,7 @@ Deno.test("EnvelopeCodec round-trips each kind and knows its own echo", async ()
     const packet = await a.seal(env);
     strictEqual(packet.length <= 1200, true);
     deepStrictEqual(await b.open(packet), { self: false, nodeId: "a", epoch: "e1", payload: env });
-    deepStrictEqual(await a.open(packet), { self: true });
+    deepStrictEqual(await a.open(packet), { self: true, twin: false });
   }
 });
 
@@ -91,6 +91,16 @@ Deno.test("EnvelopeCodec drops replays: a repeated counter, one below the window
   clock += 301_000;
   const c = await codec("d", { now: () => clock });
   await refused(c.open(old), "replayed");
+  // A signed packet refused for its time names its node and how far its clock is off.
+  const error = await c.open(old).catch((e) => e);
+  deepStrictEqual(error.clock, { nodeId: "c", skewMs: -301_000 });
+});
+
+Deno.test("EnvelopeCodec tells a packet with this node's id from another start (a second node with the same CHAT_NODE_ID)", async () => {
+  const a = await codec("a", { epoch: "e1" });
+  const twin = await codec("a", { epoch: "e9" });
+  const packet = await twin.seal({ kind: "member", groupId: 1, userId: 1 });
+  deepStrictEqual(await a.open(packet), { self: true, twin: true });
 });
 
 Deno.test("EnvelopeCodec accepts a restarted node (new epoch) from counter 1 again", async () => {

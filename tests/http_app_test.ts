@@ -5,23 +5,11 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { Hono } from "hono";
-import { configure, reset } from "@logtape/logtape";
+import { reset } from "@logtape/logtape";
 import type { LogRecord } from "@logtape/logtape";
 import { MemoryStore } from "../lib/store_memory.ts";
 import { call, makeTestApp, register } from "./_http_helpers.ts";
-
-async function captureLogs(): Promise<LogRecord[]> {
-  const records: LogRecord[] = [];
-  await configure({
-    reset: true,
-    sinks: { buffer: (record: LogRecord) => records.push(record) },
-    loggers: [
-      { category: ["chat"], lowestLevel: "debug", sinks: ["buffer"] },
-      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
-    ],
-  });
-  return records;
-}
+import { captureLogs } from "./_logs.ts";
 
 function recordText(record: LogRecord): string {
   return JSON.stringify({
@@ -32,7 +20,7 @@ function recordText(record: LogRecord): string {
 }
 
 Deno.test("no token or password appears in any log record", async () => {
-  const records = await captureLogs();
+  const { records } = await captureLogs();
   try {
     await using t = await makeTestApp();
     const passwd = "Very-Secret-Pass-42";
@@ -61,7 +49,7 @@ Deno.test("no token or password appears in any log record", async () => {
 });
 
 Deno.test("the request log names method, path without query, status and ms", async () => {
-  const records = await captureLogs();
+  const { records } = await captureLogs();
   try {
     await using t = await makeTestApp();
     await call(t.app, "/nope?token=abc", { method: "GET" });
@@ -81,7 +69,7 @@ Deno.test("an unexpected error is logged once with context and answered with a b
       return Promise.reject(new Error("disk on fire"));
     }
   }
-  const records = await captureLogs();
+  const { records } = await captureLogs();
   try {
     await using t = await makeTestApp({ store: new BrokenStore() });
     const { token } = await register(t.app, "13800000001");
