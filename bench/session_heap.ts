@@ -46,6 +46,7 @@ function memoryStore(groupSize: number): ChatStore {
     findUser: unused,
     areFriends: unused,
     isMember: unused,
+    listMembers: unused,
     appendMessage: unused,
   };
 }

@@ -47,6 +47,11 @@ export type BusEnvelope =
      */
     readonly kind: "heads";
     readonly heads: readonly ConvHead[];
+    /**
+     * Read from the store after a loss (never sent): the group joins of the
+     * same time may be lost too, so the receiver checks its groups' members.
+     */
+    readonly repair?: boolean;
   };
 
 /** What a bus counts; every field only goes up. */

@@ -239,7 +239,7 @@ export class WireBus implements Bus {
       load: this.#loadRecentHeads,
       sinceTs: from - this.#repairWindowMs,
       emit: (heads) => {
-        if (!this.#closed) this.#handlers.emit({ kind: "heads", heads });
+        if (!this.#closed) this.#handlers.emit({ kind: "heads", heads, repair: true });
       },
     });
   }

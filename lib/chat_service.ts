@@ -47,6 +47,7 @@ export type ChatStore = Pick<
   | "areFriends"
   | "isMember"
   | "listGroups"
+  | "listMembers"
   | "appendMessage"
   | "listMessages"
   | "lastSeqs"
@@ -144,6 +145,7 @@ export class ChatService implements SessionHandler {
       this.#dispatcher.memberJoined(envelope.groupId, envelope.userId);
     } else if (envelope.kind === "heads") {
       for (const { conv, seq } of envelope.heads) this.#dispatcher.head(conv, seq);
+      if (envelope.repair === true) void this.#dispatcher.resyncGroups(groupIdsOf(envelope.heads));
     } else {
       this.#dispatcher.deliver(envelope.message, {
         exceptSession: envelope.exceptSession,
@@ -415,4 +417,18 @@ export class ChatService implements SessionHandler {
       session.close("goingAway");
     }
   }
+}
+
+/** The groups among `heads`' conversations, each once; keys that do not parse are skipped. */
+function groupIdsOf(heads: readonly { conv: string }[]): Set<number> {
+  const ids = new Set<number>();
+  for (const { conv } of heads) {
+    try {
+      const ref = parseConv(conv);
+      if (ref.kind === "group") ids.add(ref.groupId);
+    } catch {
+      // Not a conversation key: Dispatcher.head() ignores it too.
+    }
+  }
+  return ids;
 }

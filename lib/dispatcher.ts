@@ -13,7 +13,7 @@ import { CMD_ROOM_MSG, encode, messageFrame, parseConv } from "./protocol.ts";
 const logger = getLogger(["chat", "dispatcher"]);
 
 /** The slice of {@linkcode GroupStore} the dispatcher reads. */
-export type MembershipStore = Pick<GroupStore, "listGroups">;
+export type MembershipStore = Pick<GroupStore, "listGroups" | "listMembers">;
 
 /**
  * Something that can take a message: one session.
@@ -163,6 +163,38 @@ export class Dispatcher {
         });
       }
     }
+  }
+
+  /**
+   * Read the members of `groupIds` from the store and index every one
+   * connected here that the index lacks, as {@linkcode memberJoined} does:
+   * after a partition or a bus outage a join's announcement may have been
+   * lost, and nothing else would tell this node. Such a session follows the
+   * group from its newest seq now; what was sent in it before reaches the
+   * client with its next catch-up. Store failures are logged. Resolves with
+   * how many memberships were added.
+   */
+  async resyncGroups(groupIds: Iterable<number>): Promise<number> {
+    let added = 0;
+    for (const groupId of groupIds) {
+      let members: number[];
+      try {
+        members = await this.#membership.listMembers(groupId);
+      } catch (error) {
+        logger.error("Cannot read the members of group {groupId}: {error}", { groupId, error });
+        continue;
+      }
+      for (const userId of members) {
+        const user = this.#users.get(userId);
+        if (user === undefined || user.groups.includes(groupId)) continue;
+        this.memberJoined(groupId, userId);
+        added++;
+      }
+    }
+    if (added > 0) {
+      logger.warn("Indexed {added} group membership(s) whose announcement was lost", { added });
+    }
+    return added;
   }
 
   #index(groupId: number, userId: number): void {

@@ -86,3 +86,37 @@ Deno.test("a partition heals after the cut-off node stopped announcing: its peer
     await dispose();
   }
 });
+
+Deno.test("a group join announced while the link was cut: after the partition heals, the member's session gets the group's messages", async () => {
+  const { store, dispose } = await openTestStore("sqlite");
+  const hub = new LossyHub(0, 1);
+  const nodes = await startHubNodes(store, hub, ["a", "b"], {
+    headIntervalMs: 50,
+    repairFromStore: true,
+    headsActiveMs: 200,
+  });
+  try {
+    const { ann, bob, g } = await hubCast(store, []);
+    const a = await nodes[0]!.connect(ann);
+    const b = await nodes[1]!.connect(bob);
+    // Node b has heard node a (so it can miss it), then the link is cut.
+    a.send({ cmd: 10, dstid: bob.id, media: 1, content: "hello", cid: "j0" });
+    await b.waitFor(isChat);
+    hub.cut.add(nodes[0]!.transport);
+    await new Promise((r) => setTimeout(r, 400));
+    // Bob joins through node a (as /contact/joincommunity there does); the announcement is lost.
+    await store.joinGroup(bob.id, g.id, Date.now());
+    nodes[0]!.chat.memberJoined(g.id, bob.id);
+    a.send({ cmd: 11, dstid: g.id, media: 1, content: "during", cid: "j1" });
+    await a.waitFor((f) => f["cmd"] === 20, 2);
+    await new Promise((r) => setTimeout(r, 600));
+    hub.cut.delete(nodes[0]!.transport);
+    // Node b hears a again, reads the store's heads, and finds Bob in the group.
+    await new Promise((r) => setTimeout(r, 500));
+    a.send({ cmd: 11, dstid: g.id, media: 1, content: "after", cid: "j2" });
+    await b.waitFor((f) => isChat(f) && f["content"] === "after", 1, 3000);
+  } finally {
+    for (const n of nodes) await n.close();
+    await dispose();
+  }
+});

@@ -12,6 +12,11 @@ class FakeMembership implements MembershipStore {
   gate: Promise<void> | undefined;
   fail = false;
   constructor(readonly groups: Record<number, number[]>) {}
+  listMembers(groupId: number): Promise<number[]> {
+    if (this.fail) return Promise.reject(new Error("store down"));
+    const users = Object.entries(this.groups).filter(([, ids]) => ids.includes(groupId));
+    return Promise.resolve(users.map(([userId]) => Number(userId)));
+  }
   async listGroups(userId: number): Promise<Group[]> {
     this.calls.push(userId);
     if (this.gate) await this.gate;
@@ -185,6 +190,31 @@ Deno.test("Dispatcher keeps a group joined while the user's list loads, and clea
   assert.deepStrictEqual(d.groupsOf(1), [5, 6]);
   d.remove(ann);
   assert.deepStrictEqual(d.groupsOf(1), []);
+  assert.deepStrictEqual(d.stats(), NOTHING);
+});
+
+Deno.test("Dispatcher.resyncGroups() indexes members connected here whose join was never announced", async () => {
+  const membership = new FakeMembership({ 1: [], 2: [] });
+  const d = new Dispatcher(membership);
+  const ann = new Recorder("a", 1);
+  const cat = new Recorder("c", 3); // connected, not a member
+  await d.add(ann);
+  await d.add(cat);
+  // Ann joined group 7 through another node, and its announcement was lost.
+  membership.groups[1] = [7];
+  membership.groups[2] = [7]; // a member not connected here
+  assert.equal(d.deliver(msg(11, 2, 7, 1)), 0, "unknown to the index");
+  assert.equal(await d.resyncGroups([7, 8]), 1);
+  assert.deepStrictEqual(ann.joins, ["g:7"]);
+  assert.equal(d.deliver(msg(11, 2, 7, 2)), 1);
+  assert.deepStrictEqual(ann.got, [2]);
+  assert.deepStrictEqual(cat.got, []);
+  assert.equal(await d.resyncGroups([7]), 0, "known now: nothing to add");
+  assert.deepStrictEqual(ann.joins, ["g:7"]);
+  membership.fail = true;
+  assert.equal(await d.resyncGroups([9]), 0, "a store failure is logged, not thrown");
+  d.remove(ann);
+  d.remove(cat);
   assert.deepStrictEqual(d.stats(), NOTHING);
 });
 
