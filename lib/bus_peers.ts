@@ -92,7 +92,7 @@ export class PeerWatch {
 
 /** What {@linkcode repairAfterLoss} needs. */
 export interface RepairOptions {
-  /** What happened, for the log: "went silent" (the default), "came back", … */
+  /** What happened, in the log line: "went silent" (the default), "came back"; no braces. */
   readonly event?: string;
   /** Reads recent heads from the store; without it the loss is only logged. */
   readonly load: RecentHeadsLoader | undefined;
@@ -114,8 +114,8 @@ export async function repairAfterLoss(
   const event = options.event ?? "went silent";
   if (options.load === undefined) {
     logger.warn(
-      "Node(s) {nodes} {event}; their last messages reach sessions here only after a reconnect",
-      { nodes: lost, event },
+      `Node(s) {nodes} ${event}; their last messages reach sessions here only after a reconnect`,
+      { nodes: lost },
     );
     return;
   }
@@ -123,16 +123,16 @@ export async function repairAfterLoss(
   try {
     heads = await options.load(options.sinceTs);
   } catch (error) {
-    logger.error("Node(s) {nodes} {event} and recent heads cannot be read: {error}", {
+    logger.error(`Node(s) {nodes} ${event} and recent heads cannot be read: {error}`, {
       nodes: lost,
-      event,
       error,
     });
     return;
   }
+  // The event is a fixed phrase of this module's callers, part of the message (tests match it).
   logger.warn(
-    "Node(s) {nodes} {event}; checking {count} recent conversations against the store",
-    { nodes: lost, event, count: heads.length },
+    `Node(s) {nodes} ${event}; checking {count} recent conversations against the store`,
+    { nodes: lost, count: heads.length },
   );
   // Handed on locally, not sent: no envelope size to keep under.
   if (heads.length > 0) options.emit(heads);

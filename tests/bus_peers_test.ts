@@ -1,5 +1,6 @@
 import { deepStrictEqual } from "node:assert/strict";
-import { PeerWatch } from "../lib/bus_peers.ts";
+import { PeerWatch, repairAfterLoss } from "../lib/bus_peers.ts";
+import { captureLogs } from "./_logs.ts";
 
 Deno.test("PeerWatch reports a node silent past the timeout once, and watches it again when it speaks", () => {
   const peers = new PeerWatch(300);
@@ -40,4 +41,24 @@ Deno.test("PeerWatch reports a node that restarted within the timeout (a new epo
   deepStrictEqual(peers.lost(1400), ["a"]);
   deepStrictEqual(peers.lost(1500), []);
   deepStrictEqual(peers.size, 1, "still watched");
+});
+
+Deno.test("repairAfterLoss() says what happened in its log line and hands on the store's heads", async () => {
+  await using logs = await captureLogs();
+  const emitted: unknown[] = [];
+  for (const event of [undefined, "came back"]) {
+    await repairAfterLoss(["rel0"], {
+      ...(event === undefined ? {} : { event }),
+      load: (since) => Promise.resolve([{ conv: "u:1:2", seq: since }]),
+      sinceTs: 5,
+      emit: (heads) => emitted.push(heads),
+    });
+  }
+  deepStrictEqual(emitted, [[{ conv: "u:1:2", seq: 5 }], [{ conv: "u:1:2", seq: 5 }]]);
+  // tests/reliability/faults_test.ts waits for this wording in a node's log: the
+  // event is part of the template, not a (quoted) property.
+  deepStrictEqual(logs.records.map((r) => String(r.rawMessage)), [
+    "Node(s) {nodes} went silent; checking {count} recent conversations against the store",
+    "Node(s) {nodes} came back; checking {count} recent conversations against the store",
+  ]);
 });
