@@ -10,24 +10,13 @@
  * installs it.
  */
 
-import { deepStrictEqual, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { hasChromium, launchBrowser } from "./_browser.ts";
-import { startNode } from "./_node_helpers.ts";
-import { bubble, png, prompt, register, sendText, T } from "./_web_pages.ts";
+import { connectUser, register as registerByApi, startNode } from "./_node_helpers.ts";
+import { bubble, online, png, prompt, register, sendText, T } from "./_web_pages.ts";
 
 /** The client's ack timeout (static/js/outbox.js) and some room. */
 const FAILED_AFTER_MS = 15_000 + T;
-
-async function apiRegister(base: string, mobile: string, nickname: string) {
-  const res = await fetch(`${base}/user/register`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ mobile, passwd: "secret-pass", nickname }),
-  });
-  const body = await res.json();
-  strictEqual(body.code, 0, JSON.stringify(body));
-  return { id: body.data.id as number, token: body.data.token as string };
-}
 
 /** The stored messages of `conv`, oldest first, as `token`'s user reads them. */
 async function history(base: string, token: string, conv: string) {
@@ -50,8 +39,8 @@ Deno.test({
     try {
       await using node = await startNode({ env: { CHAT_DATA: dataDir, CHAT_BUS: "local" } });
       const base = `http://127.0.0.1:${node.port}`;
-      const bob = await apiRegister(base, "13900000002", "Bob");
-      const carol = await apiRegister(base, "13900000003", "Carol");
+      const bob = await registerByApi(base, "13900000002", "Bob");
+      const carol = await registerByApi(base, "13900000003", "Carol");
       await using browser = await launchBrowser();
       const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
       const a = await ctx.newPage();
@@ -127,6 +116,38 @@ Deno.test({
       const stored = (await history(base, carol.token, toCarol)).map((m) => m.content);
       deepStrictEqual(stored, ["lost in transit"]);
       strictEqual(errors.join("\n"), "");
+
+      // Carol answers twice; then Alice logs in on a fresh device whose first
+      // history read fails once: the retry seeds the chat, so nothing old is unread.
+      const carolWs = await connectUser(`ws://127.0.0.1:${node.port}`, carol);
+      for (const content of ["one", "two"]) {
+        carolWs.send({ cmd: 10, dstid: idA, media: 1, content, cid: `c-${content}` });
+      }
+      await carolWs.waitFor((f) => f["cmd"] === 20, 2);
+      await carolWs.close();
+      const fresh = await (await browser.newContext()).newPage();
+      let refused = 0;
+      const seedOfCarol = (url: URL) =>
+        url.pathname === "/message/history" && url.searchParams.get("conv") === toCarol &&
+        url.searchParams.get("limit") === "1";
+      await fresh.route(seedOfCarol, async (route) => {
+        if (refused++ > 0) return await route.continue();
+        await route.fulfill({
+          status: 503,
+          contentType: "application/json",
+          body: JSON.stringify({ code: -1, msg: "Draining" }),
+        });
+      });
+      await fresh.goto(`${base}/user/login.shtml`);
+      await fresh.fill("#mobile", "13900000001");
+      await fresh.fill("#passwd", "secret-pass");
+      await fresh.click("#login button[type=submit]");
+      await fresh.waitForURL("**/chat/index.shtml", { timeout: T });
+      await online(fresh);
+      const freshCarol = fresh.locator(`#friends button[data-conv="${toCarol}"]`);
+      await freshCarol.locator(".preview", { hasText: "two" }).waitFor({ timeout: T });
+      strictEqual(await freshCarol.locator(".badge").count(), 0, "old messages are not unread");
+      ok(refused >= 2, `one history read refused, then retried (${refused} reads)`);
     } finally {
       await Deno.remove(dataDir, { recursive: true });
     }

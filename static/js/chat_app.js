@@ -155,13 +155,28 @@ function openGroup(g) {
   renderLists();
 }
 
+/** Waits between tries of a conversation's first history read. */
+const SEED_RETRY_MS = [500, 2000];
+
+/**
+ * First sight of `conv` on this device: its newest message counts as read.
+ * Tried again on failure, since a conversation seeded empty is replayed by
+ * the catch-up from seq 1 with every message unread.
+ */
 async function seed(conv) {
-  if (state.get(conv)) return;
-  try {
-    const page = await get("/message/history", { conv, limit: 1 });
-    state.seed(conv, page.rows.at(-1));
-  } catch {
-    state.seed(conv, undefined);
+  for (let attempt = 0;; attempt++) {
+    if (state.get(conv)) return;
+    try {
+      const page = await get("/message/history", { conv, limit: 1 });
+      state.seed(conv, page.rows.at(-1));
+      return;
+    } catch (e) {
+      if (e.status === 401 || attempt >= SEED_RETRY_MS.length) {
+        state.seed(conv, undefined);
+        return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, SEED_RETRY_MS[attempt]));
+    }
   }
 }
 
