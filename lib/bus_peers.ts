@@ -92,7 +92,7 @@ export class PeerWatch {
 
 /** What {@linkcode repairAfterLoss} needs. */
 export interface RepairOptions {
-  /** What happened, in the log line: "went silent" (the default), "came back"; no braces. */
+  /** What happened, in the log line: "went silent" (the default), "came back", …; no braces. */
   readonly event?: string;
   /** Reads recent heads from the store; without it the loss is only logged. */
   readonly load: RecentHeadsLoader | undefined;

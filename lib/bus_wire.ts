@@ -151,7 +151,7 @@ export class WireBus implements Bus {
         // nodes' announcements while we were away reached no one here, and
         // ours now may reach them before they are back.
         this.#announce(true);
-        this.#repair(["this node's link"], "came back", brokenAt);
+        this.#repair([this.#codec.nodeId], "reconnected to the bus", brokenAt);
       },
     });
   }
@@ -355,7 +355,7 @@ export class WireBus implements Bus {
       // Every packet of that node is refused: it is cut off from this one, silently otherwise.
       this.#warnOnce(`clock:${clock.nodeId}`, () =>
         logger.warn(
-          "Node {nodeId}'s clock is {skewSeconds} s off this node's; its bus packets are refused until the clocks agree (NTP)",
+          "Node {nodeId}'s clock is {skewSeconds} s off this node's (or its old packets are replayed); its bus packets are refused until the clocks agree (NTP)",
           { nodeId: clock.nodeId, skewSeconds: Math.round(clock.skewMs / 1000) },
         ));
     }
