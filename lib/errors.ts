@@ -78,33 +78,40 @@ export class LimitError extends ClientError {
 }
 
 /**
- * Thrown when a rate limit refuses a request (code `rate_limited`, 429).
- * `retryAfterSeconds` becomes the `Retry-After` header of an HTTP answer.
+ * A refusal that a retry may get past after `retryAfterSeconds`, which
+ * becomes the `Retry-After` header of an HTTP answer.
  */
-export class RateLimitError extends ClientError {
+export class RetryLaterError extends ClientError {
   /** Seconds until a retry can succeed (at least 1). */
   readonly retryAfterSeconds: number;
 
-  /** Build a rate-limit error; the message should name the wait. */
-  constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
-    super("rate_limited", message, options);
-    this.name = "RateLimitError";
+  /** Build the error; the message should say what to wait for. */
+  constructor(
+    code: ErrorCode,
+    message: string,
+    retryAfterSeconds: number,
+    options?: ErrorOptions,
+  ) {
+    super(code, message, options);
+    this.name = "RetryLaterError";
     this.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterSeconds));
   }
 }
 
-/**
- * Thrown when the server is too busy to take a request now (code
- * `unavailable`, 503); `retryAfterSeconds` becomes the `Retry-After` header.
- */
-export class BusyError extends ClientError {
-  /** Seconds after which a retry may find room (at least 1). */
-  readonly retryAfterSeconds: number;
+/** Thrown when a rate limit refuses a request (code `rate_limited`, 429). */
+export class RateLimitError extends RetryLaterError {
+  /** Build a rate-limit error; the message should name the wait. */
+  constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
+    super("rate_limited", message, retryAfterSeconds, options);
+    this.name = "RateLimitError";
+  }
+}
 
+/** Thrown when the server is too busy to take a request now (code `unavailable`, 503). */
+export class BusyError extends RetryLaterError {
   /** Build a busy error; the message should say what is busy. */
   constructor(message: string, retryAfterSeconds: number, options?: ErrorOptions) {
-    super("unavailable", message, options);
+    super("unavailable", message, retryAfterSeconds, options);
     this.name = "BusyError";
-    this.retryAfterSeconds = Math.max(1, Math.ceil(retryAfterSeconds));
   }
 }

@@ -15,7 +15,7 @@ import { getLogger } from "@logtape/logtape";
 import type { AbuseLimits } from "../abuse_limits.ts";
 import type { UploadGate } from "../upload_gate.ts";
 import type { Auth } from "../auth.ts";
-import { BusyError, ClientError, RateLimitError } from "../errors.ts";
+import { ClientError, RetryLaterError } from "../errors.ts";
 import type { Store } from "../store.ts";
 import { allowedMethods } from "./allowed_methods.ts";
 import { attachRoutes } from "./attach_routes.ts";
@@ -108,9 +108,7 @@ export function createApp(deps: AppDeps): Hono {
 /** The one error boundary of the HTTP layer. */
 function errorResponse(err: Error, c: Context): Response {
   if (err instanceof ClientError) {
-    if (err instanceof RateLimitError || err instanceof BusyError) {
-      c.header("retry-after", String(err.retryAfterSeconds));
-    }
+    if (err instanceof RetryLaterError) c.header("retry-after", String(err.retryAfterSeconds));
     return c.json(fail(err.message), err.status as ContentfulStatusCode);
   }
   if (err instanceof HTTPException && err.status < 500) {

@@ -15,7 +15,7 @@ import type { ChatService } from "../chat_service.ts";
 import type { ConnectionMeter } from "../chat_metrics.ts";
 import type { Config } from "../config.ts";
 import { type AbuseLimits, clientAddress, peerAddress } from "../abuse_limits.ts";
-import { ClientError, RateLimitError } from "../errors.ts";
+import { ClientError, RetryLaterError } from "../errors.ts";
 import { DEFAULT_HISTORY_LIMIT, MAX_HISTORY_LIMIT, messageFrame } from "../protocol.ts";
 import type { Connection, Session } from "../session.ts";
 import { conversationKey } from "../store.ts";
@@ -285,7 +285,9 @@ async function guarded(
     return await handler();
   } catch (error) {
     if (!(error instanceof ClientError)) throw error;
-    if (error instanceof RateLimitError) c.header("retry-after", String(error.retryAfterSeconds));
+    if (error instanceof RetryLaterError) {
+      c.header("retry-after", String(error.retryAfterSeconds));
+    }
     return c.json(fail(error.message), error.status as ContentfulStatusCode);
   }
 }
