@@ -117,13 +117,25 @@ Deno.test({
       deepStrictEqual(stored, ["lost in transit"]);
       strictEqual(errors.join("\n"), "");
 
-      // Carol answers twice; then Alice logs in on a fresh device whose first
-      // history read fails once: the retry seeds the chat, so nothing old is unread.
+      // A photo kept on another site (the page's CSP would not load it) shows as a link.
       const carolWs = await connectUser(`ws://127.0.0.1:${node.port}`, carol);
+      carolWs.send({ cmd: 10, dstid: idA, media: 4, url: "https://example.com/a.jpg", cid: "c-x" });
+      const away = a.locator("#msglist a.card", { hasText: "Photo on example.com" });
+      await away.waitFor({ timeout: T });
+      strictEqual(await away.getAttribute("href"), "https://example.com/a.jpg");
+      strictEqual(await away.locator("img").count(), 0);
+      // The message list is announced; the photo in Bob's chat has a name.
+      strictEqual(await a.getAttribute("#msglist", "role"), "log");
+      await a.click("#chat-back");
+      await rowBob.click();
+      await a.locator('#msglist a.media[aria-label="Photo"] img.picture').waitFor({ timeout: T });
+
+      // Carol answers twice more; then Alice logs in on a fresh device whose first
+      // history read fails once: the retry seeds the chat, so nothing old is unread.
       for (const content of ["one", "two"]) {
         carolWs.send({ cmd: 10, dstid: idA, media: 1, content, cid: `c-${content}` });
       }
-      await carolWs.waitFor((f) => f["cmd"] === 20, 2);
+      await carolWs.waitFor((f) => f["cmd"] === 20, 3);
       await carolWs.close();
       const fresh = await (await browser.newContext()).newPage();
       let refused = 0;

@@ -37,6 +37,18 @@ export function safeUrl(value) {
   return undefined;
 }
 
+/**
+ * Whether a checked URL is on this site: the page's CSP loads images, audio
+ * and video only from here, so anything else can only be linked to.
+ */
+export function sameSite(url, base = location.href) {
+  try {
+    return new URL(url, base).origin === new URL(base).origin;
+  } catch {
+    return false;
+  }
+}
+
 /** Show a short message at the bottom of the screen. */
 export function toast(text, ms = 2500) {
   const node = el("div", { className: "toast", role: "status" }, String(text));

@@ -1,6 +1,6 @@
 // One message as DOM: media 1-9 (and a fallback for anything else). Every
 // piece of user data goes in as text or as a checked URL.
-import { el, safeUrl, shortTime } from "./dom.js";
+import { el, safeUrl, sameSite, shortTime } from "./dom.js";
 
 const DEFAULT_AVATAR = "/asset/images/avatar0.svg";
 
@@ -44,7 +44,18 @@ function voice(msg) {
     playing = new Audio(src);
     playing.play().catch(() => {});
   });
+  button.setAttribute("aria-label", `Play voice message, ${secs} seconds`);
   return el("div", { className: "bubble" }, button);
+}
+
+/** A photo or video kept on another site: the page may not load it, so it is a link. */
+function elsewhere(kind, url) {
+  return link(
+    url,
+    {},
+    el("div", { className: "card-title" }, `${kind} on ${new URL(url).host}`),
+    el("div", { className: "card-memo" }, url),
+  );
 }
 
 /** The bubble for `msg`'s media type. `handlers.onContact(card)` for contact cards. */
@@ -64,9 +75,10 @@ export function bubble(msg, handlers = {}) {
       return voice(msg);
     case 4: {
       const src = safeUrl(msg.url);
+      if (src && !sameSite(src)) return elsewhere("Photo", src);
       const a = el(
         "a",
-        { className: "bubble media" },
+        { className: "bubble media", attrs: { "aria-label": "Photo" } },
         image(msg.url, { className: "picture" }, ""),
       );
       if (src) {
@@ -103,8 +115,9 @@ export function bubble(msg, handlers = {}) {
         el("div", { className: "card-memo" }, msg.url),
       );
     case 8: {
-      const video = el("video", { controls: true, preload: "metadata", playsInline: true });
       const src = safeUrl(msg.url);
+      if (src && !sameSite(src)) return elsewhere("Video", src);
+      const video = el("video", { controls: true, preload: "metadata", playsInline: true });
       if (src) video.src = src;
       const poster = safeUrl(msg.pic);
       if (poster) video.poster = poster;
