@@ -4,7 +4,10 @@
  * opens another chat goes to the chat it was picked in; a message the
  * server never answered stays drawn across chat switches, shows failed
  * after the ack timeout, and goes out again (same cid, stored once) after
- * the socket is cut and comes back, as on a half-open connection.
+ * the socket is cut and comes back, as on a half-open connection. Also: a
+ * photo on another site shows as a link; an upload answered 503 with a short
+ * Retry-After is tried again; a fresh device whose first history read fails
+ * once does not count old messages unread.
  *
  * Skipped (with a note) only when /usr/bin/chromium is missing; `.ci/run`
  * installs it.
@@ -129,6 +132,29 @@ Deno.test({
       await a.click("#chat-back");
       await rowBob.click();
       await a.locator('#msglist a.media[aria-label="Photo"] img.picture').waitFor({ timeout: T });
+
+      // An upload answered 503 with a short Retry-After is tried again by itself.
+      await a.unroute("**/attach/upload");
+      let uploadTries = 0;
+      await a.route("**/attach/upload", async (route) => {
+        if (uploadTries++ > 0) return await route.continue();
+        await route.fulfill({
+          status: 503,
+          headers: { "retry-after": "1" },
+          contentType: "application/json",
+          body: JSON.stringify({ code: -1, msg: "The server is busy with other uploads" }),
+        });
+      });
+      await a.click("#more-toggle");
+      await a.setInputFiles("#pick-photo", await png("photo.png"));
+      const photos = async () =>
+        (await history(base, bob.token, toBob)).filter((m) => m.media === 4).length;
+      const retried = Date.now() + T;
+      while (await photos() < 2) {
+        if (Date.now() > retried) throw new Error("the busy upload was not tried again");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      strictEqual(uploadTries, 2);
 
       // Carol answers twice more; then Alice logs in on a fresh device whose first
       // history read fails once: the retry seeds the chat, so nothing old is unread.

@@ -52,14 +52,31 @@ export async function get(path, params = {}) {
   return await envelope(res);
 }
 
-/** Upload one file or blob; resolves with its `/mnt/<name>` URL. */
-export async function upload(file, name = "upload") {
-  const form = new FormData();
-  form.append("file", file, file.name || name);
-  const res = await fetch("/attach/upload", {
-    method: "POST",
-    credentials: "same-origin",
-    body: form,
-  });
-  return (await envelope(res)).data;
+/** The longest `Retry-After` an upload waits out by itself, seconds. */
+const UPLOAD_RETRY_MAX_S = 10;
+
+/**
+ * Upload one file or blob; resolves with its `/mnt/<name>` URL. A busy
+ * server (429 or 503 with a short `Retry-After`, e.g. the node's uploads at
+ * their bound) is tried once more after the wait; `onWait(seconds)` is told.
+ */
+export async function upload(file, name = "upload", onWait = () => {}) {
+  for (let attempt = 0;; attempt++) {
+    const form = new FormData();
+    form.append("file", file, file.name || name);
+    const res = await fetch("/attach/upload", {
+      method: "POST",
+      credentials: "same-origin",
+      body: form,
+    });
+    const wait = Number(res.headers.get("retry-after"));
+    const busy = res.status === 429 || res.status === 503;
+    if (attempt === 0 && busy && wait > 0 && wait <= UPLOAD_RETRY_MAX_S) {
+      await res.body?.cancel();
+      onWait(wait);
+      await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+      continue;
+    }
+    return (await envelope(res)).data;
+  }
 }

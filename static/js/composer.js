@@ -68,7 +68,7 @@ export function setupComposer({ send, friends, target }) {
     holdToTalk(hold, async (blob, seconds, name) => {
       const to = target();
       try {
-        const url = await upload(new File([blob], name, { type: blob.type }));
+        const url = await upload(new File([blob], name, { type: blob.type }), name, busyToast);
         send({ media: 3, url, amount: seconds }, to);
       } catch (e) {
         toast(`Voice not sent: ${e.message}`);
@@ -83,6 +83,10 @@ export function setupComposer({ send, friends, target }) {
     send({ media: 6, content: sticker.name, url: STICKERS + sticker.file });
   });
 
+  function busyToast(seconds) {
+    toast(`Server busy: trying again in ${seconds} s…`, seconds * 1000);
+  }
+
   function uploadInput(id, media) {
     const input = byId(id);
     input.addEventListener("change", async () => {
@@ -93,7 +97,7 @@ export function setupComposer({ send, friends, target }) {
       const to = target();
       try {
         toast("Uploading…", 1200);
-        const url = await upload(file);
+        const url = await upload(file, undefined, busyToast);
         send({ media, url }, to);
       } catch (e) {
         toast(`Not sent: ${e.message}`);
