@@ -7,8 +7,11 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
 import { type Dialect, PostgresDialect } from "kysely";
 import pg from "pg";
+
+const logger = getLogger(["chat", "store"]);
 
 /** `name` if it is a plain lower-case Postgres identifier; else RangeError. */
 export function parseSchemaName(name: string): string {
@@ -34,6 +37,15 @@ export function postgresDialect(
     ...pgConnectionConfig(url, options.schema),
     max: options.poolSize,
     types,
+  });
+  // An idle pooled connection that dies (a Postgres restart, a proxy's idle
+  // cut) is reported as the pool's "error" event; unheard, Node's emitter
+  // throws it as an uncaught exception and the process exits. The pool has
+  // dropped that connection already and opens a new one on the next query.
+  pool.on("error", (error: Error) => {
+    logger.warn("An idle Postgres connection was lost (it is replaced on next use): {error}", {
+      error,
+    });
   });
   return new PostgresDialect({ pool });
 }
