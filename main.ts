@@ -43,6 +43,11 @@ function printLine(line: string): void {
   Deno.stderr.writeSync(new TextEncoder().encode(line + "\n"));
 }
 
+/** An error as one line for a fatal start message (no stack: the setting named says what to fix). */
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
 /** Read the settings this server knows, asking only for the names it may read. */
 function readEnv(): Record<string, string | undefined> | string {
   const env: Record<string, string | undefined> = {};
@@ -94,14 +99,32 @@ async function main(): Promise<number> {
   });
   const log = getLogger(["chat", "main"]);
 
-  await Deno.mkdir(config.dataDir, { recursive: true });
   const uploadsDir = join(config.dataDir, "mnt");
-  await Deno.mkdir(uploadsDir, { recursive: true });
-  const secret = config.secret ?? await loadOrCreateSecret(config.dataDir);
+  let secret: string;
+  try {
+    await Deno.mkdir(config.dataDir, { recursive: true });
+    await Deno.mkdir(uploadsDir, { recursive: true });
+    secret = config.secret ?? await loadOrCreateSecret(config.dataDir);
+  } catch (error) {
+    log.fatal("Cannot use the data folder {dir} (CHAT_DATA): {reason}", {
+      dir: config.dataDir,
+      reason: reason(error),
+    });
+    return 1;
+  }
 
-  const rawStore = await openKyselyStore(config.db, {
-    appendWorker: new URL("./lib/_sqlite_append_worker.ts", import.meta.url),
-  });
+  let rawStore: Awaited<ReturnType<typeof openKyselyStore>>;
+  try {
+    rawStore = await openKyselyStore(config.db, {
+      appendWorker: new URL("./lib/_sqlite_append_worker.ts", import.meta.url),
+    });
+  } catch (error) {
+    log.fatal("Cannot open the store (CHAT_DB, {db}): {reason}", {
+      db: config.db.kind,
+      reason: reason(error),
+    });
+    return 1;
+  }
   const registry = new Registry();
   const drain = new DrainState();
   // Read at scrape time; `chat` and `bus` exist by then.
@@ -184,12 +207,25 @@ async function main(): Promise<number> {
   Deno.addSignalListener("SIGINT", onSignal);
   Deno.addSignalListener("SIGTERM", onSignal);
 
-  const server = serve({
-    hostname: config.host,
-    port: config.port,
-    signal: shutdown.signal,
-    fetch: drainGate(app.fetch, drain),
-  });
+  let server: ReturnType<typeof serve>;
+  try {
+    server = serve({
+      hostname: config.host,
+      port: config.port,
+      signal: shutdown.signal,
+      fetch: drainGate(app.fetch, drain),
+    });
+  } catch (error) {
+    log.fatal("Cannot listen on {addr} (HOST, PORT): {reason}", {
+      addr: `${config.host}:${config.port}`,
+      reason: reason(error),
+    });
+    chat.close();
+    loopLag.stop();
+    await bus.close();
+    await rawStore.close();
+    return 1;
+  }
   const { hostname, port } = server.addr;
   log.info("Listening on {url} as node {nodeId} (store {db}, bus {bus})", {
     url: `http://${hostname}:${port}`,
@@ -200,14 +236,26 @@ async function main(): Promise<number> {
     secretBytes: secret.length,
   });
 
-  const metricsServer = config.metricsAddr === undefined ? undefined : Deno.serve({
-    hostname: config.metricsAddr.host,
-    port: config.metricsAddr.port,
-    signal: shutdown.signal,
-    onListen: ({ hostname, port }) => {
-      log.info("Metrics on {url}", { url: `http://${hostname}:${port}/metrics` });
-    },
-  }, opsRoutes({ drain, checks, registry }).fetch);
+  let metricsServer: Deno.HttpServer | undefined;
+  let code = 0;
+  try {
+    metricsServer = config.metricsAddr === undefined ? undefined : Deno.serve({
+      hostname: config.metricsAddr.host,
+      port: config.metricsAddr.port,
+      signal: shutdown.signal,
+      onListen: ({ hostname, port }) => {
+        log.info("Metrics on {url}", { url: `http://${hostname}:${port}/metrics` });
+      },
+    }, opsRoutes({ drain, checks, registry }).fetch);
+  } catch (error) {
+    log.fatal("Cannot listen on {addr} (CHAT_METRICS_ADDR): {reason}", {
+      addr: `${config.metricsAddr?.host}:${config.metricsAddr?.port}`,
+      reason: reason(error),
+    });
+    code = 1;
+    chat.close();
+    shutdown.abort();
+  }
 
   await server.finished;
   await metricsServer?.finished;
@@ -215,7 +263,7 @@ async function main(): Promise<number> {
   loopLag.stop();
   await bus.close();
   await rawStore.close();
-  return 0;
+  return code;
 }
 
 /** The bus `config.bus` names: UDP broadcast (default), Redis pub/sub, or in-process. */

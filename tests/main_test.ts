@@ -3,7 +3,7 @@
  * permissions, on 127.0.0.1 with a free port and a temporary data folder.
  */
 
-import { deepStrictEqual, match, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { ENV_NAMES } from "../lib/config.ts";
 import { loopbackUdpBus, register, startNode } from "./_node_helpers.ts";
@@ -58,6 +58,49 @@ Deno.test("main.ts stops with one line and exit code 2 on a bad setting", async 
       'Invalid CHAT_TOKEN_TTL: must be an integer from 60 to 31536000, got "soon"',
     );
   } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("main.ts stops with one line naming the setting when its port, metrics port or data folder cannot be used", async (t) => {
+  const dir = await Deno.makeTempDir();
+  const held = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = String(held.addr.port);
+  try {
+    const cases = [
+      {
+        name: "PORT in use",
+        env: { PORT: port },
+        line: `Cannot listen on "127.0.0.1:${port}" (HOST, PORT): `,
+      },
+      {
+        name: "CHAT_METRICS_ADDR in use",
+        env: { CHAT_METRICS_ADDR: `127.0.0.1:${port}` },
+        line: `Cannot listen on "127.0.0.1:${port}" (CHAT_METRICS_ADDR): `,
+      },
+      {
+        name: "CHAT_DATA is a file",
+        env: { CHAT_DATA: join(dir, "file") },
+        line: `Cannot use the data folder "${join(dir, "file")}" (CHAT_DATA): `,
+      },
+    ];
+    await Deno.writeTextFile(join(dir, "file"), "not a folder");
+    for (const c of cases) {
+      await t.step(c.name, async () => {
+        const data = await Deno.makeTempDir({ dir });
+        const r = await runToEnd(
+          [...baseFlags(dir), "--allow-net=127.0.0.1", MAIN],
+          childEnv(data, c.env),
+        );
+        strictEqual(r.code, 1, r.stderr);
+        const fatal = r.stderr.split("\n").filter((l) => l.includes(" FTL "));
+        strictEqual(fatal.length, 1, r.stderr);
+        ok(fatal[0]!.includes(c.line), fatal[0]);
+        ok(!/^\s+at /m.test(r.stderr), `no stack trace:\n${r.stderr}`);
+      });
+    }
+  } finally {
+    held.close();
     await Deno.remove(dir, { recursive: true });
   }
 });
