@@ -186,6 +186,16 @@ Deno.test({
       await freshCarol.locator(".preview", { hasText: "two" }).waitFor({ timeout: T });
       strictEqual(await freshCarol.locator(".badge").count(), 0, "old messages are not unread");
       ok(refused >= 2, `one history read refused, then retried (${refused} reads)`);
+
+      // An avatar on another site (the CSP would block it) shows the default picture.
+      await fresh.evaluate(`fetch("/user/update", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ avatar: "https://example.com/me.png" }),
+      })`);
+      await fresh.reload();
+      await online(fresh);
+      ok((await fresh.getAttribute("#me-avatar", "src"))!.endsWith("/asset/images/avatar0.svg"));
     } finally {
       await Deno.remove(dataDir, { recursive: true });
     }

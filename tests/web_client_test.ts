@@ -3,7 +3,7 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { backoffDelay } from "../static/js/connection.js";
 import { ConvState, previewOf } from "../static/js/conv_state.js";
-import { safeUrl } from "../static/js/dom.js";
+import { safeUrl, sameSite } from "../static/js/dom.js";
 import { Outbox } from "../static/js/outbox.js";
 
 Deno.test("backoffDelay() doubles from 1 s to 30 s with half of it random", async (t) => {
@@ -33,6 +33,15 @@ Deno.test("safeUrl() keeps same-site paths and http(s) URLs only", async (t) => 
   for (const { name, input, want } of table) {
     await t.step(name, () => strictEqual(safeUrl(input), want));
   }
+});
+
+Deno.test("sameSite() tells this site's URLs (which the page's CSP loads) from others", () => {
+  const base = "http://chat.lan:8080/chat/index.shtml";
+  strictEqual(sameSite("/mnt/ab.png", base), true);
+  strictEqual(sameSite("http://chat.lan:8080/mnt/ab.png", base), true);
+  strictEqual(sameSite("https://chat.lan:8080/mnt/ab.png", base), false, "another scheme");
+  strictEqual(sameSite("http://chat.lan:9090/x.png", base), false, "another port");
+  strictEqual(sameSite("https://example.com/a.jpg", base), false);
 });
 
 /** A Storage-shaped map. */

@@ -1,7 +1,7 @@
 // The chat index page: three tabs (friends, groups, me), conversation rows
 // with unread counts and last messages, the connection, and the chat window.
 import { ApiError, get, post, upload } from "./api.js";
-import { byId, el, promptDialog, shortTime, toast } from "./dom.js";
+import { byId, el, promptDialog, shortTime, siteUrl, toast } from "./dom.js";
 import { ChatConnection } from "./connection.js";
 import { ConvState } from "./conv_state.js";
 import { ChatWindow } from "./chat_window.js";
@@ -199,7 +199,7 @@ async function loadMe() {
   byId("me-name").textContent = me.nickname;
   byId("me-number").textContent = `My number: ${me.id}`;
   byId("me-memo").textContent = me.memo ?? "";
-  byId("me-avatar").src = me.avatar || "/asset/images/avatar0.svg";
+  byId("me-avatar").src = siteUrl(me.avatar) ?? "/asset/images/avatar0.svg";
 }
 
 // ---- actions --------------------------------------------------------------

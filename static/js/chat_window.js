@@ -3,7 +3,7 @@
 // pending / sent / failed, and the composer. The composer's text is never
 // touched by incoming messages; each conversation keeps its own draft.
 import { get } from "./api.js";
-import { byId, toast } from "./dom.js";
+import { byId, siteUrl, toast } from "./dom.js";
 import { messageRow } from "./render.js";
 
 const PAGE = 30;
@@ -149,7 +149,8 @@ export class ChatWindow {
       this.#users.get(msg.userid).then((user) => {
         if (!user) return;
         const img = row.querySelector("img.avatar");
-        if (img && user.avatar) img.src = user.avatar;
+        const avatar = siteUrl(user.avatar);
+        if (img && avatar) img.src = avatar;
         const name = row.querySelector(".msg-sender");
         if (name) name.textContent = user.nickname;
       }).catch(() => {});

@@ -49,6 +49,12 @@ export function sameSite(url, base = location.href) {
   }
 }
 
+/** `value` as a URL the page may load (checked, on this site), or undefined. */
+export function siteUrl(value) {
+  const url = safeUrl(value);
+  return url !== undefined && sameSite(url) ? url : undefined;
+}
+
 /** Show a short message at the bottom of the screen. */
 export function toast(text, ms = 2500) {
   const node = el("div", { className: "toast", role: "status" }, String(text));

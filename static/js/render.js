@@ -1,13 +1,13 @@
 // One message as DOM: media 1-9 (and a fallback for anything else). Every
 // piece of user data goes in as text or as a checked URL.
-import { el, safeUrl, sameSite, shortTime } from "./dom.js";
+import { el, safeUrl, sameSite, shortTime, siteUrl } from "./dom.js";
 
 const DEFAULT_AVATAR = "/asset/images/avatar0.svg";
 
-/** An <img> whose src is a checked URL (or the fallback). */
+/** An <img> whose src is a checked URL of this site (or the fallback: the CSP blocks others). */
 export function image(url, props = {}, fallback = DEFAULT_AVATAR) {
   const img = el("img", { alt: "", loading: "lazy", ...props });
-  const src = safeUrl(url) ?? fallback;
+  const src = siteUrl(url) ?? fallback;
   if (src) img.src = src;
   img.addEventListener("error", () => {
     if (fallback && !img.src.endsWith(fallback)) img.src = fallback;
