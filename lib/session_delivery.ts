@@ -363,13 +363,16 @@ export class SessionDelivery implements DeliveryTarget {
         afterSeq: cursor - 1,
         limit,
       });
+      const before = cursor;
       for (const row of rows) {
         if (row.seq < cursor || row.seq >= to) continue;
         if (!this.#session.send(this.#frameFor(row))) return cursor - 1;
         cursor = row.seq + 1;
       }
       if (rows.length < limit && cursor > atLeast) break;
-      if (rows.length === 0) break;
+      // Nothing read was in range (none left, or seqs missing up to `to`):
+      // the same read again would loop for ever.
+      if (cursor === before) break;
     }
     return cursor - 1;
   }

@@ -351,3 +351,28 @@ Deno.test("SessionDelivery.joined() before the catch-up, or for a group it follo
   assert.deepStrictEqual(store.reads, []);
   session.close("normal");
 });
+
+/** Messages 1..last with some seqs missing, as no store writes today. */
+class GappyHistory extends FakeHistory {
+  constructor(last: number, readonly missing: ReadonlySet<number>) {
+    super(last);
+  }
+  override async listMessages(
+    conv: string,
+    options: { afterSeq?: number; beforeSeq?: number; limit: number },
+  ): Promise<StoredMessage[]> {
+    const rows = await super.listMessages(conv, { ...options, limit: options.limit * 4 });
+    return rows.filter((r) => !this.missing.has(r.seq)).slice(0, options.limit);
+  }
+}
+
+Deno.test("SessionDelivery gives up on a hole the store cannot fill instead of reading it again for ever", async () => {
+  const store = new GappyHistory(9, new Set([2, 3, 4]));
+  const { live, seqs, session } = setup(9, { store });
+  live(1);
+  live(5); // the store has 5, 6, 7 after 1: nothing for 2-4
+  for (let i = 0; i < 20 && seqs().length < 2; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.deepStrictEqual(seqs(), [1, 5]);
+  assert.ok(store.reads.length < 5, `${store.reads.length} reads`);
+  session.close("normal");
+});
