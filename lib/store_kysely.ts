@@ -173,6 +173,12 @@ export class KyselyStore implements Store {
       // The batch may or may not be stored: the rerun's cid dedup tells which.
       log.error("Message appends move to the main thread: {error}", { error });
       this.#worker = undefined;
+      // Its main-thread connection (and that connection's WAL syncs) go with it.
+      worker.close().catch((closeError) => {
+        log.warn("The stopped append worker did not close cleanly: {error}", {
+          error: closeError,
+        });
+      });
       return appendMessages(this.#s, batch);
     }
   }

@@ -232,6 +232,43 @@ Deno.test("a worker that crashes mid-batch: the batch is written on the main thr
   }
 });
 
+/** How many of this process's open files are the database at `path` (or its -wal, -shm). */
+async function openHandlesOf(path: string): Promise<number> {
+  const { stdout } = await new Deno.Command("sh", {
+    args: ["-c", `ls -l /proc/${Deno.pid}/fd`],
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(stdout).split("\n").filter((l) => l.includes(path)).length;
+}
+
+Deno.test("a worker that crashes: its connection on the main thread is closed too", async () => {
+  await using db = await tempDb();
+  // Inline writes on (the default): the worker keeps a connection on this thread.
+  const store = await openKyselyStore({ kind: "sqlite", path: db.path }, {
+    appendWorker: CRASHING_WORKER,
+  });
+  try {
+    const ann = await store.createUser(newUser("13800000001"), 1);
+    const bob = await store.createUser(newUser("13800000002"), 1);
+    const before = await openHandlesOf(db.path);
+    // A batch too big to write inline goes to the worker, which crashes on it.
+    await Promise.all(
+      Array.from(
+        { length: 40 },
+        (_, i) => store.appendMessage(newMessage(ann.id, { dstid: bob.id, cid: `c${i}` }), 2),
+      ),
+    );
+    let after = before;
+    for (let i = 0; i < 100 && after >= before; i++) {
+      await delay(10);
+      after = await openHandlesOf(db.path);
+    }
+    ok(after < before, `open handles on the database: ${before} before the crash, ${after} after`);
+  } finally {
+    await store.close();
+  }
+});
+
 Deno.test("the worker's warnings reach onWarning, and the WAL sync interval reaches the worker", async () => {
   await using db = await tempDb();
   for (
