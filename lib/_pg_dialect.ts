@@ -10,6 +10,7 @@
 import { getLogger } from "@logtape/logtape";
 import { type Dialect, PostgresDialect } from "kysely";
 import pg from "pg";
+import { pgAddress } from "./_pg_url.ts";
 
 const logger = getLogger(["chat", "store"]);
 
@@ -73,8 +74,7 @@ export function pgConnectionConfig(
     : true;
   const password = decodeURIComponent(u.password);
   return {
-    host: u.searchParams.get("host") ?? (u.hostname.replace(/^\[(.*)\]$/, "$1") || "localhost"),
-    port: u.port === "" ? 5432 : Number(u.port),
+    ...pgAddress(url),
     user,
     database: decodeURIComponent(u.pathname.slice(1)) || user,
     // A function, so pg never falls back to PGPASSWORD or ~/.pgpass.

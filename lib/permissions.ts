@@ -7,6 +7,7 @@
 
 import { dirname, resolve } from "node:path";
 import type { Config } from "./config.ts";
+import { pgAddress } from "./_pg_url.ts";
 
 /** One permission the server needs, with the flag that grants it and why. */
 export interface NeededPermission {
@@ -93,8 +94,9 @@ export function neededPermissions(
     );
   }
   if (config.db.kind === "postgres") {
-    const url = new URL(config.db.url);
-    const host = `${url.hostname}:${url.port === "" ? "5432" : url.port}`;
+    // The host it connects to: a `?host=` wins over the URL's own.
+    const address = pgAddress(config.db.url);
+    const host = `${address.host}:${address.port}`;
     needs.push({
       descriptor: { name: "net", host },
       flag: `--allow-net=${host}`,

@@ -46,6 +46,16 @@ Deno.test("neededPermissions() asks for the Postgres and Redis hosts of a cluste
   strictEqual(flags.some((f) => f.includes("255")), false);
 });
 
+Deno.test("neededPermissions() asks for the Postgres host a ?host= names, the one pg connects to", () => {
+  const needs = neededPermissions(
+    parseConfig({ CHAT_DB: "postgres://u@localhost/chat?host=10.0.0.9", CHAT_BUS: "local" }),
+    paths,
+  );
+  const flags = needs.map((n) => n.flag);
+  strictEqual(flags.includes("--allow-net=10.0.0.9:5432"), true, flags.join(" "));
+  strictEqual(flags.includes("--allow-net=localhost:5432"), false);
+});
+
 Deno.test("firstMissing() names the flag for the first permission not granted", () => {
   const config = parseConfig({ PORT: "8081", CHAT_BUS: "local" });
   const table = grantOnly((d) => d.name !== "net");
