@@ -1,7 +1,7 @@
 // The chat index page: three tabs (friends, groups, me), conversation rows
 // with unread counts and last messages, the connection, and the chat window.
 import { ApiError, get, post, upload } from "./api.js";
-import { byId, el, promptDialog, shortTime, siteUrl, toast } from "./dom.js";
+import { byId, confirmDialog, el, promptDialog, shortTime, siteUrl, toast } from "./dom.js";
 import { ChatConnection } from "./connection.js";
 import { ConvState } from "./conv_state.js";
 import { ChatWindow } from "./chat_window.js";
@@ -56,7 +56,7 @@ const chat = new ChatWindow({
     onClose: () => renderLists(),
     onRetry: (cid) => outbox.retry(cid),
     unsent: (conv) => outbox.unsent(conv),
-    onContact: (card) => addFriend(card.content),
+    onContact: (card) => openContact(card),
   },
 });
 
@@ -203,6 +203,31 @@ async function loadMe() {
 }
 
 // ---- actions --------------------------------------------------------------
+/**
+ * A contact card was tapped: a friend's opens their chat; anyone else is
+ * added only after the user says so (a card is someone else's suggestion).
+ */
+async function openContact(card) {
+  const id = Number(card.content);
+  if (!Number.isSafeInteger(id) || id < 1) return;
+  if (id === me.id) {
+    toast("That is your own card");
+    return;
+  }
+  const friend = friends.get(id);
+  if (friend !== undefined) {
+    openFriend(friend);
+    return;
+  }
+  const name = card.memo || "this contact";
+  const yes = await confirmDialog({
+    title: "Add a friend",
+    text: `Add ${name} (number ${id}) as a friend?`,
+    okText: "Add",
+  });
+  if (yes) await addFriend(String(id));
+}
+
 async function addFriend(number) {
   const id = number ??
     await promptDialog({ title: "Add a friend", label: "Their number", okText: "Add" });

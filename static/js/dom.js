@@ -74,17 +74,16 @@ export function shortTime(ts) {
 }
 
 /**
- * Ask for one value in a modal dialog; resolves with the trimmed text, or
- * undefined when cancelled.
+ * A modal form: `title`, the `body` nodes, Cancel and `okText`. Resolves
+ * with `onOk()` when confirmed, `cancelled` otherwise; `focus` gets focus.
  */
-export function promptDialog({ title, label, inputMode = "numeric", okText = "OK" }) {
+function modal({ title, body, okText, onOk, cancelled, focus }) {
   return new Promise((resolve) => {
-    const input = el("input", { name: "value", required: true, inputMode, autocomplete: "off" });
     const form = el(
       "form",
       { method: "dialog" },
       el("h3", {}, title),
-      el("label", { className: "field" }, el("span", {}, label), input),
+      ...body,
       el(
         "menu",
         {},
@@ -93,9 +92,9 @@ export function promptDialog({ title, label, inputMode = "numeric", okText = "OK
       ),
     );
     const dialog = el("dialog", { className: "prompt" }, form);
-    let result;
+    let result = cancelled;
     form.addEventListener("submit", () => {
-      result = input.value.trim() || undefined;
+      result = onOk();
     });
     form.querySelector('button[value="cancel"]').addEventListener("click", () => dialog.close());
     dialog.addEventListener("close", () => {
@@ -104,6 +103,27 @@ export function promptDialog({ title, label, inputMode = "numeric", okText = "OK
     });
     document.body.append(dialog);
     dialog.showModal();
-    input.focus();
+    focus?.focus();
+  });
+}
+
+/** Ask yes or no in a modal dialog; resolves with true for `okText`, false when cancelled. */
+export function confirmDialog({ title, text, okText = "OK" }) {
+  return modal({ title, body: [el("p", {}, text)], okText, onOk: () => true, cancelled: false });
+}
+
+/**
+ * Ask for one value in a modal dialog; resolves with the trimmed text, or
+ * undefined when cancelled.
+ */
+export function promptDialog({ title, label, inputMode = "numeric", okText = "OK" }) {
+  const input = el("input", { name: "value", required: true, inputMode, autocomplete: "off" });
+  return modal({
+    title,
+    body: [el("label", { className: "field" }, el("span", {}, label), input)],
+    okText,
+    onOk: () => input.value.trim() || undefined,
+    cancelled: undefined,
+    focus: input,
   });
 }
