@@ -4,10 +4,36 @@ import { ok } from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
-import { ROOT } from "./_node_helpers.ts";
+import { ROOT, startNode } from "./_node_helpers.ts";
 
 /** How long a step may wait, ms. */
 export const T = 10_000;
+
+/** One server process on its own temporary data folder (in-process bus). */
+export interface OneNode extends AsyncDisposable {
+  readonly port: number;
+  /** `http://127.0.0.1:<port>`. */
+  readonly base: string;
+}
+
+/** Start {@linkcode OneNode}; disposing it stops the process and removes the folder. */
+export async function oneNode(prefix: string): Promise<OneNode> {
+  const dataDir = await Deno.makeTempDir({ prefix });
+  try {
+    const node = await startNode({ env: { CHAT_DATA: dataDir, CHAT_BUS: "local" } });
+    return {
+      port: node.port,
+      base: `http://127.0.0.1:${node.port}`,
+      async [Symbol.asyncDispose]() {
+        await node[Symbol.asyncDispose]();
+        await Deno.remove(dataDir, { recursive: true });
+      },
+    };
+  } catch (error) {
+    await Deno.remove(dataDir, { recursive: true });
+    throw error;
+  }
+}
 
 /** A PNG from tests/testdata, as playwright wants a file payload. */
 export async function png(name: string) {

@@ -15,8 +15,8 @@
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { hasChromium, launchBrowser } from "./_browser.ts";
-import { connectUser, register as registerByApi, startNode } from "./_node_helpers.ts";
-import { bubble, online, png, prompt, register, sendText, T } from "./_web_pages.ts";
+import { connectUser, register as registerByApi } from "./_node_helpers.ts";
+import { bubble, oneNode, online, png, prompt, register, sendText, T } from "./_web_pages.ts";
 
 /** The client's ack timeout (static/js/outbox.js) and some room. */
 const FAILED_AFTER_MS = 15_000 + T;
@@ -38,166 +38,161 @@ Deno.test({
     "web client: an upload goes to the chat it was picked in; an unanswered message stays shown and is resent after the socket comes back",
   ignore: !hasChromium(),
   async fn() {
-    const dataDir = await Deno.makeTempDir({ prefix: "lanchat_e2e_outbox_" });
-    try {
-      await using node = await startNode({ env: { CHAT_DATA: dataDir, CHAT_BUS: "local" } });
-      const base = `http://127.0.0.1:${node.port}`;
-      const bob = await registerByApi(base, "13900000002", "Bob");
-      const carol = await registerByApi(base, "13900000003", "Carol");
-      await using browser = await launchBrowser();
-      const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
-      const a = await ctx.newPage();
-      const errors: string[] = [];
-      a.on("pageerror", (e) => errors.push(String(e)));
+    await using node = await oneNode("lanchat_e2e_outbox_");
+    const base = node.base;
+    const bob = await registerByApi(base, "13900000002", "Bob");
+    const carol = await registerByApi(base, "13900000003", "Carol");
+    await using browser = await launchBrowser();
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
+    const a = await ctx.newPage();
+    const errors: string[] = [];
+    a.on("pageerror", (e) => errors.push(String(e)));
 
-      // The page's websocket goes through here: chat frames to the server can
-      // be swallowed (a half-open socket), and the socket can be cut.
-      let swallowChats = false;
-      let cut = () => {};
-      await a.routeWebSocket(/\/chat(\?|$)/, (ws) => {
-        const server = ws.connectToServer();
-        ws.onMessage((m) => {
-          if (swallowChats && typeof m === "string" && /"cmd":1[01][,}]/.test(m)) return;
-          server.send(m);
-        });
-        cut = () => void ws.close({ code: 1001, reason: "cut by the test" });
+    // The page's websocket goes through here: chat frames to the server can
+    // be swallowed (a half-open socket), and the socket can be cut.
+    let swallowChats = false;
+    let cut = () => {};
+    await a.routeWebSocket(/\/chat(\?|$)/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((m) => {
+        if (swallowChats && typeof m === "string" && /"cmd":1[01][,}]/.test(m)) return;
+        server.send(m);
       });
+      cut = () => void ws.close({ code: 1001, reason: "cut by the test" });
+    });
 
-      const idA = await register(a, base, {
-        mobile: "13900000001",
-        nickname: "Alice",
-        avatar: "avatar_a.png",
+    const idA = await register(a, base, {
+      mobile: "13900000001",
+      nickname: "Alice",
+      avatar: "avatar_a.png",
+    });
+    const toBob = userConv(idA, bob.id);
+    const toCarol = userConv(idA, carol.id);
+    await prompt(a, "#add-friend", String(bob.id));
+    await prompt(a, "#add-friend", String(carol.id));
+    const rowBob = a.locator(`#friends button[data-conv="${toBob}"]`);
+    const rowCarol = a.locator(`#friends button[data-conv="${toCarol}"]`);
+    await rowCarol.waitFor({ timeout: T });
+
+    // A photo picked in Bob's chat, uploading while Alice opens Carol's.
+    const uploaded = Promise.withResolvers<void>();
+    await a.route("**/attach/upload", async (route) => {
+      await uploaded.promise;
+      await route.continue();
+    });
+    await rowBob.click();
+    await a.click("#more-toggle");
+    await a.setInputFiles("#pick-photo", await png("photo.png"));
+    await a.click("#chat-back");
+    await rowCarol.click();
+    uploaded.resolve();
+    const deadline = Date.now() + T;
+    while (!(await history(base, bob.token, toBob)).some((m) => m.media === 4)) {
+      if (Date.now() > deadline) throw new Error("the photo never reached Bob's chat");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    deepStrictEqual(await history(base, carol.token, toCarol), [], "nothing went to Carol");
+    strictEqual(await a.locator("#msglist img.picture").count(), 0);
+
+    // A message the server never gets: pending, still drawn after switching chats.
+    swallowChats = true;
+    await sendText(a, "lost in transit");
+    await bubble(a, "lost in transit", "pending");
+    await a.click("#chat-back");
+    await rowBob.click();
+    await a.click("#chat-back");
+    await rowCarol.click();
+    await bubble(a, "lost in transit", "pending");
+    // No ack: it shows failed with its Retry, and is still there after another switch.
+    await a.locator('#msglist li[data-status="failed"] .retry').waitFor({
+      timeout: FAILED_AFTER_MS,
+    });
+    await a.click("#chat-back");
+    await rowCarol.click();
+    await a.locator('#msglist li[data-status="failed"] .retry').waitFor({ timeout: T });
+    // The socket comes back: the timed-out message goes out again by itself, once.
+    swallowChats = false;
+    cut();
+    await bubble(a, "lost in transit", "sent");
+    const stored = (await history(base, carol.token, toCarol)).map((m) => m.content);
+    deepStrictEqual(stored, ["lost in transit"]);
+    strictEqual(errors.join("\n"), "");
+
+    // A photo kept on another site (the page's CSP would not load it) shows as a link.
+    const carolWs = await connectUser(`ws://127.0.0.1:${node.port}`, carol);
+    carolWs.send({ cmd: 10, dstid: idA, media: 4, url: "https://example.com/a.jpg", cid: "c-x" });
+    const away = a.locator("#msglist a.card", { hasText: "Photo on example.com" });
+    await away.waitFor({ timeout: T });
+    strictEqual(await away.getAttribute("href"), "https://example.com/a.jpg");
+    strictEqual(await away.locator("img").count(), 0);
+    // The message list is announced; the photo in Bob's chat has a name.
+    strictEqual(await a.getAttribute("#msglist", "role"), "log");
+    await a.click("#chat-back");
+    await rowBob.click();
+    await a.locator('#msglist a.media[aria-label="Photo"] img.picture').waitFor({ timeout: T });
+
+    // An upload answered 503 with a short Retry-After is tried again by itself.
+    await a.unroute("**/attach/upload");
+    let uploadTries = 0;
+    await a.route("**/attach/upload", async (route) => {
+      if (uploadTries++ > 0) return await route.continue();
+      await route.fulfill({
+        status: 503,
+        headers: { "retry-after": "1" },
+        contentType: "application/json",
+        body: JSON.stringify({ code: -1, msg: "The server is busy with other uploads" }),
       });
-      const toBob = userConv(idA, bob.id);
-      const toCarol = userConv(idA, carol.id);
-      await prompt(a, "#add-friend", String(bob.id));
-      await prompt(a, "#add-friend", String(carol.id));
-      const rowBob = a.locator(`#friends button[data-conv="${toBob}"]`);
-      const rowCarol = a.locator(`#friends button[data-conv="${toCarol}"]`);
-      await rowCarol.waitFor({ timeout: T });
+    });
+    await a.click("#more-toggle");
+    await a.setInputFiles("#pick-photo", await png("photo.png"));
+    const photos = async () =>
+      (await history(base, bob.token, toBob)).filter((m) => m.media === 4).length;
+    const retried = Date.now() + T;
+    while (await photos() < 2) {
+      if (Date.now() > retried) throw new Error("the busy upload was not tried again");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    strictEqual(uploadTries, 2);
 
-      // A photo picked in Bob's chat, uploading while Alice opens Carol's.
-      const uploaded = Promise.withResolvers<void>();
-      await a.route("**/attach/upload", async (route) => {
-        await uploaded.promise;
-        await route.continue();
+    // Carol answers twice more; then Alice logs in on a fresh device whose first
+    // history read fails once: the retry seeds the chat, so nothing old is unread.
+    for (const content of ["one", "two"]) {
+      carolWs.send({ cmd: 10, dstid: idA, media: 1, content, cid: `c-${content}` });
+    }
+    await carolWs.waitFor((f) => f["cmd"] === 20, 3);
+    await carolWs.close();
+    const fresh = await (await browser.newContext()).newPage();
+    let refused = 0;
+    const seedOfCarol = (url: URL) =>
+      url.pathname === "/message/history" && url.searchParams.get("conv") === toCarol &&
+      url.searchParams.get("limit") === "1";
+    await fresh.route(seedOfCarol, async (route) => {
+      if (refused++ > 0) return await route.continue();
+      await route.fulfill({
+        status: 503,
+        contentType: "application/json",
+        body: JSON.stringify({ code: -1, msg: "Draining" }),
       });
-      await rowBob.click();
-      await a.click("#more-toggle");
-      await a.setInputFiles("#pick-photo", await png("photo.png"));
-      await a.click("#chat-back");
-      await rowCarol.click();
-      uploaded.resolve();
-      const deadline = Date.now() + T;
-      while (!(await history(base, bob.token, toBob)).some((m) => m.media === 4)) {
-        if (Date.now() > deadline) throw new Error("the photo never reached Bob's chat");
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      deepStrictEqual(await history(base, carol.token, toCarol), [], "nothing went to Carol");
-      strictEqual(await a.locator("#msglist img.picture").count(), 0);
+    });
+    await fresh.goto(`${base}/user/login.shtml`);
+    await fresh.fill("#mobile", "13900000001");
+    await fresh.fill("#passwd", "secret-pass");
+    await fresh.click("#login button[type=submit]");
+    await fresh.waitForURL("**/chat/index.shtml", { timeout: T });
+    await online(fresh);
+    const freshCarol = fresh.locator(`#friends button[data-conv="${toCarol}"]`);
+    await freshCarol.locator(".preview", { hasText: "two" }).waitFor({ timeout: T });
+    strictEqual(await freshCarol.locator(".badge").count(), 0, "old messages are not unread");
+    ok(refused >= 2, `one history read refused, then retried (${refused} reads)`);
 
-      // A message the server never gets: pending, still drawn after switching chats.
-      swallowChats = true;
-      await sendText(a, "lost in transit");
-      await bubble(a, "lost in transit", "pending");
-      await a.click("#chat-back");
-      await rowBob.click();
-      await a.click("#chat-back");
-      await rowCarol.click();
-      await bubble(a, "lost in transit", "pending");
-      // No ack: it shows failed with its Retry, and is still there after another switch.
-      await a.locator('#msglist li[data-status="failed"] .retry').waitFor({
-        timeout: FAILED_AFTER_MS,
-      });
-      await a.click("#chat-back");
-      await rowCarol.click();
-      await a.locator('#msglist li[data-status="failed"] .retry').waitFor({ timeout: T });
-      // The socket comes back: the timed-out message goes out again by itself, once.
-      swallowChats = false;
-      cut();
-      await bubble(a, "lost in transit", "sent");
-      const stored = (await history(base, carol.token, toCarol)).map((m) => m.content);
-      deepStrictEqual(stored, ["lost in transit"]);
-      strictEqual(errors.join("\n"), "");
-
-      // A photo kept on another site (the page's CSP would not load it) shows as a link.
-      const carolWs = await connectUser(`ws://127.0.0.1:${node.port}`, carol);
-      carolWs.send({ cmd: 10, dstid: idA, media: 4, url: "https://example.com/a.jpg", cid: "c-x" });
-      const away = a.locator("#msglist a.card", { hasText: "Photo on example.com" });
-      await away.waitFor({ timeout: T });
-      strictEqual(await away.getAttribute("href"), "https://example.com/a.jpg");
-      strictEqual(await away.locator("img").count(), 0);
-      // The message list is announced; the photo in Bob's chat has a name.
-      strictEqual(await a.getAttribute("#msglist", "role"), "log");
-      await a.click("#chat-back");
-      await rowBob.click();
-      await a.locator('#msglist a.media[aria-label="Photo"] img.picture').waitFor({ timeout: T });
-
-      // An upload answered 503 with a short Retry-After is tried again by itself.
-      await a.unroute("**/attach/upload");
-      let uploadTries = 0;
-      await a.route("**/attach/upload", async (route) => {
-        if (uploadTries++ > 0) return await route.continue();
-        await route.fulfill({
-          status: 503,
-          headers: { "retry-after": "1" },
-          contentType: "application/json",
-          body: JSON.stringify({ code: -1, msg: "The server is busy with other uploads" }),
-        });
-      });
-      await a.click("#more-toggle");
-      await a.setInputFiles("#pick-photo", await png("photo.png"));
-      const photos = async () =>
-        (await history(base, bob.token, toBob)).filter((m) => m.media === 4).length;
-      const retried = Date.now() + T;
-      while (await photos() < 2) {
-        if (Date.now() > retried) throw new Error("the busy upload was not tried again");
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      strictEqual(uploadTries, 2);
-
-      // Carol answers twice more; then Alice logs in on a fresh device whose first
-      // history read fails once: the retry seeds the chat, so nothing old is unread.
-      for (const content of ["one", "two"]) {
-        carolWs.send({ cmd: 10, dstid: idA, media: 1, content, cid: `c-${content}` });
-      }
-      await carolWs.waitFor((f) => f["cmd"] === 20, 3);
-      await carolWs.close();
-      const fresh = await (await browser.newContext()).newPage();
-      let refused = 0;
-      const seedOfCarol = (url: URL) =>
-        url.pathname === "/message/history" && url.searchParams.get("conv") === toCarol &&
-        url.searchParams.get("limit") === "1";
-      await fresh.route(seedOfCarol, async (route) => {
-        if (refused++ > 0) return await route.continue();
-        await route.fulfill({
-          status: 503,
-          contentType: "application/json",
-          body: JSON.stringify({ code: -1, msg: "Draining" }),
-        });
-      });
-      await fresh.goto(`${base}/user/login.shtml`);
-      await fresh.fill("#mobile", "13900000001");
-      await fresh.fill("#passwd", "secret-pass");
-      await fresh.click("#login button[type=submit]");
-      await fresh.waitForURL("**/chat/index.shtml", { timeout: T });
-      await online(fresh);
-      const freshCarol = fresh.locator(`#friends button[data-conv="${toCarol}"]`);
-      await freshCarol.locator(".preview", { hasText: "two" }).waitFor({ timeout: T });
-      strictEqual(await freshCarol.locator(".badge").count(), 0, "old messages are not unread");
-      ok(refused >= 2, `one history read refused, then retried (${refused} reads)`);
-
-      // An avatar on another site (the CSP would block it) shows the default picture.
-      await fresh.evaluate(`fetch("/user/update", {
+    // An avatar on another site (the CSP would block it) shows the default picture.
+    await fresh.evaluate(`fetch("/user/update", {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ avatar: "https://example.com/me.png" }),
       })`);
-      await fresh.reload();
-      await online(fresh);
-      ok((await fresh.getAttribute("#me-avatar", "src"))!.endsWith("/asset/images/avatar0.svg"));
-    } finally {
-      await Deno.remove(dataDir, { recursive: true });
-    }
+    await fresh.reload();
+    await online(fresh);
+    ok((await fresh.getAttribute("#me-avatar", "src"))!.endsWith("/asset/images/avatar0.svg"));
   },
 });

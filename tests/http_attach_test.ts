@@ -22,6 +22,13 @@ function form(
   return fd;
 }
 
+/** `size` bytes that start as a PNG (enough for the content sniffer), zeros after. */
+function pngOf(size: number): Uint8Array<ArrayBuffer> {
+  const bytes = new Uint8Array(size);
+  bytes.set(PNG);
+  return bytes;
+}
+
 async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];
   try {
@@ -208,15 +215,13 @@ Deno.test('S9: an empty upload is answered "File is empty"', async () => {
 Deno.test("S9: uploads over the limit are refused with 413 while reading", async () => {
   await using t = await makeTestApp({ config: { uploadMaxBytes: 1024 } });
   const { token } = await register(t.app, "13800000001");
-  const big = new Uint8Array(1025);
-  big.set(PNG);
+  const big = pngOf(1025);
   const r = await call(t.app, "/attach/upload", { body: form(big), token });
   strictEqual(r.status, 413);
   deepStrictEqual(r.body, { code: -1, msg: "File exceeds 1024 bytes" });
   const huge = await call(t.app, "/attach/upload", { body: form(new Uint8Array(200_000)), token });
   strictEqual(huge.status, 413);
-  const exact = new Uint8Array(1024);
-  exact.set(PNG);
+  const exact = pngOf(1024);
   strictEqual((await call(t.app, "/attach/upload", { body: form(exact), token })).body.code, 0);
 });
 
@@ -356,8 +361,7 @@ Deno.test("/attach/upload reads CHAT_UPLOAD_CONCURRENCY uploads at once; the nex
   });
   const a = await register(t.app, "13800000021");
   const b = await register(t.app, "13800000022");
-  const file = new Uint8Array(64 * 1024);
-  file.set(PNG);
+  const file = pngOf(64 * 1024);
   // A sends a little and then nothing more: it holds the node's one turn.
   const slow = await heldUpload(t.app, a.token, file);
   slow.send(100);
@@ -386,8 +390,7 @@ Deno.test("/attach/upload answers a user's third upload at once with 429, and a 
   });
   const a = await register(t.app, "13800000023");
   const b = await register(t.app, "13800000024");
-  const file = new Uint8Array(1024);
-  file.set(PNG);
+  const file = pngOf(1024);
   const first = await heldUpload(t.app, a.token, file);
   const second = await heldUpload(t.app, a.token, file);
   await new Promise((r) => setTimeout(r, 20));
@@ -416,8 +419,7 @@ Deno.test("/attach/upload answers a declared length past the limit with 413 with
   });
   const a = await register(t.app, "13800000026");
   const b = await register(t.app, "13800000027");
-  const file = new Uint8Array(512);
-  file.set(PNG);
+  const file = pngOf(512);
   const held = await heldUpload(t.app, a.token, file);
   const started = performance.now();
   const res = await t.app.fetch(
@@ -439,8 +441,7 @@ Deno.test("/attach/upload answers a declared length past the limit with 413 with
 });
 
 Deno.test("/attach/upload: two uploads of one user at once cannot both pass a quota only one fits", async () => {
-  const file = new Uint8Array(600);
-  file.set(PNG);
+  const file = pngOf(600);
   await using t = await makeTestApp({
     extra: {
       limits: new AbuseLimits({ ...parseConfig({}), uploadQuotaBytes: 1000 }),

@@ -25,9 +25,33 @@ import {
   toWire,
 } from "../lib/_append_wire.ts";
 import { isUniqueViolation } from "../lib/_store_kysely_rows.ts";
-import type { AppendOutcome } from "../lib/store.ts";
+import type { AppendOutcome, PublicUser } from "../lib/store.ts";
 import { APPEND_WORKER, newMessage, newUser, requests, twoUsers } from "./_store_samples.ts";
 import { delay } from "./_chat_helpers.ts";
+
+/**
+ * A Kysely store with `options` on a new SQLite file, with users Ann and
+ * Bob, for `body`; closed afterwards.
+ */
+async function withStore(
+  options: Parameters<typeof openKyselyStore>[1],
+  body: (
+    store: Awaited<ReturnType<typeof openKyselyStore>>,
+    ann: PublicUser,
+    bob: PublicUser,
+    path: string,
+  ) => Promise<void>,
+): Promise<void> {
+  await using db = await tempDb();
+  const store = await openKyselyStore({ kind: "sqlite", path: db.path }, options);
+  try {
+    const ann = await store.createUser(newUser("13800000001"), 1);
+    const bob = await store.createUser(newUser("13800000002"), 1);
+    await body(store, ann, bob, db.path);
+  } finally {
+    await store.close();
+  }
+}
 
 const CRASHING_WORKER = new URL("./_crashing_append_worker.ts", import.meta.url);
 const WARNING_WORKER = new URL("./_warning_append_worker.ts", import.meta.url);
@@ -138,13 +162,9 @@ Deno.test("a batch and its outcomes survive the flat wire format", () => {
 });
 
 Deno.test("appends in the worker get gap-free seqs while the main thread writes the same file", async () => {
-  await using db = await tempDb();
-  const store = await openKyselyStore({ kind: "sqlite", path: db.path }, {
+  await withStore({
     appendWorker: APPEND_WORKER,
-  });
-  try {
-    const ann = await store.createUser(newUser("13800000001"), 1);
-    const bob = await store.createUser(newUser("13800000002"), 1);
+  }, async (store, ann, bob) => {
     // Main-thread writes (new users) race 400 appends the worker writes.
     const users = Array.from(
       { length: 40 },
@@ -174,9 +194,7 @@ Deno.test("appends in the worker get gap-free seqs while the main thread writes 
     strictEqual(again.message.seq, results[0]!.message.seq);
     const page = await store.listMessages(results[0]!.message.conv, { afterSeq: 0, limit: 1000 });
     strictEqual(page.length, 400);
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 Deno.test("the worker refuses to start on a file it cannot open, and leaves nothing running", async () => {
@@ -192,30 +210,20 @@ Deno.test("the worker refuses to start on a file it cannot open, and leaves noth
 });
 
 Deno.test("a worker module that does not load leaves appends on the main thread", async () => {
-  await using db = await tempDb();
-  const store = await openKyselyStore({ kind: "sqlite", path: db.path }, {
+  await withStore({
     appendWorker: new URL("./_no_such_worker.ts", import.meta.url),
-  });
-  try {
-    const ann = await store.createUser(newUser("13800000001"), 1);
-    const bob = await store.createUser(newUser("13800000002"), 1);
+  }, async (store, ann, bob) => {
     const r = await store.appendMessage(newMessage(ann.id, { dstid: bob.id, cid: "x" }), 2);
     strictEqual(r.message.seq, 1);
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 Deno.test("a worker that crashes mid-batch: the batch is written on the main thread, once", async () => {
-  await using db = await tempDb();
-  const store = await openKyselyStore({ kind: "sqlite", path: db.path }, {
+  await withStore({
     appendWorker: CRASHING_WORKER,
     // Every batch to the worker: a batch this small would be written here while it idles.
     appendInline: false,
-  });
-  try {
-    const ann = await store.createUser(newUser("13800000001"), 1);
-    const bob = await store.createUser(newUser("13800000002"), 1);
+  }, async (store, ann, bob) => {
     const first = await Promise.all(
       [0, 1, 2].map((i) =>
         store.appendMessage(newMessage(ann.id, { dstid: bob.id, cid: `k${i}` }), 2)
@@ -227,9 +235,7 @@ Deno.test("a worker that crashes mid-batch: the batch is written on the main thr
     ]]);
     const later = await store.appendMessage(newMessage(bob.id, { dstid: ann.id, cid: "k3" }), 3);
     strictEqual(later.message.seq, 4);
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 /** How many of this process's open files are the database at `path` (or its -wal, -shm). */
@@ -242,15 +248,11 @@ async function openHandlesOf(path: string): Promise<number> {
 }
 
 Deno.test("a worker that crashes: its connection on the main thread is closed too", async () => {
-  await using db = await tempDb();
   // Inline writes on (the default): the worker keeps a connection on this thread.
-  const store = await openKyselyStore({ kind: "sqlite", path: db.path }, {
+  await withStore({
     appendWorker: CRASHING_WORKER,
-  });
-  try {
-    const ann = await store.createUser(newUser("13800000001"), 1);
-    const bob = await store.createUser(newUser("13800000002"), 1);
-    const before = await openHandlesOf(db.path);
+  }, async (store, ann, bob, path) => {
+    const before = await openHandlesOf(path);
     // A batch too big to write inline goes to the worker, which crashes on it.
     await Promise.all(
       Array.from(
@@ -261,12 +263,10 @@ Deno.test("a worker that crashes: its connection on the main thread is closed to
     let after = before;
     for (let i = 0; i < 100 && after >= before; i++) {
       await delay(10);
-      after = await openHandlesOf(db.path);
+      after = await openHandlesOf(path);
     }
     ok(after < before, `open handles on the database: ${before} before the crash, ${after} after`);
-  } finally {
-    await store.close();
-  }
+  });
 });
 
 Deno.test("the worker's warnings reach onWarning, and the WAL sync interval reaches the worker", async () => {
