@@ -100,7 +100,7 @@ export async function createFixture(
 
   const dialect: Dialect = setting.kind === "sqlite"
     ? sqliteDialect(setting.path)
-    : postgresDialect(setting.url, { schema: "public", poolSize: 2 });
+    : postgresDialect(setting.url, { schema: "public", poolSize: 2 }).dialect;
   const db = new Kysely<Database>({ dialect });
   try {
     const existing = await db.selectFrom("users").select((eb) => eb.fn.countAll().as("n"))

@@ -11,6 +11,7 @@ import { getLogger } from "@logtape/logtape";
 import { type Dialect, PostgresDialect } from "kysely";
 import pg from "pg";
 import { pgAddress } from "./_pg_url.ts";
+import { DeadlinePool, type PgPool } from "./_pg_deadline.ts";
 
 const logger = getLogger(["chat", "store"]);
 
@@ -22,11 +23,25 @@ export function parseSchemaName(name: string): string {
   return name;
 }
 
-/** A Kysely dialect on a `pg` pool for `url`, tables in `schema`. */
+/** Options of {@linkcode postgresDialect}. */
+export interface PostgresDialectOptions {
+  readonly schema: string;
+  readonly poolSize: number;
+  /**
+   * Once the pool is {@linkcode DeadlinePool.arm}ed, a query that has not
+   * answered after this many ms loses its connection. @default {15000}
+   */
+  readonly queryDeadlineMs?: number;
+}
+
+/**
+ * A Kysely dialect on a `pg` pool for `url`, tables in `schema`, and that
+ * pool, to {@linkcode DeadlinePool.arm} once migrations are done.
+ */
 export function postgresDialect(
   url: string,
-  options: { schema: string; poolSize: number },
-): Dialect {
+  options: PostgresDialectOptions,
+): { dialect: Dialect; pool: DeadlinePool } {
   // int8 (ids, epoch ms, counts) as JS numbers; all our values fit in 2^53.
   const types = {
     getTypeParser(oid: number, format?: string): unknown {
@@ -34,8 +49,12 @@ export function postgresDialect(
       return pg.types.getTypeParser(oid, format);
     },
   };
+  const deadlineMs = options.queryDeadlineMs ?? 15_000;
+  const config = pgConnectionConfig(url, options.schema);
   const pool = new pg.Pool({
-    ...pgConnectionConfig(url, options.schema),
+    ...config,
+    // A new connection gets no longer than a query would.
+    connectionTimeoutMillis: Math.min(Number(config.connectionTimeoutMillis), deadlineMs),
     max: options.poolSize,
     types,
   });
@@ -48,7 +67,16 @@ export function postgresDialect(
       error,
     });
   });
-  return new PostgresDialect({ pool });
+  const deadlinePool = new DeadlinePool(pool as unknown as PgPool, {
+    deadlineMs,
+    onExpired: (deadlineMs) => {
+      logger.warn(
+        "A Postgres query had no answer after {deadlineMs} ms; its connection is dropped",
+        { deadlineMs },
+      );
+    },
+  });
+  return { dialect: new PostgresDialect({ pool: deadlinePool }), pool: deadlinePool };
 }
 
 /**

@@ -18,6 +18,7 @@ import type { DbSetting } from "./config.ts";
 import { type Database, migrationProvider, type SqlDialectKind } from "./migrations.ts";
 import { sqliteDialect, type SqliteReads } from "./_sqlite_dialect.ts";
 import { parseSchemaName, postgresDialect } from "./_pg_dialect.ts";
+import type { DeadlinePool } from "./_pg_deadline.ts";
 import type {
   AppendOutcome,
   AppendRequest,
@@ -49,6 +50,11 @@ export interface KyselyStoreOptions {
   schema?: string;
   /** Postgres connections in the pool. @default {10} */
   poolSize?: number;
+  /**
+   * Postgres: a query (after migrations) that has not answered after this
+   * many ms loses its connection and fails as retryable. @default {15000}
+   */
+  queryDeadlineMs?: number;
   /** How long SQLite waits for another connection's write lock, ms. @default {5000} */
   busyTimeoutMs?: number;
   /**
@@ -78,6 +84,7 @@ export async function openKyselyStore(
   let dialect: Dialect;
   let schema: string | undefined;
   let reads: SqliteReads | undefined;
+  let pool: DeadlinePool | undefined;
   if (setting.kind === "sqlite") {
     if (setting.path !== ":memory:" && !setting.path.startsWith("file:")) {
       await Deno.mkdir(dirname(setting.path), { recursive: true });
@@ -90,10 +97,13 @@ export async function openKyselyStore(
     reads = sqlite;
   } else {
     schema = parseSchemaName(options.schema ?? "public");
-    dialect = postgresDialect(setting.url, {
+    ({ dialect, pool } = postgresDialect(setting.url, {
       schema,
       poolSize: options.poolSize ?? 10,
-    });
+      ...(options.queryDeadlineMs === undefined
+        ? {}
+        : { queryDeadlineMs: options.queryDeadlineMs }),
+    }));
   }
   const db = new Kysely<Database>({ dialect });
   try {
@@ -102,6 +112,7 @@ export async function openKyselyStore(
     await db.destroy();
     throw error;
   }
+  pool?.arm();
   let worker: AppendWorker | undefined;
   const file = setting.kind === "sqlite" && setting.path !== ":memory:" &&
     !setting.path.startsWith("file:");

@@ -179,9 +179,18 @@ export function storeKinds(): readonly ("sqlite" | "postgres")[] {
   return pgUrl() === undefined ? ["sqlite"] : ["sqlite", "postgres"];
 }
 
+/** Postgres overrides of {@linkcode openTestStore}. */
+export interface TestPgOptions {
+  /** Connect here instead (e.g. through a proxy); the schema is dropped over `pgUrl()`. */
+  readonly url?: string;
+  /** The store's query deadline, ms. */
+  readonly queryDeadlineMs?: number;
+}
+
 /** Open a fresh store; Postgres gets its own schema, dropped on dispose. */
 export async function openTestStore(
   kind: "sqlite" | "postgres",
+  pgOptions: TestPgOptions = {},
 ): Promise<{ store: Store; dispose(): Promise<void> }> {
   if (kind === "sqlite") {
     const store = await openKyselyStore({ kind: "sqlite", path: ":memory:" });
@@ -189,9 +198,12 @@ export async function openTestStore(
   }
   const url = pgUrl() ?? "";
   const schema = `t_chat_${crypto.randomUUID().replaceAll("-", "")}`;
-  const store = await openKyselyStore({ kind: "postgres", url }, {
+  const store = await openKyselyStore({ kind: "postgres", url: pgOptions.url ?? url }, {
     schema,
     poolSize: 5,
+    ...(pgOptions.queryDeadlineMs === undefined
+      ? {}
+      : { queryDeadlineMs: pgOptions.queryDeadlineMs }),
   });
   return {
     store,
@@ -216,6 +228,8 @@ export async function dropPgSchema(url: string, schema: string): Promise<void> {
 /** Options for {@linkcode startChatServer}. */
 export interface ChatServerOptions {
   store?: "sqlite" | "postgres";
+  /** With `store: "postgres"`. */
+  pg?: TestPgOptions;
   session?: SessionOptions;
   allowStrangers?: boolean;
   origins?: readonly string[];
@@ -266,7 +280,7 @@ export interface ChatServer extends AsyncDisposable {
 export async function startChatServer(
   options: ChatServerOptions = {},
 ): Promise<ChatServer> {
-  const { store, dispose } = await openTestStore(options.store ?? "sqlite");
+  const { store, dispose } = await openTestStore(options.store ?? "sqlite", options.pg);
   const auth = new Auth({ store, tokenTtlSeconds: 3600, iterations: 1000 });
   const bus = options.bus ?? new LocalBus();
   const chat = new ChatService({

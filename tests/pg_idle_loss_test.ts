@@ -21,7 +21,7 @@ Deno.test({
   async fn() {
     await using logs = await captureLogs();
     const db = new Kysely<Record<string, never>>({
-      dialect: postgresDialect(url!, { schema: "public", poolSize: 2 }),
+      dialect: postgresDialect(url!, { schema: "public", poolSize: 2 }).dialect,
     });
     // The same URL-only settings as the store (pg would read PG* variables otherwise).
     const admin = new pg.Client(pgConnectionConfig(url!));
