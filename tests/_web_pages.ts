@@ -1,6 +1,6 @@
 /** Steps the web client's end-to-end tests share: registering through the page, sending, waiting. */
 
-import { ok } from "node:assert/strict";
+import { ok, strictEqual } from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import type { Page } from "playwright-core";
@@ -32,6 +32,42 @@ export async function oneNode(prefix: string): Promise<OneNode> {
   } catch (error) {
     await Deno.remove(dataDir, { recursive: true });
     throw error;
+  }
+}
+
+/** The 1:1 conversation key of users `x` and `y`, as the server makes it. */
+export function userConv(x: number, y: number): string {
+  return `u:${Math.min(x, y)}:${Math.max(x, y)}`;
+}
+
+/** A stored message, as the history route lists it. */
+export interface StoredMessage {
+  media: number;
+  content: string;
+  url: string;
+  amount: number;
+}
+
+/** The stored messages of `conv`, oldest first (50 at most), as `token`'s user reads them. */
+export async function history(
+  base: string,
+  token: string,
+  conv: string,
+): Promise<StoredMessage[]> {
+  const res = await fetch(`${base}/message/history?conv=${encodeURIComponent(conv)}&limit=50`, {
+    headers: { authorization: `Bearer ${token}` },
+  });
+  const body = await res.json();
+  strictEqual(body.code, 0, JSON.stringify(body));
+  return body.rows;
+}
+
+/** Wait until `check()` holds, polling every 100 ms; `what` names it in the timeout error. */
+export async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + T;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 

@@ -7,31 +7,34 @@
  * the socket is cut and comes back, as on a half-open connection. Also: a
  * photo on another site shows as a link; an upload answered 503 with a short
  * Retry-After is tried again; a fresh device whose first history read fails
- * once does not count old messages unread.
+ * once does not count old messages unread. And after an offline spell, at
+ * most 32 unacked messages are on the socket at once; the rest follow, in
+ * order, as the acks come back.
  *
  * Skipped (with a note) only when /usr/bin/chromium is missing; `.ci/run`
  * installs it.
  */
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import type { Buffer } from "node:buffer";
 import { hasChromium, launchBrowser } from "./_browser.ts";
 import { connectUser, register as registerByApi } from "./_node_helpers.ts";
-import { bubble, oneNode, online, png, prompt, register, sendText, T } from "./_web_pages.ts";
+import {
+  bubble,
+  eventually,
+  history,
+  oneNode,
+  online,
+  png,
+  prompt,
+  register,
+  sendText,
+  T,
+  userConv,
+} from "./_web_pages.ts";
 
 /** The client's ack timeout (static/js/outbox.js) and some room. */
 const FAILED_AFTER_MS = 15_000 + T;
-
-/** The stored messages of `conv`, oldest first, as `token`'s user reads them. */
-async function history(base: string, token: string, conv: string) {
-  const res = await fetch(`${base}/message/history?conv=${encodeURIComponent(conv)}&limit=50`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  const body = await res.json();
-  strictEqual(body.code, 0, JSON.stringify(body));
-  return body.rows as { media: number; content: string; url: string }[];
-}
-
-const userConv = (x: number, y: number) => `u:${Math.min(x, y)}:${Math.max(x, y)}`;
 
 Deno.test({
   name:
@@ -194,5 +197,78 @@ Deno.test({
     await fresh.reload();
     await online(fresh);
     ok((await fresh.getAttribute("#me-avatar", "src"))!.endsWith("/asset/images/avatar0.svg"));
+  },
+});
+
+Deno.test({
+  name:
+    "web client: after an offline spell at most 32 unacked messages go out at once, the rest in order as acks arrive",
+  ignore: !hasChromium(),
+  async fn() {
+    await using node = await oneNode("lanchat_e2e_outbox_cap_");
+    const base = node.base;
+    const bob = await registerByApi(base, "13900000042", "Bob");
+    await using browser = await launchBrowser();
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
+    const a = await ctx.newPage();
+    const errors: string[] = [];
+    a.on("pageerror", (e) => errors.push(String(e)));
+
+    // The page's websocket goes through here: chat frames to the server are
+    // counted, and frames to the page (acks among them) can be held back.
+    let chats = 0;
+    let holding = false;
+    const held: (string | Buffer)[] = [];
+    let toPage = (_m: string | Buffer) => {};
+    await a.routeWebSocket(/\/chat(\?|$)/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((m) => {
+        if (typeof m === "string" && /"cmd":1[01][,}]/.test(m)) chats++;
+        server.send(m);
+      });
+      toPage = (m) => ws.send(m);
+      server.onMessage((m) => holding ? held.push(m) : ws.send(m));
+    });
+
+    const idA = await register(a, base, {
+      mobile: "13900000041",
+      nickname: "Alice",
+      avatar: "avatar_a.png",
+    });
+    const toBob = userConv(idA, bob.id);
+    await prompt(a, "#add-friend", String(bob.id));
+    await a.locator(`#friends button[data-conv="${toBob}"]`).click();
+
+    // Offline, Alice writes 40 messages: all pending.
+    await ctx.setOffline(true);
+    await a.waitForSelector('#conn[data-state="offline"]', { timeout: T });
+    const texts = Array.from({ length: 40 }, (_, i) => `m${i}`);
+    for (const text of texts) await sendText(a, text);
+    await bubble(a, "m39", "pending");
+    strictEqual(chats, 0);
+
+    // Back online, with no ack let through: 32 go out, and no more.
+    holding = true;
+    await ctx.setOffline(false);
+    await online(a);
+    await eventually("32 messages are sent", () => Promise.resolve(chats >= 32));
+    await a.waitForTimeout(500);
+    strictEqual(chats, 32, "unacked chat frames on the socket");
+    strictEqual(await a.locator('#msglist li[data-status="pending"]').count(), 40);
+
+    // The acks come: the other 8 follow, each once, and everything is stored in order.
+    holding = false;
+    for (const m of held.splice(0)) toPage(m);
+    await eventually(
+      "all 40 are stored",
+      async () => (await history(base, bob.token, toBob)).length >= 40,
+    );
+    deepStrictEqual((await history(base, bob.token, toBob)).map((m) => m.content), texts);
+    await eventually(
+      "all 40 show sent",
+      async () => await a.locator('#msglist li[data-status="sent"]').count() === 40,
+    );
+    strictEqual(chats, 40, "each message went out once");
+    strictEqual(errors.join("\n"), "");
   },
 });

@@ -1,10 +1,14 @@
-/** The web client's pure pieces (static/js), run under Deno: backoff, counters, URL checks. */
+/**
+ * The web client's pure pieces (static/js), run under Deno: backoff, counters, URL checks, the
+ * outbox and held uploads.
+ */
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { backoffDelay } from "../static/js/connection.js";
 import { ConvState, previewOf } from "../static/js/conv_state.js";
 import { safeUrl, sameSite } from "../static/js/dom.js";
 import { Outbox } from "../static/js/outbox.js";
+import { Uploads } from "../static/js/uploads.js";
 
 Deno.test("backoffDelay() doubles from 1 s to 30 s with half of it random", async (t) => {
   const table = [
@@ -130,4 +134,97 @@ Deno.test("Outbox lists a conversation's unsent messages and resends timed-out o
   outbox.acked({ cid: "a", seq: 6, ts: 2 });
   deepStrictEqual(outbox.unsent("u:3:7"), []);
   strictEqual(outbox.size, 1);
+});
+
+Deno.test("Outbox keeps at most 32 unacked frames on the socket and sends the rest in order as acks arrive, also after a reconnect", () => {
+  const conn = new FakeConn();
+  const outbox = new Outbox(conn, { ackTimeoutMs: 60_000 });
+  const cids = Array.from({ length: 40 }, (_, i) => `m${i}`);
+  const range = (from: number, to: number) => cids.slice(from, to);
+  // A long offline spell: 40 messages, alternating between two chats, pile up.
+  conn.isOpen = false;
+  cids.forEach((cid, i) => outbox.send(frame(cid), i % 2 === 0 ? "u:3:7" : "g:1"));
+  strictEqual(outbox.size, 40);
+  conn.sent = [];
+  conn.open();
+  deepStrictEqual(conn.sent.map((f) => f.cid), range(0, 32), "the oldest 32, in order");
+  // Each ack (or refusal) frees one place for the next message queued.
+  conn.sent = [];
+  outbox.acked({ cid: "m0", seq: 1, ts: 1 });
+  outbox.acked({ cid: "m5", seq: 2, ts: 1 });
+  outbox.acked({ cid: "m6", seq: 3, ts: 1 });
+  outbox.refused({ cid: "m1", retryable: false, msg: "Not a member" });
+  deepStrictEqual(conn.sent.map((f) => f.cid), range(32, 36));
+  // A reconnect resends the unacked ones, again 32 at most, oldest first; the refused one waits.
+  conn.sent = [];
+  conn.open();
+  const resent = [...range(2, 5), ...range(7, 36)];
+  deepStrictEqual(conn.sent.map((f) => f.cid), resent);
+  conn.sent = [];
+  for (const cid of resent) outbox.acked({ cid, seq: 9, ts: 1 });
+  deepStrictEqual(conn.sent.map((f) => f.cid), range(36, 40), "the last four follow the acks");
+  for (const cid of range(36, 40)) outbox.acked({ cid, seq: 9, ts: 1 });
+  strictEqual(outbox.size, 1, "only the refused one is left, waiting for Retry");
+  deepStrictEqual(outbox.unsent("g:1").map((e: { status: string }) => e.status), ["failed"]);
+});
+
+Deno.test("Uploads keeps a file whose upload failed, and Retry uploads it again and sends it to the chat it was picked in", async () => {
+  let fail = true;
+  const sent: unknown[] = [];
+  const uploads = new Uploads({
+    upload: (_file: File, name: string) =>
+      fail ? Promise.reject(new Error("Disk full")) : Promise.resolve(`/mnt/${name}`),
+    send: (fields: unknown, target: unknown) => void sent.push({ fields, target }),
+    newCid: () => "held-1",
+  });
+  const events: string[] = [];
+  let held: Record<string, unknown> | undefined;
+  uploads.addEventListener("held", (e) => {
+    held = (e as CustomEvent).detail;
+    events.push("held");
+  });
+  for (const type of ["status", "done"]) {
+    uploads.addEventListener(type, (e) => {
+      const { status } = (e as CustomEvent).detail;
+      events.push(status ? `${type}:${status}` : type);
+    });
+  }
+  const bob = { conv: "u:3:7", cmd: 10, dstid: 3 };
+  const settled = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+  const voice = new File(["clip"], "voice.webm", { type: "audio/webm" });
+  await uploads.send(voice, { name: "voice.webm", fields: { media: 3, amount: 2 }, target: bob });
+  deepStrictEqual(sent, []);
+  strictEqual(uploads.size, 1);
+  const { preview, ...rest } = held!;
+  deepStrictEqual(rest, {
+    cid: "held-1",
+    conv: "u:3:7",
+    frame: { cmd: 10, dstid: 3, media: 3, amount: 2, url: "", cid: "held-1" },
+    status: "failed",
+    error: "Disk full",
+  });
+  ok(String(preview).startsWith("blob:"), "a local copy to show in its place");
+  deepStrictEqual(uploads.unsent("g:1"), []);
+  strictEqual(uploads.unsent("u:3:7").length, 1);
+
+  // Retry fails again: it stays held.
+  strictEqual(uploads.retry("held-1"), true);
+  await settled();
+  strictEqual(uploads.size, 1);
+  // Retry goes through: the same recording is sent to Bob.
+  fail = false;
+  uploads.retry("held-1");
+  await settled();
+  deepStrictEqual(sent, [{ fields: { media: 3, amount: 2, url: "/mnt/voice.webm" }, target: bob }]);
+  deepStrictEqual(events, [
+    "held",
+    "status:pending",
+    "status:failed",
+    "status:pending",
+    "done",
+  ]);
+  strictEqual(uploads.size, 0);
+  strictEqual(uploads.retry("held-1"), false, "not ours any more");
+  strictEqual(uploads.retry("some-text-cid"), false);
 });

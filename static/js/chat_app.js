@@ -8,6 +8,7 @@ import { ChatWindow } from "./chat_window.js";
 import { findUser, setupComposer } from "./composer.js";
 import { newCid, Outbox } from "./outbox.js";
 import { image } from "./render.js";
+import { Uploads } from "./uploads.js";
 
 const STATE_TEXT = {
   connecting: "Connecting…",
@@ -54,8 +55,8 @@ const chat = new ChatWindow({
   users,
   handlers: {
     onClose: () => renderLists(),
-    onRetry: (cid) => outbox.retry(cid),
-    unsent: (conv) => outbox.unsent(conv),
+    onRetry: (cid) => uploads.retry(cid) || outbox.retry(cid),
+    unsent: (conv) => [...uploads.unsent(conv), ...outbox.unsent(conv)],
     onContact: (card) => openContact(card),
   },
 });
@@ -103,11 +104,21 @@ function conversationRow({ conv, name, avatar, sub, open, fallback }) {
   return { el: el("li", {}, button), ts: st?.ts ?? 0, unread };
 }
 
+/**
+ * Put `rows` in list `listId`, newest first. A row that had the keyboard
+ * focus keeps it: its new copy is focused, wherever it moved.
+ */
 function fill(listId, rows, emptyText) {
   rows.sort((a, b) => b.ts - a.ts);
   const list = byId(listId);
+  const focused = list.contains(document.activeElement)
+    ? document.activeElement.dataset.conv
+    : undefined;
   list.replaceChildren(...rows.map((r) => r.el));
   if (rows.length === 0) list.append(el("li", { className: "empty" }, emptyText));
+  if (focused !== undefined) {
+    list.querySelector(`button[data-conv="${CSS.escape(focused)}"]`)?.focus();
+  }
   return rows.reduce((n, r) => n + r.unread, 0);
 }
 
@@ -300,10 +311,32 @@ function send(fields, target = chat.target) {
   chat.showLocal({ ...frame, conv: target.conv });
   outbox.send(frame, target.conv);
 }
-setupComposer({ send, friends: () => [...friends.values()], target: () => chat.target });
-// Unsent messages live only in this page: leaving it would drop them.
+const uploads = new Uploads({
+  upload,
+  send,
+  newCid,
+  onWait: (seconds) => toast(`Server busy: trying again in ${seconds} s…`, seconds * 1000),
+});
+uploads.addEventListener("held", (event) => {
+  const { conv, frame, preview, error } = event.detail;
+  chat.showLocal({ ...frame, conv }, preview);
+  chat.setStatus({ cid: frame.cid, status: "failed", error });
+  toast(`${frame.media === 3 ? "Voice not sent" : "Not sent"}: ${error}`);
+});
+uploads.addEventListener("status", (event) => {
+  chat.setStatus(event.detail);
+  if (event.detail.status === "failed") toast(`Not sent: ${event.detail.error}`);
+});
+uploads.addEventListener("done", (event) => chat.removeLocal(event.detail.cid));
+setupComposer({
+  send,
+  sendFile: (file, options) => options.target && uploads.send(file, options),
+  friends: () => [...friends.values()],
+  target: () => chat.target,
+});
+// Unsent messages and held uploads live only in this page: leaving it would drop them.
 addEventListener("beforeunload", (event) => {
-  if (outbox.size > 0) event.preventDefault();
+  if (outbox.size > 0 || uploads.size > 0) event.preventDefault();
 });
 
 // ---- frames --------------------------------------------------------------

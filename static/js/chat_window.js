@@ -26,7 +26,8 @@ export class ChatWindow {
 
   /**
    * `me`: the user; `users.peek(id)` / `users.get(id)` give `{nickname,
-   * avatar}`; `handlers`: `{onClose, onContact, onRetry, unsent}` (`unsent(conv)`: our unacked frames).
+   * avatar}`; `handlers`: `{onClose, onContact, onRetry, unsent}` (`unsent(conv)`: our unacked
+   * frames and held uploads, `{frame, status, error, preview}`).
    */
   constructor({ me, users, handlers }) {
     this.#me = me;
@@ -73,8 +74,8 @@ export class ChatWindow {
       this.#status.textContent = `History unavailable: ${e.message}`;
     }
     // Ours not yet stored go below the history again, failed ones with their Retry.
-    for (const { frame, status, error } of this.#handlers.unsent?.(target.conv) ?? []) {
-      this.showLocal({ ...frame, conv: target.conv });
+    for (const { frame, status, error, preview } of this.#handlers.unsent?.(target.conv) ?? []) {
+      this.showLocal({ ...frame, conv: target.conv }, preview);
       if (status === "failed") this.setStatus({ cid: frame.cid, status, error });
     }
     this.#scrollToBottom();
@@ -97,12 +98,21 @@ export class ChatWindow {
     if (nearBottom || msg.userid === this.#me.id) this.#scrollToBottom();
   }
 
-  /** Show a message we are sending, before the server has it. */
-  showLocal(frame) {
+  /**
+   * Show a message we are sending, before the server has it. `preview`: a
+   * blob: URL of a photo or video not uploaded yet, shown in its place.
+   */
+  showLocal(frame, preview) {
     if (!this.#target || frame.conv !== this.#target.conv) return;
     const row = this.#row({ ...frame, userid: this.#me.id, ts: Date.now() }, "pending");
+    if (preview) row.querySelector("img.picture, video")?.setAttribute("src", preview);
     this.#list.append(row);
     this.#scrollToBottom();
+  }
+
+  /** Take back the shown message `cid` (a held upload that is being sent after all). */
+  removeLocal(cid) {
+    this.#list.querySelector(`li[data-cid="${CSS.escape(cid)}"]:not([data-seq])`)?.remove();
   }
 
   /** Our message `cid` changed state: sent (with its seq), pending again, or failed. */

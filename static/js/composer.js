@@ -1,7 +1,8 @@
 // The input bar: text, stickers, photo / camera / video uploads, contact
 // cards, links and hold-to-talk voice. It only builds message fields and
-// hands them to `send(fields, to)`; what is shown is decided elsewhere.
-import { get, upload } from "./api.js";
+// hands them to `send(fields)`, or with a file or recording to
+// `sendFile(file, …)`; what is shown is decided elsewhere.
+import { get } from "./api.js";
 import { byId, el, promptDialog, toast } from "./dom.js";
 import { image } from "./render.js";
 import { canRecord, holdToTalk } from "./recorder.js";
@@ -9,12 +10,14 @@ import { canRecord, holdToTalk } from "./recorder.js";
 const STICKERS = "/asset/stickers/";
 
 /**
- * Wire the composer. `friends()` lists friends for contact cards; `target()`
- * is the open conversation, taken when a file or recording is picked, so an
- * upload that ends after the user opened another chat still goes where it
- * was meant to.
+ * Wire the composer. `send(fields)` sends a message to the open chat;
+ * `sendFile(file, {name, fields, target})` uploads a file or recording and
+ * then sends `fields` with its URL (keeping it for Retry when the upload
+ * fails); `friends()` lists friends for contact cards; `target()` is the open
+ * conversation, taken when a file or recording is picked, so an upload that
+ * ends after the user opened another chat still goes where it was meant to.
  */
-export function setupComposer({ send, friends, target }) {
+export function setupComposer({ send, sendFile, friends, target }) {
   const form = byId("composer");
   const text = byId("text");
   const sendButton = byId("send");
@@ -65,14 +68,9 @@ export function setupComposer({ send, friends, target }) {
       voiceToggle.setAttribute("aria-label", voice ? "Keyboard" : "Voice");
       syncButtons();
     });
-    holdToTalk(hold, async (blob, seconds, name) => {
-      const to = target();
-      try {
-        const url = await upload(new File([blob], name, { type: blob.type }), name, busyToast);
-        send({ media: 3, url, amount: seconds }, to);
-      } catch (e) {
-        toast(`Voice not sent: ${e.message}`);
-      }
+    holdToTalk(hold, (blob, seconds, name) => {
+      const file = new File([blob], name, { type: blob.type });
+      sendFile(file, { name, fields: { media: 3, amount: seconds }, target: target() });
     });
   } else {
     voiceToggle.hidden = true;
@@ -83,25 +81,15 @@ export function setupComposer({ send, friends, target }) {
     send({ media: 6, content: sticker.name, url: STICKERS + sticker.file });
   });
 
-  function busyToast(seconds) {
-    toast(`Server busy: trying again in ${seconds} s…`, seconds * 1000);
-  }
-
   function uploadInput(id, media) {
     const input = byId(id);
-    input.addEventListener("change", async () => {
+    input.addEventListener("change", () => {
       const file = input.files?.[0];
       input.value = "";
       if (!file) return;
       morePanel.hidden = true;
-      const to = target();
-      try {
-        toast("Uploading…", 1200);
-        const url = await upload(file, undefined, busyToast);
-        send({ media, url }, to);
-      } catch (e) {
-        toast(`Not sent: ${e.message}`);
-      }
+      toast("Uploading…", 1200);
+      sendFile(file, { fields: { media }, target: target() });
     });
   }
   uploadInput("pick-photo", 4);

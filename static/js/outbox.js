@@ -1,9 +1,14 @@
 // Messages sent but not yet acknowledged. Each keeps its client id (cid) for
 // its whole life, so a resend after a reconnect or a retry after a failure
-// is stored once by the server. Events: "status" (detail: {cid, status, seq}).
+// is stored once by the server. At most MAX_IN_FLIGHT of them are on the
+// socket unacked at a time (docs/protocol.md); the rest wait, in the order
+// they were sent, and go out as acks come back. Events: "status" (detail:
+// {cid, status, seq}).
 
 const ACK_TIMEOUT_MS = 15_000;
 const RETRY_DELAY_MS = 2_000;
+/** Unacked chat frames on the socket at most ("~32", docs/protocol.md). */
+export const MAX_IN_FLIGHT = 32;
 
 /** A fresh client message id. */
 export function newCid() {
@@ -12,17 +17,26 @@ export function newCid() {
       .join("");
 }
 
-/** The unacked messages of this page. */
+/**
+ * The unacked messages of this page. An entry is "pending" (queued, or
+ * `onSocket`: written to the current socket and waiting for its ack) or
+ * "failed" (refused, or no ack in time; it waits for Retry or a reconnect).
+ */
 export class Outbox extends EventTarget {
   #conn;
   #entries = new Map();
   #ackTimeoutMs;
+  #maxInFlight;
 
-  /** `conn`: the Connection; `ackTimeoutMs`: how long an ack may take before a message shows failed. */
-  constructor(conn, { ackTimeoutMs = ACK_TIMEOUT_MS } = {}) {
+  /**
+   * `conn`: the Connection; `ackTimeoutMs`: how long an ack may take before a
+   * message shows failed; `maxInFlight`: unacked frames on the socket at most.
+   */
+  constructor(conn, { ackTimeoutMs = ACK_TIMEOUT_MS, maxInFlight = MAX_IN_FLIGHT } = {}) {
     super();
     this.#conn = conn;
     this.#ackTimeoutMs = ackTimeoutMs;
+    this.#maxInFlight = maxInFlight;
     conn.addEventListener("open", () => this.resendAll());
   }
 
@@ -42,34 +56,45 @@ export class Outbox extends EventTarget {
       .map(({ frame, status, error }) => ({ frame, status, error }));
   }
 
-  /** Queue and send `frame` (it carries its cid) of conversation `conv`. */
+  /** Queue `frame` (it carries its cid) of conversation `conv`; it goes out when there is room. */
   send(frame, conv) {
-    const entry = { frame, conv, status: "pending", timer: undefined, timedOut: false };
+    const entry = {
+      frame,
+      conv,
+      status: "pending",
+      onSocket: false,
+      timer: undefined,
+      timedOut: false,
+    };
     this.#entries.set(frame.cid, entry);
-    this.#transmit(entry);
+    this.#pump();
   }
 
-  /** Send a failed message again, same cid. */
+  /** Send a failed message again, same cid (queued behind the cap like any other). */
   retry(cid) {
     const entry = this.#entries.get(cid);
-    if (entry === undefined) return;
+    if (entry === undefined || entry.status !== "failed") return;
+    entry.timedOut = false;
     this.#setStatus(entry, "pending");
-    this.#transmit(entry);
+    this.#pump();
   }
 
   /**
-   * After a (re)connect: resend every unacked message, those that timed out
-   * too (a half-open socket loses frames without a close); only the ones the
-   * server refused wait for the user's retry.
+   * After a (re)connect: nothing is on the new socket, so every unacked
+   * message is queued again, those that timed out too (a half-open socket
+   * loses frames without a close), and the first ones go out up to the cap;
+   * only the ones the server refused wait for the user's retry.
    */
   resendAll() {
     for (const entry of this.#entries.values()) {
+      clearTimeout(entry.timer);
+      entry.onSocket = false;
       if (entry.status === "failed" && entry.timedOut) {
         entry.timedOut = false;
         this.#setStatus(entry, "pending");
       }
-      if (entry.status === "pending") this.#transmit(entry);
     }
+    this.#pump();
   }
 
   /** An ack (cmd 20) arrived; returns the acked frame or undefined. */
@@ -83,6 +108,7 @@ export class Outbox extends EventTarget {
         detail: { cid: ack.cid, status: "sent", seq: ack.seq, ts: ack.ts },
       }),
     );
+    this.#pump();
     return entry.frame;
   }
 
@@ -92,25 +118,45 @@ export class Outbox extends EventTarget {
     if (entry === undefined) return;
     clearTimeout(entry.timer);
     if (error.retryable) {
+      // It keeps its place on the socket and goes out again after a pause.
       entry.timer = setTimeout(() => this.#transmit(entry), RETRY_DELAY_MS);
       return;
     }
+    entry.onSocket = false;
     entry.error = error.msg;
     this.#setStatus(entry, "failed");
+    this.#pump();
+  }
+
+  /** Write queued messages, oldest first, while fewer than the cap are unacked on the socket. */
+  #pump() {
+    let onSocket = 0;
+    for (const entry of this.#entries.values()) if (entry.onSocket) onSocket++;
+    for (const entry of this.#entries.values()) {
+      if (onSocket >= this.#maxInFlight) return;
+      if (entry.status !== "pending" || entry.onSocket) continue;
+      // Not connected: the queue goes out on the next "open".
+      if (!this.#transmit(entry)) return;
+      onSocket++;
+    }
   }
 
   #transmit(entry) {
     clearTimeout(entry.timer);
-    // Not connected: stays pending and goes out on the next "open".
-    if (!this.#conn.send(entry.frame)) return;
+    entry.onSocket = this.#conn.send(entry.frame);
+    if (!entry.onSocket) return false;
     entry.timer = setTimeout(() => {
       if (this.#entries.get(entry.frame.cid) !== entry) return;
       // Disconnected meanwhile: it goes out again on the next "open".
       if (!this.#conn.isOpen) return;
+      // Taken for lost: its place goes to the next one queued.
+      entry.onSocket = false;
       entry.error = "No answer from the server";
       entry.timedOut = true;
       this.#setStatus(entry, "failed");
+      this.#pump();
     }, this.#ackTimeoutMs);
+    return true;
   }
 
   #setStatus(entry, status) {
