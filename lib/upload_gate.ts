@@ -1,9 +1,9 @@
 /**
- * How many uploads a node reads at once. An upload is held in memory while
- * it is read, parsed and checked: several copies of up to
- * `CHAT_UPLOAD_MAX_BYTES` (the buffer, the multipart parser's part, the
- * file's blob), so without a bound a few logged-in clients sending large
- * files together could take the node's memory. Uploads past the bound wait
+ * How many uploads a node reads at once. An upload streams its file to
+ * disk as it arrives (about 64 KiB of it in memory at a time), but each one
+ * being read holds a socket, an open file and a share of the disk's writes,
+ * so without a bound a few logged-in clients sending large files together
+ * could starve the rest of the node. Uploads past the bound wait
  * their turn, briefly and in order; each user has at most
  * {@linkcode UPLOADS_PER_USER} in flight, so one account cannot hold every
  * turn. The gate also tracks the bytes each user has in flight, so two

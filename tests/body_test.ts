@@ -1,8 +1,8 @@
-/** readFields() and readLimited(): bodies with a byte limit, JSON and form fields (L8). */
+/** readFields(), readLimited() and bodyChunks(): bodies with a byte limit, JSON and form fields (L8). */
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { ClientError } from "../lib/errors.ts";
-import { parseJsonFields, readFields, readLimited } from "../lib/http/body.ts";
+import { bodyChunks, parseJsonFields, readFields, readLimited } from "../lib/http/body.ts";
 
 const LIMIT = { maxBytes: 100 };
 
@@ -204,6 +204,44 @@ Deno.test("readLimited() gives up on a body that does not arrive in time, with 4
     readLimited(req, { maxBytes: 100, timeoutMs: 50 }),
     isClientError("timeout", "Body not received within 1 s"),
   );
+});
+
+Deno.test("bodyChunks() hands out a body as it arrives and stops reading past the limit", async () => {
+  let pulls = 0;
+  const endless = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      pulls++;
+      controller.enqueue(new Uint8Array(30));
+    },
+  });
+  const req = new Request("http://h/x", { method: "POST", body: endless });
+  const seen: number[] = [];
+  await rejects(
+    (async () => {
+      for await (const chunk of bodyChunks(req, LIMIT)) seen.push(chunk.length);
+    })(),
+    isClientError("too_large", "Body exceeds 100 bytes"),
+  );
+  deepStrictEqual(seen, [30, 30, 30]);
+  ok(pulls <= 6, `${pulls} pulls`);
+});
+
+Deno.test("bodyChunks() cancels the body when its caller stops early", async () => {
+  let cancelled = false;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      controller.enqueue(new Uint8Array(10));
+    },
+    cancel() {
+      cancelled = true;
+    },
+  });
+  const req = new Request("http://h/x", { method: "POST", body });
+  for await (const chunk of bodyChunks(req, { maxBytes: 1000 })) {
+    strictEqual(chunk.length, 10);
+    break;
+  }
+  ok(cancelled);
 });
 
 Deno.test("parseJsonFields() drops nothing but nulls", () => {

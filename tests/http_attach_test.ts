@@ -1,6 +1,6 @@
 /** /attach/upload and /mnt/<name>: limits, content allow-list, safe serving (S9). */
 
-import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
+import { deepStrictEqual, match, ok, rejects, strictEqual } from "node:assert/strict";
 import { join } from "node:path";
 import { AbuseLimits } from "../lib/abuse_limits.ts";
 import { parseConfig } from "../lib/config.ts";
@@ -456,4 +456,210 @@ Deno.test("/attach/upload: two uploads of one user at once cannot both pass a qu
   deepStrictEqual(statuses, [200, 422]);
   strictEqual(await t.store.attachmentBytes(id), 600);
   strictEqual((await listDir(t.uploadsDir)).length, 1);
+});
+
+/** A multipart body with one "file" part, delimited by `boundary`. */
+function multipartOf(file: Uint8Array, boundary: string): Uint8Array<ArrayBuffer> {
+  const enc = new TextEncoder();
+  const head = enc.encode(
+    `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n` +
+      "Content-Type: image/png\r\n\r\n",
+  );
+  const tail = enc.encode(`\r\n--${boundary}--\r\n`);
+  const out = new Uint8Array(head.length + file.length + tail.length);
+  out.set(head);
+  out.set(file, head.length);
+  out.set(tail, head.length + file.length);
+  return out;
+}
+
+/** `bytes` as a stream of small chunks of varied sizes, yielding to the event loop now and then. */
+function trickle(bytes: Uint8Array, state = { pulled: 0 }): ReadableStream<Uint8Array> {
+  let i = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (state.pulled >= bytes.length) return controller.close();
+      const n = 1 + (i++ * 389) % 1500;
+      controller.enqueue(bytes.slice(state.pulled, state.pulled + n));
+      state.pulled += n;
+      if (i % 16 === 0) await new Promise((r) => setTimeout(r, 0));
+    },
+  });
+}
+
+/** POST `body` to /attach/upload on a real server at `base`; the status and JSON reply. */
+async function postUpload(
+  base: string,
+  token: string,
+  body: BodyInit,
+  type: string,
+): Promise<{ status: number; body: { code: number; msg: string; data?: string } }> {
+  const res = await fetch(`${base}/attach/upload`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": type },
+    body,
+    duplex: "half",
+  } as RequestInit);
+  return { status: res.status, body: await res.json() };
+}
+
+function serve(app: { fetch: (req: Request) => Response | Promise<Response> }) {
+  return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, app.fetch);
+}
+
+Deno.test("/attach/upload stores a file streamed in many small chunks byte for byte", async () => {
+  await using t = await makeTestApp({ config: { uploadMaxBytes: 1024 * 1024 } });
+  await using server = serve(t.app);
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const { token } = await register(t.app, "13800000031");
+  const boundary = "----lanchat-test-boundary";
+  // Random bytes, with lines that look like the boundary but are not one.
+  const file = pngOf(300 * 1024);
+  for (let at = PNG.length; at < file.length; at += 65536) {
+    crypto.getRandomValues(file.subarray(at, Math.min(file.length, at + 65536)));
+  }
+  const traps = new TextEncoder().encode(`\r\n--${boundary}x\r\n--${boundary.slice(0, -3)}\r\n`);
+  for (const at of [1000, 70_000, 200_000]) file.set(traps, at);
+  const r = await postUpload(
+    base,
+    token,
+    trickle(multipartOf(file, boundary)),
+    `multipart/form-data; boundary=${boundary}`,
+  );
+  strictEqual(r.status, 200, r.body.msg);
+  const name = r.body.data!.slice("/mnt/".length);
+  match(name, /^[0-9a-f]{32}\.png$/);
+  deepStrictEqual(await Deno.readFile(join(t.uploadsDir, name)), file);
+  const served = await fetch(`${base}/mnt/${name}`);
+  deepStrictEqual(new Uint8Array(await served.arrayBuffer()), file);
+  strictEqual((await t.store.findAttachment(name))?.size, file.length);
+  deepStrictEqual(await listDir(t.uploadsDir), [name]);
+});
+
+Deno.test("/attach/upload refuses a body past the limit without a Content-Length with 413 as soon as it is passed, leaving no file", async () => {
+  const max = 256 * 1024;
+  await using t = await makeTestApp({ config: { uploadMaxBytes: max } });
+  await using server = serve(t.app);
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const { id, token } = await register(t.app, "13800000032");
+  const boundary = "b0undary";
+  // 64 MiB that the server must not read to its end: it answers once the file passes the limit.
+  const head = multipartOf(pngOf(128), boundary).subarray(
+    0,
+    -`\r\n--${boundary}--\r\n`.length - 128,
+  );
+  let pulled = 0;
+  const body = new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (pulled >= 64 * 1024 * 1024) return controller.close();
+      const chunk = pulled === 0 ? pngOf(16 * 1024) : new Uint8Array(16 * 1024);
+      controller.enqueue(pulled === 0 ? new Uint8Array([...head, ...chunk]) : chunk);
+      pulled += 16 * 1024;
+    },
+  });
+  let r;
+  try {
+    r = await postUpload(base, token, body, `multipart/form-data; boundary=${boundary}`);
+  } catch (e) {
+    throw new Error(`No answer after ${pulled} bytes sent`, { cause: e });
+  }
+  strictEqual(r.status, 413);
+  deepStrictEqual(r.body, { code: -1, msg: `File exceeds ${max} bytes` });
+  // What the sockets' buffers hold besides; not the 64 MiB.
+  ok(pulled < 32 * 1024 * 1024, `${pulled} bytes sent`);
+  deepStrictEqual(await listDir(t.uploadsDir), []);
+  strictEqual(await t.store.attachmentBytes(id), 0);
+});
+
+Deno.test("/attach/upload answers a malformed multipart body 400 with a clear message, and stores nothing", async (t) => {
+  await using h = await makeTestApp({ config: { uploadMaxBytes: 1024 * 1024 } });
+  await using server = serve(h.app);
+  const base = `http://127.0.0.1:${server.addr.port}`;
+  const { id, token } = await register(h.app, "13800000033");
+  const boundary = "b0undary";
+  const whole = multipartOf(pngOf(200 * 1024), boundary);
+  const enc = new TextEncoder();
+  const cases = [
+    {
+      // Past the bytes held in memory: the file was on disk when the body ended.
+      name: "no closing boundary after 200 KiB",
+      body: whole.slice(0, whole.length - 20),
+      msg: "Malformed multipart body: it ends before its closing boundary",
+    },
+    {
+      name: "the closing boundary run on with other text",
+      body: new Uint8Array([...whole.subarray(0, whole.length - 4), ...enc.encode("xx\r\n")]),
+      msg: "Malformed multipart body: it ends before its closing boundary",
+    },
+    {
+      name: "a part header line without a colon",
+      body: enc.encode(
+        `--${boundary}\r\nContent-Disposition: form-data; name="file"; filename="a"\r\noops\r\n\r\nx\r\n--${boundary}--`,
+      ),
+      msg: 'Malformed multipart body: part header line "oops" has no colon',
+    },
+    {
+      name: "a part without a name",
+      body: enc.encode(
+        `--${boundary}\r\nContent-Disposition: form-data\r\n\r\nx\r\n--${boundary}--`,
+      ),
+      msg: "Malformed multipart body: a part has no name",
+    },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      const r = await postUpload(
+        base,
+        token,
+        trickle(c.body),
+        `multipart/form-data; boundary=${boundary}`,
+      );
+      strictEqual(r.status, 400);
+      deepStrictEqual(r.body, { code: -1, msg: c.msg });
+    });
+  }
+  deepStrictEqual(await listDir(h.uploadsDir), []);
+  strictEqual(await h.store.attachmentBytes(id), 0);
+});
+
+Deno.test("/attach/upload removes the partial file of a client that goes away mid-upload", async () => {
+  await using t = await makeTestApp({ config: { uploadMaxBytes: 4 * 1024 * 1024 } });
+  await using server = serve(t.app);
+  const { id, token } = await register(t.app, "13800000034");
+  const boundary = "b0undary";
+  const bytes = multipartOf(pngOf(1024 * 1024), boundary);
+  const gone = new AbortController();
+  const state = { pulled: 0 };
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      // Half the file, then the client gives up once the server has written some of it.
+      if (state.pulled >= bytes.length / 2) {
+        while ((await listDir(t.uploadsDir)).length === 0) {
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        gone.abort();
+        return;
+      }
+      controller.enqueue(bytes.slice(state.pulled, state.pulled + 16 * 1024));
+      state.pulled += 16 * 1024;
+    },
+  });
+  await rejects(
+    fetch(`http://127.0.0.1:${server.addr.port}/attach/upload`, {
+      method: "POST",
+      signal: gone.signal,
+      headers: {
+        authorization: `Bearer ${token}`,
+        "content-type": `multipart/form-data; boundary=${boundary}`,
+      },
+      body,
+      duplex: "half",
+    } as RequestInit),
+  );
+  const deadline = Date.now() + 5_000;
+  while ((await listDir(t.uploadsDir)).length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  deepStrictEqual(await listDir(t.uploadsDir), []);
+  strictEqual(await t.store.attachmentBytes(id), 0);
 });

@@ -12,12 +12,14 @@ import { Hono } from "hono";
 import { join } from "node:path";
 import { getLogger } from "@logtape/logtape";
 import { ClientError } from "../errors.ts";
-import { sniff, SNIFF_BYTES } from "../sniff.ts";
+import { sniff, SNIFF_BYTES, type Sniffed } from "../sniff.ts";
 import { DEFAULT_UPLOAD_CONCURRENCY } from "../config.ts";
 import { UploadGate, type UploadTurn } from "../upload_gate.ts";
-import { mediaType, queryFields, readLimited } from "./body.ts";
+import { bodyChunks, mediaType, queryFields } from "./body.ts";
 import { type ByteRange, parseRange } from "./byte_range.ts";
 import { ok } from "./envelope.ts";
+import { parseBoundary } from "./multipart.ts";
+import { FileForm } from "./upload_form.ts";
 import { checkClaims, requireUser } from "./identity.ts";
 import type { RouteDeps } from "./route_deps.ts";
 
@@ -25,6 +27,10 @@ const logger = getLogger(["chat", "http", "attach"]);
 
 /** Room for multipart boundaries, part headers and small text fields. */
 const MULTIPART_OVERHEAD = 16 * 1024;
+/** Largest text field of an upload form (`userid`, the old `filetype`). */
+const FIELD_MAX_BYTES = 1024;
+/** Bytes of a file held in memory before it goes to disk; see {@linkcode UploadFile}. */
+const HEAD_BYTES = 64 * 1024;
 /** Shape of a server-chosen upload name. */
 const NAME = /^[0-9a-f]{32}\.[a-z0-9]{2,4}$/;
 
@@ -68,11 +74,15 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
       throw e;
     }
     const max = config.uploadMaxBytes;
-    // A declared length past the limit is answered now, not after a wait for a turn.
+    // A declared length past the limit, or no boundary, is answered now, not after a turn.
     const declared = Number(req.headers.get("content-length") ?? "0");
-    if (Number.isFinite(declared) && declared > max + MULTIPART_OVERHEAD) {
+    let boundary: string;
+    try {
+      if (Number.isFinite(declared) && declared > max + MULTIPART_OVERHEAD) throw fileTooLarge(max);
+      boundary = parseBoundary(type);
+    } catch (e) {
       await req.body?.cancel();
-      throw fileTooLarge(max);
+      throw e;
     }
     let turn: UploadTurn;
     try {
@@ -82,7 +92,7 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
       throw e;
     }
     try {
-      const { name, mime, size } = await storeUpload(req, type ?? "", userId, turn);
+      const { name, mime, size } = await storeUpload(req, boundary, userId, turn);
       logger.info("User {userId} uploaded {name}", { userId, name, mime, size });
       return c.json(ok(`/mnt/${name}`, ""));
     } finally {
@@ -92,79 +102,66 @@ export function attachRoutes(deps: RouteDeps, options: AttachOptions): Hono {
 
   /**
    * Read, check and store one upload while it holds its turn. The body is
-   * read in a helper of its own, so its bytes are garbage once the form is
-   * parsed, and the file goes to disk as a stream, not a third copy.
+   * parsed as it arrives and the file's bytes go to disk as they come (past
+   * the first {@linkcode HEAD_BYTES}), so an upload costs a few chunks of
+   * memory, not its size.
    */
   async function storeUpload(
     req: Request,
-    type: string,
+    boundary: string,
     userId: number,
     turn: UploadTurn,
   ): Promise<{ name: string; mime: string; size: number }> {
     const max = config.uploadMaxBytes;
-    const form = await readForm(req, type, max);
-    const fields: Record<string, string> = Object.create(null);
-    for (const [key, value] of form) {
-      if (typeof value === "string" && !(key in fields)) fields[key] = value;
-    }
-    checkClaims(userId, fields);
-    const file = form.get("file");
-    if (file === null) {
-      throw new ClientError("bad_request", 'Missing file field "file"');
-    }
-    if (typeof file === "string") {
-      throw new ClientError("bad_request", 'Field "file" must be a file');
-    }
-    if (file.size === 0) throw new ClientError("bad_request", "File is empty");
-    if (file.size > max) throw fileTooLarge(max);
-    // Noted before the store is asked, so a second upload of this user
-    // checked meanwhile counts this one. Until this turn ends, a file it
-    // recorded counts twice for the others: only ever too strict, by one file.
-    const inFlight = turn.reserve(file.size);
-    deps.limits?.checkUploadQuota(await store.attachmentBytes(userId) + inFlight, file.size);
-    const kind = sniff(new Uint8Array(await file.slice(0, SNIFF_BYTES).arrayBuffer()));
-    if (kind === undefined) {
-      throw new ClientError(
-        "unsupported_type",
-        "File type not allowed: use png, jpeg, gif, webp, mp3, ogg, webm, mp4, m4a or wav",
-      );
-    }
-    const name = `${randomHex(16)}.${kind.ext}`;
-    const path = join(uploadsDir, name);
-    await Deno.mkdir(uploadsDir, { recursive: true });
-    // Outside the try: a name taken already is someone else's file, not ours to remove.
-    const out = await Deno.open(path, { createNew: true, write: true, mode: 0o640 });
+    const form = new FileForm(boundary, {
+      maxFileBytes: max,
+      maxFieldBytes: FIELD_MAX_BYTES,
+    });
+    const limits = deps.limits;
+    // For refusing early while reading; the check that counts is the one after.
+    const storedBefore = limits === undefined ? 0 : await store.attachmentBytes(userId);
+    const file = new UploadFile(uploadsDir);
     try {
-      // Closes `out` when done or failed.
-      await file.stream().pipeTo(out.writable);
+      let size = 0;
+      for await (const chunk of uploadBody(req, max)) {
+        for (const bytes of form.push(chunk)) {
+          size += bytes.length;
+          limits?.checkUploadQuota(storedBefore, size);
+          await file.write(bytes);
+        }
+      }
+      const { fields, fileBytes } = form.finish();
+      checkClaims(userId, fields);
+      if (fileBytes === 0) throw new ClientError("bad_request", "File is empty");
+      // Noted before the store is asked, so a second upload of this user
+      // checked meanwhile counts this one. Until this turn ends, a file it
+      // recorded counts twice for the others: only ever too strict, by one file.
+      const inFlight = turn.reserve(fileBytes);
+      limits?.checkUploadQuota(await store.attachmentBytes(userId) + inFlight, fileBytes);
+      const { name, kind } = await file.close();
       await store.recordAttachment({
         name,
         ownerId: userId,
         mime: kind.mime,
-        size: file.size,
+        size: fileBytes,
         createdAt: deps.now(),
       });
+      return { name, mime: kind.mime, size: fileBytes };
     } catch (e) {
-      // A half-written file (disk full) or one the store did not record is no one's.
-      await Deno.remove(path).catch(() => {});
+      // A half-written file, or one the store did not record, is no one's.
+      await file.remove();
       throw e;
     }
-    return { name, mime: kind.mime, size: file.size };
   }
 
-  /** The parsed multipart body, read within the size and time limits. */
-  async function readForm(req: Request, type: string, max: number): Promise<FormData> {
-    let bytes: Uint8Array<ArrayBuffer>;
+  /** The body's chunks within the size and time limits; too large is said of the file. */
+  async function* uploadBody(req: Request, max: number): AsyncGenerator<Uint8Array> {
     try {
-      bytes = await readLimited(req, {
-        maxBytes: max + MULTIPART_OVERHEAD,
-        timeoutMs: uploads.readMs,
-      });
+      yield* bodyChunks(req, { maxBytes: max + MULTIPART_OVERHEAD, timeoutMs: uploads.readMs });
     } catch (e) {
       if (e instanceof ClientError && e.code === "too_large") throw fileTooLarge(max);
       throw e;
     }
-    return await parseMultipart(bytes, type);
   }
 
   app.get("/mnt/:name", async (c) => {
@@ -260,17 +257,91 @@ function rangeStream(file: Deno.FsFile, { start, end }: ByteRange): ReadableStre
   });
 }
 
-async function parseMultipart(
-  bytes: Uint8Array<ArrayBuffer>,
-  contentType: string,
-): Promise<FormData> {
-  try {
-    return await new Response(bytes, {
-      headers: { "content-type": contentType },
-    }).formData();
-  } catch {
-    throw new ClientError("bad_request", "Malformed multipart body");
+/**
+ * An upload's file on its way to disk. Its first {@linkcode HEAD_BYTES} are
+ * held in memory, so a small upload refused by a later check (its closing
+ * boundary, a claim, the quota) never touches the disk. Once they are
+ * passed, or at `close`, the type is sniffed from the first bytes and the
+ * file is created under its final name; `/mnt` serves it only once the
+ * store has recorded it.
+ */
+class UploadFile {
+  #dir: string;
+  #head: Uint8Array = new Uint8Array(0);
+  #held = 0;
+  #out: Deno.FsFile | undefined;
+  #path: string | undefined;
+  #name = "";
+  #kind: Sniffed | undefined;
+
+  /** A file to be created in `dir`. */
+  constructor(dir: string) {
+    this.#dir = dir;
   }
+
+  /** Add the file's next bytes. Throws `unsupported_type` once its first bytes are known. */
+  async write(bytes: Uint8Array): Promise<void> {
+    if (this.#out === undefined && this.#held + bytes.length <= HEAD_BYTES) {
+      // Copied into one buffer: a body trickled in tiny pieces costs its bytes, not a piece each.
+      if (this.#head.length === 0) this.#head = new Uint8Array(HEAD_BYTES);
+      this.#head.set(bytes, this.#held);
+      this.#held += bytes.length;
+      return;
+    }
+    const out = this.#out ?? await this.#open(bytes);
+    await writeAll(out, bytes);
+  }
+
+  /** The whole file is in: it is written and closed; its name and type. */
+  async close(): Promise<{ name: string; kind: Sniffed }> {
+    const out = this.#out ?? await this.#open(new Uint8Array(0));
+    this.#out = undefined;
+    out.close();
+    return { name: this.#name, kind: this.#kind! };
+  }
+
+  /** Close and remove what was written, if anything. Never throws. */
+  async remove(): Promise<void> {
+    try {
+      this.#out?.close();
+    } catch { /* closed already */ }
+    this.#out = undefined;
+    if (this.#path !== undefined) await Deno.remove(this.#path).catch(() => {});
+    this.#path = undefined;
+  }
+
+  /** Sniff the held bytes (then `next`), create the file and write them. */
+  async #open(next: Uint8Array): Promise<Deno.FsFile> {
+    const held = this.#head.subarray(0, this.#held);
+    const first = new Uint8Array(Math.min(SNIFF_BYTES, held.length + next.length));
+    first.set(held.subarray(0, first.length));
+    if (held.length < first.length) {
+      first.set(next.subarray(0, first.length - held.length), held.length);
+    }
+    const kind = sniff(first);
+    if (kind === undefined) {
+      throw new ClientError(
+        "unsupported_type",
+        "File type not allowed: use png, jpeg, gif, webp, mp3, ogg, webm, mp4, m4a or wav",
+      );
+    }
+    const name = `${randomHex(16)}.${kind.ext}`;
+    const path = join(this.#dir, name);
+    await Deno.mkdir(this.#dir, { recursive: true });
+    // `#path` is set after: a name taken already is someone else's file, not ours to remove.
+    const out = await Deno.open(path, { createNew: true, write: true, mode: 0o640 });
+    this.#out = out;
+    this.#path = path;
+    this.#name = name;
+    this.#kind = kind;
+    await writeAll(out, held);
+    this.#head = new Uint8Array(0);
+    return out;
+  }
+}
+
+async function writeAll(out: Deno.FsFile, bytes: Uint8Array): Promise<void> {
+  for (let at = 0; at < bytes.length;) at += await out.write(bytes.subarray(at));
 }
 
 function fileTooLarge(max: number): ClientError {

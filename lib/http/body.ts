@@ -11,7 +11,7 @@ import { ClientError } from "../errors.ts";
 /** Flat request fields: every value a string, first occurrence wins. */
 export type Fields = Readonly<Record<string, string>>;
 
-/** Options for {@linkcode readFields} and {@linkcode readLimited}. */
+/** Options for {@linkcode readFields}, {@linkcode readLimited} and {@linkcode bodyChunks}. */
 export interface ReadOptions {
   /** Largest accepted body in bytes; more is answered 413. */
   maxBytes: number;
@@ -23,29 +23,28 @@ export interface ReadOptions {
 }
 
 /**
- * Read the whole body of `req`, failing with `too_large` as soon as more than
- * `maxBytes` arrive, and with `timeout` if `timeoutMs` passes first. A
- * `Content-Length` above the limit fails early; a smaller one is not trusted.
- * The chunks are copied into one growing buffer as they come, so a body
- * trickled in tiny pieces costs its bytes, not an object per piece.
+ * The body of `req` as it arrives, failing with `too_large` as soon as more
+ * than `maxBytes` arrive, and with `timeout` if `timeoutMs` passes first. A
+ * `Content-Length` above the limit fails before anything is read; a smaller
+ * one is not trusted. When the caller stops early (a `break` or a throw in
+ * its loop) the reader is cancelled, so the rest of the body is dropped
+ * unread.
  */
-export async function readLimited(
+export async function* bodyChunks(
   req: Request,
   options: ReadOptions,
-): Promise<Uint8Array<ArrayBuffer>> {
+): AsyncGenerator<Uint8Array, void, undefined> {
   const { maxBytes, timeoutMs } = options;
   const declared = Number(req.headers.get("content-length") ?? "0");
   if (Number.isFinite(declared) && declared > maxBytes) {
     await req.body?.cancel();
     throw tooLarge(maxBytes);
   }
-  if (req.body === null) return new Uint8Array(new ArrayBuffer(0));
+  if (req.body === null) return;
   const reader = req.body.getReader();
-  let buffer = new Uint8Array(
-    Number.isSafeInteger(declared) && declared > 0 ? declared : Math.min(maxBytes, 16 * 1024),
-  );
   let size = 0;
   let expired = false;
+  let ended = false;
   // One timer for the whole read: it cancels the reader, so the pending read ends.
   const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
     expired = true;
@@ -60,23 +59,46 @@ export async function readLimited(
           `Body not received within ${Math.ceil((timeoutMs ?? 0) / 1000)} s`,
         );
       }
-      if (done) break;
-      if (size + value.byteLength > maxBytes) {
-        await reader.cancel();
-        throw tooLarge(maxBytes);
+      if (done) {
+        ended = true;
+        return;
       }
-      if (size + value.byteLength > buffer.byteLength) {
-        const grown = new Uint8Array(
-          Math.min(maxBytes, Math.max(buffer.byteLength * 2, size + value.byteLength)),
-        );
-        grown.set(buffer.subarray(0, size));
-        buffer = grown;
-      }
-      buffer.set(value, size);
       size += value.byteLength;
+      if (size > maxBytes) throw tooLarge(maxBytes);
+      yield value;
     }
   } finally {
     clearTimeout(timer);
+    if (!ended) await reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * Read the whole body of `req` within the limits of {@linkcode bodyChunks}.
+ * The chunks are copied into one growing buffer as they come, so a body
+ * trickled in tiny pieces costs its bytes, not an object per piece.
+ */
+export async function readLimited(
+  req: Request,
+  options: ReadOptions,
+): Promise<Uint8Array<ArrayBuffer>> {
+  const { maxBytes } = options;
+  const declared = Number(req.headers.get("content-length") ?? "0");
+  let buffer = new Uint8Array(0);
+  let size = 0;
+  for await (const value of bodyChunks(req, options)) {
+    if (size + value.byteLength > buffer.byteLength) {
+      // The first chunk sizes the buffer by the declared length, which `bodyChunks` checked.
+      const grown = new Uint8Array(
+        size === 0 && Number.isSafeInteger(declared) && declared >= value.byteLength
+          ? declared
+          : Math.min(maxBytes, Math.max(buffer.byteLength * 2, size + value.byteLength, 16 * 1024)),
+      );
+      grown.set(buffer.subarray(0, size));
+      buffer = grown;
+    }
+    buffer.set(value, size);
+    size += value.byteLength;
   }
   return buffer.subarray(0, size);
 }
