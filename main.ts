@@ -117,6 +117,7 @@ async function main(): Promise<number> {
   try {
     rawStore = await openKyselyStore(config.db, {
       appendWorker: new URL("./lib/_sqlite_append_worker.ts", import.meta.url),
+      durableAcks: config.durableAcks,
     });
   } catch (error) {
     log.fatal("Cannot open the store (CHAT_DB, {db}): {reason}", {

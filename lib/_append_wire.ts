@@ -52,6 +52,8 @@ export type WorkerRequest =
     readonly busyTimeoutMs: number;
     /** The WAL flusher's interval (`_wal_flusher.ts`), ms; 0 turns it off. */
     readonly walSyncMs: number;
+    /** Answer a batch once its commit is synced to disk. */
+    readonly durable: boolean;
   }
   | { readonly kind: "batch"; readonly id: number; readonly batch: WireBatch }
   | { readonly kind: "close" };

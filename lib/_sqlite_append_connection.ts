@@ -39,6 +39,15 @@ export interface AppendConnectionOptions {
   readonly checkpoints?: boolean;
   /** Gets a line for the server's log. */
   readonly warn: (message: string) => void;
+  /**
+   * Durable acks: {@linkcode AppendConnection.write} resolves only once the
+   * batch's commit is synced to disk (the WAL flusher syncs at once, one
+   * sync for every commit made meanwhile), instead of within `walSyncMs`.
+   * @default {false}
+   */
+  readonly durable?: boolean;
+  /** Sync the WAL at `path` (tests watch it). @default {syncDataAt} */
+  readonly sync?: (path: string) => Promise<void>;
 }
 
 /** One `node:sqlite` connection that writes batches in `BEGIN IMMEDIATE` transactions. */
@@ -48,17 +57,21 @@ export class AppendConnection {
   #statements = new Map<string, StatementSync>();
   #inTransaction = false;
   #flusher: WalFlusher | undefined;
+  /** See {@linkcode AppendConnectionOptions.durable}. */
+  readonly durable: boolean;
 
   /** Open the SQLite file at `path` (migrated already, in WAL mode). */
   constructor(path: string, options: AppendConnectionOptions) {
     const { walSyncMs, warn } = options;
+    const sync = options.sync ?? syncDataAt;
+    this.durable = options.durable ?? false;
     this.#db = new DatabaseSync(path);
     this.#busyTimeoutMs = options.busyTimeoutMs;
-    if (walSyncMs > 0) {
+    if (walSyncMs > 0 || this.durable) {
       // SQLite names the WAL after the database file.
       const wal = `${path}-wal`;
       this.#flusher = new WalFlusher({
-        sync: () => syncDataAt(wal),
+        sync: () => sync(wal),
         intervalMs: walSyncMs,
         onError: (error) =>
           warn(`Background syncs of ${wal} stopped (SQLite's own syncs go on): ${error}`),
@@ -92,8 +105,28 @@ export class AppendConnection {
     return Promise.resolve(statement.all(...(params as (string | number | null)[])) as R[]);
   };
 
-  /** As the Kysely store's `appendMessages`: one transaction, per item on an item's error. */
+  /**
+   * As the Kysely store's `appendMessages`: one transaction, per item on an
+   * item's error; with durable acks it resolves once that is on disk.
+   */
   async write(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
+    if (batch.length === 0) return [];
+    const outcomes = await this.commit(batch);
+    if (this.durable) await this.synced();
+    return outcomes;
+  }
+
+  /**
+   * With durable acks: resolves once every commit made so far is on disk
+   * (see {@linkcode WalFlusher.durable}). The worker calls it after
+   * {@linkcode commit} and answers then, while it writes the next batch.
+   */
+  synced(): Promise<void> {
+    return this.#flusher?.durable() ?? Promise.resolve();
+  }
+
+  /** {@linkcode write} without waiting for the disk. */
+  async commit(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
     if (batch.length === 0) return [];
     try {
       const results = await lookupOnDemand((options) => this.#transaction(batch, options));
@@ -131,7 +164,8 @@ export class AppendConnection {
       const results = await writeBatch(this.#query, "sqlite", batch, options);
       this.#db.exec("COMMIT");
       this.#inTransaction = false;
-      this.#flusher?.wrote();
+      // Durable acks sync each commit at once (synced()), the interval is moot.
+      if (!this.durable) this.#flusher?.wrote();
       return results;
     } catch (error) {
       if (this.#inTransaction) {

@@ -51,6 +51,7 @@ class AppendWorkerHost {
         this.#connection = new AppendConnection(request.path, {
           busyTimeoutMs: request.busyTimeoutMs,
           walSyncMs: request.walSyncMs,
+          durable: request.durable,
           warn: (message) => scope.postMessage({ kind: "warning", message }),
         });
         scope.postMessage({ kind: "opened" });
@@ -58,14 +59,24 @@ class AppendWorkerHost {
         scope.postMessage({ kind: "failed", id: 0, error: toWire(error) });
       }
     } else if (request.kind === "batch") {
+      const { id } = request;
+      const failed = (error: unknown) => {
+        scope.postMessage({ kind: "failed", id, error: toWire(error) });
+      };
       try {
-        if (this.#connection === undefined) throw new Error("The append worker has no database");
-        const outcomes = encodeOutcomes(
-          await this.#connection.write(decodeBatch(request.batch)),
-        );
-        scope.postMessage({ kind: "done", id: request.id, outcomes }, [outcomes.fresh.buffer]);
+        const connection = this.#connection;
+        if (connection === undefined) throw new Error("The append worker has no database");
+        const outcomes = encodeOutcomes(await connection.commit(decodeBatch(request.batch)));
+        const done = () => {
+          scope.postMessage({ kind: "done", id, outcomes }, [outcomes.fresh.buffer]);
+        };
+        if (!connection.durable) done();
+        // The answer waits for the disk, the next batch does not: its commit
+        // runs while this one syncs, and answers come in order (each sync
+        // starts after the one before it ended).
+        else connection.synced().then(done, failed);
       } catch (error) {
-        scope.postMessage({ kind: "failed", id: request.id, error: toWire(error) });
+        failed(error);
       }
     } else {
       try {

@@ -58,6 +58,12 @@ export interface NodeSqliteDatabase {
 export interface SqliteDialectOptions {
   /** How long a statement waits for another connection's write lock. @default {5000} */
   busyTimeoutMs?: number;
+  /**
+   * Durable acks: `synchronous = FULL`, every commit synced before it
+   * returns (the append path's background syncs do not cover this
+   * connection). @default {false}
+   */
+  durable?: boolean;
 }
 
 /** How many prepared statements one connection keeps for reuse. */
@@ -139,6 +145,7 @@ async function retryWhileBusy<T>(
 async function openDatabase(
   path: string,
   busyTimeoutMs: number,
+  durable: boolean,
 ): Promise<NodeSqliteAdapter> {
   const db: NodeSqliteDatabase = new DatabaseSync(path);
   try {
@@ -148,6 +155,7 @@ async function openDatabase(
       busyTimeoutMs,
     );
     for (const pragma of CONNECTION_PRAGMAS) db.exec(pragma);
+    if (durable) db.exec("PRAGMA synchronous = FULL");
   } catch (error) {
     db.close();
     throw error;
@@ -195,8 +203,8 @@ class ImmediateSqliteDriver extends SqliteDriver {
   /** Who waits for it, first come first served; each is handed it in turn. */
   #waiters: (() => void)[] = [];
 
-  constructor(path: string, timeoutMs: number) {
-    super({ database: () => openDatabase(path, timeoutMs) });
+  constructor(path: string, timeoutMs: number, durable: boolean) {
+    super({ database: () => openDatabase(path, timeoutMs, durable) });
     this.#timeoutMs = timeoutMs;
   }
 
@@ -289,15 +297,17 @@ export interface SqliteReads {
 class NodeSqliteDialect implements Dialect, SqliteReads {
   #path: string;
   #timeoutMs: number;
+  #durable: boolean;
   #driver: ImmediateSqliteDriver | undefined;
 
-  constructor(path: string, timeoutMs: number) {
+  constructor(path: string, timeoutMs: number, durable: boolean) {
     this.#path = path;
     this.#timeoutMs = timeoutMs;
+    this.#durable = durable;
   }
 
   createDriver(): Driver {
-    this.#driver = new ImmediateSqliteDriver(this.#path, this.#timeoutMs);
+    this.#driver = new ImmediateSqliteDriver(this.#path, this.#timeoutMs, this.#durable);
     return this.#driver;
   }
 
@@ -333,5 +343,5 @@ export function sqliteDialect(
   path: string,
   options: SqliteDialectOptions = {},
 ): Dialect & SqliteReads {
-  return new NodeSqliteDialect(path, options.busyTimeoutMs ?? 5000);
+  return new NodeSqliteDialect(path, options.busyTimeoutMs ?? 5000, options.durable ?? false);
 }

@@ -27,7 +27,10 @@ export interface WalFlusherOptions {
 
 /**
  * Syncs the WAL once per interval while commits are written: one sync in
- * flight at a time, none when nothing was written since the last one.
+ * flight at a time, none when nothing was written since the last one. With
+ * durable acks a commit asks for its sync at once ({@linkcode durable}):
+ * every commit made while a sync runs shares the next one, so a busy
+ * connection pays one `fdatasync` per sync time, not one per commit.
  */
 export class WalFlusher {
   #options: WalFlusherOptions;
@@ -35,6 +38,10 @@ export class WalFlusher {
   #running: Promise<void> | undefined;
   #dirty = false;
   #stopped = false;
+  /** The callers of {@linkcode durable} the next sync answers. */
+  #waiting: PromiseWithResolvers<void> | undefined;
+  /** Why syncs stopped, once one failed. */
+  #failure: unknown;
 
   constructor(options: WalFlusherOptions) {
     this.#options = options;
@@ -47,22 +54,61 @@ export class WalFlusher {
     if (this.#timer === undefined && this.#running === undefined) this.#schedule();
   }
 
+  /**
+   * A commit was written: resolves once a sync that started after this call
+   * has ended, so the commit is on disk; rejects when that sync failed, or
+   * syncs have stopped.
+   */
+  durable(): Promise<void> {
+    if (this.#stopped) {
+      return Promise.reject(this.#failure ?? new Error("The WAL flusher is closed"));
+    }
+    this.#dirty = true;
+    this.#waiting ??= Promise.withResolvers();
+    const synced = this.#waiting.promise;
+    if (this.#running === undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#start();
+    }
+    // Else the sync in flight may have begun before this commit: the next one starts as it ends.
+    return synced;
+  }
+
   #schedule(): void {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#running = this.#sync().finally(() => {
-        this.#running = undefined;
-        if (this.#dirty && !this.#stopped) this.#schedule();
-      });
+      this.#start();
     }, this.#options.intervalMs);
+  }
+
+  #start(): void {
+    this.#running = this.#sync().finally(() => {
+      this.#running = undefined;
+      if (this.#stopped) return;
+      if (this.#waiting !== undefined) this.#start();
+      else if (this.#dirty) this.#schedule();
+    });
   }
 
   async #sync(): Promise<void> {
     this.#dirty = false;
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
     try {
       await this.#options.sync();
+      waiting?.resolve();
     } catch (error) {
+      // A failed fdatasync may have dropped the dirty pages, so a later one
+      // that succeeds proves nothing: syncs stop for good (as PostgreSQL
+      // stops on a failed fsync), and every durable() rejects from now on.
       this.#stopped = true;
+      this.#failure = error;
+      waiting?.reject(error);
+      // Commits made while this sync ran (TypeScript forgets the await in between).
+      const next = this.#waiting as PromiseWithResolvers<void> | undefined;
+      next?.reject(error);
+      this.#waiting = undefined;
       this.#options.onError(error);
     }
   }
@@ -73,6 +119,17 @@ export class WalFlusher {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#running;
+    // Commits that asked for a sync still get it.
+    const waiting = this.#waiting;
+    this.#waiting = undefined;
+    if (waiting === undefined) return;
+    if (this.#failure !== undefined) return waiting.reject(this.#failure);
+    try {
+      await this.#options.sync();
+      waiting.resolve();
+    } catch (error) {
+      waiting.reject(error);
+    }
   }
 }
 

@@ -67,6 +67,11 @@ export interface Config {
   readonly groupsPerUser: number;
   /** Whether 1:1 messages may go to users who are not friends. @default {false} */
   readonly allowStrangers: boolean;
+  /**
+   * SQLite: whether a message's ack waits until it is synced to disk, so a
+   * power cut cannot lose an acked message (docs/store.md). @default {false}
+   */
+  readonly durableAcks: boolean;
   /** Lowest log level written. @default {"info"} */
   readonly logLevel: LogLevel;
   /**
@@ -87,8 +92,8 @@ export interface Config {
   /** Registrations (tried) per client address per 15 minutes. @default {10} */
   readonly registerIpAttempts: number;
   /**
-   * Uploads a node reads at once (each is held in memory while it is
-   * checked); more wait their turn. @default {4}
+   * Uploads a node reads at once (each streams to disk, holding about
+   * 64 KiB); more wait their turn. @default {4}
    */
   readonly uploadConcurrency: number;
   /** Bytes of uploads one user may store in all. @default {1073741824} */
@@ -104,9 +109,9 @@ export interface Config {
 }
 
 /**
- * `CHAT_UPLOAD_CONCURRENCY`'s default. Measured with 10 MiB files: 40 at
- * once took a node's peak RSS up by 235 MiB with 4, 161 with 1 or 2, 367
- * with 8, against 1.1 GiB unbounded (docs/config.md).
+ * `CHAT_UPLOAD_CONCURRENCY`'s default. Uploads stream to disk, so memory no
+ * longer sets it (8 × 10 MiB at once: +30 MiB peak RSS, docs/config.md);
+ * it bounds the sockets, open files and disk writes one node serves at once.
  */
 export const DEFAULT_UPLOAD_CONCURRENCY = 4;
 
@@ -127,6 +132,7 @@ export const ENV_NAMES = [
   "CHAT_TOKEN_TTL",
   "CHAT_GROUPS_PER_USER",
   "CHAT_ALLOW_STRANGERS",
+  "CHAT_DURABLE_ACKS",
   "CHAT_LOG_LEVEL",
   "CHAT_METRICS_ADDR",
   "CHAT_MSG_RATE",
@@ -236,6 +242,7 @@ export function parseConfig(
       get("CHAT_ALLOW_STRANGERS"),
       false,
     ),
+    durableAcks: parseBool("CHAT_DURABLE_ACKS", get("CHAT_DURABLE_ACKS"), false),
     logLevel: parseLogLevel(get("CHAT_LOG_LEVEL")),
     metricsAddr: parseListenAddr("CHAT_METRICS_ADDR", get("CHAT_METRICS_ADDR")),
     msgRate: parseInteger("CHAT_MSG_RATE", get("CHAT_MSG_RATE"), 100, 1, 100_000),

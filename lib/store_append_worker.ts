@@ -40,6 +40,11 @@ export interface AppendWorkerOptions {
    * (`_wal_flusher.ts`). @default {WAL_SYNC_INTERVAL_MS}
    */
   readonly walSyncMs?: number;
+  /**
+   * Durable acks: a batch resolves only once its commit is synced to disk,
+   * on either thread (`AppendConnectionOptions.durable`). @default {false}
+   */
+  readonly durable?: boolean;
   /** Gets the worker's warnings (a line each) for the server's log. @default {ignored} */
   readonly onWarning?: (message: string) => void;
   /**
@@ -165,6 +170,7 @@ export class AppendWorker {
                 busyTimeoutMs: options.busyTimeoutMs ?? 5000,
                 walSyncMs: options.walSyncMs ?? WAL_SYNC_INTERVAL_MS,
                 checkpoints: false,
+                durable: options.durable ?? false,
                 warn: (message) => self.#onWarning?.(message),
               });
             }
@@ -184,6 +190,7 @@ export class AppendWorker {
           path,
           busyTimeoutMs: options.busyTimeoutMs ?? 5000,
           walSyncMs: options.walSyncMs ?? WAL_SYNC_INTERVAL_MS,
+          durable: options.durable ?? false,
         } satisfies WorkerRequest,
       );
     });

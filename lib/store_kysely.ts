@@ -58,6 +58,13 @@ export interface KyselyStoreOptions {
   /** How long SQLite waits for another connection's write lock, ms. @default {5000} */
   busyTimeoutMs?: number;
   /**
+   * SQLite: an append (so its ack) resolves only once it is synced to disk,
+   * and other writes use `synchronous = FULL`; without it a commit is on
+   * disk within about 100 ms (docs/store.md). PostgreSQL commits are
+   * durable anyway. @default {false}
+   */
+  durableAcks?: boolean;
+  /**
    * SQLite file only: the module of the append worker
    * (`lib/_sqlite_append_worker.ts`) to write message batches on another
    * thread. Without it, or when it cannot start, appends run on the main
@@ -89,9 +96,10 @@ export async function openKyselyStore(
     if (setting.path !== ":memory:" && !setting.path.startsWith("file:")) {
       await Deno.mkdir(dirname(setting.path), { recursive: true });
     }
-    const dialectOptions = options.busyTimeoutMs === undefined
-      ? {}
-      : { busyTimeoutMs: options.busyTimeoutMs };
+    const dialectOptions = {
+      ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
+      durable: options.durableAcks ?? false,
+    };
     const sqlite = sqliteDialect(setting.path, dialectOptions);
     dialect = sqlite;
     reads = sqlite;
@@ -121,6 +129,7 @@ export async function openKyselyStore(
       worker = await AppendWorker.start(options.appendWorker, setting.path, {
         ...(options.busyTimeoutMs === undefined ? {} : { busyTimeoutMs: options.busyTimeoutMs }),
         inlineWhenIdle: options.appendInline ?? true,
+        durable: options.durableAcks ?? false,
         onWarning: (message) => log.warn("{message}", { message }),
       });
       log.info("Message appends run on a worker thread");

@@ -17,6 +17,7 @@ Deno.test("parseConfig() gives the embedded single-node defaults", () => {
   deepStrictEqual(c.origins, []);
   strictEqual(c.groupsPerUser, 5);
   strictEqual(c.allowStrangers, false);
+  strictEqual(c.durableAcks, false);
   strictEqual(c.idleTimeoutSeconds, 60);
   strictEqual(Object.isFrozen(c), true);
 });
@@ -37,6 +38,7 @@ Deno.test("parseConfig() reads each setting from the environment", () => {
     CHAT_TOKEN_TTL: "3600",
     CHAT_GROUPS_PER_USER: "7",
     CHAT_ALLOW_STRANGERS: "yes",
+    CHAT_DURABLE_ACKS: "true",
     CHAT_LOG_LEVEL: "DEBUG",
     CHAT_IDLE_TIMEOUT: "0",
   });
@@ -55,6 +57,7 @@ Deno.test("parseConfig() reads each setting from the environment", () => {
   strictEqual(c.tokenTtlSeconds, 3600);
   strictEqual(c.groupsPerUser, 7);
   strictEqual(c.allowStrangers, true);
+  strictEqual(c.durableAcks, true);
   strictEqual(c.logLevel, "debug");
   strictEqual(c.idleTimeoutSeconds, 0, "0 turns the idle timeout off");
 });

@@ -10,6 +10,7 @@ import { DatabaseSync } from "node:sqlite";
 import { AppendConnection } from "../lib/_sqlite_append_connection.ts";
 import { WAL_AUTOCHECKPOINT_PAGES } from "../lib/_sqlite_pragmas.ts";
 import { requests, twoUsers } from "./_store_samples.ts";
+import { delay } from "./_chat_helpers.ts";
 
 /** Frames in the WAL of `path` now, read by a checkpoint from another connection. */
 function walFrames(path: string): number {
@@ -61,3 +62,55 @@ for (const checkpoints of [false, true]) {
     }
   });
 }
+
+Deno.test("with durable acks a write resolves only after a WAL sync that began after its commit", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanchat_append_connection_" });
+  try {
+    const path = join(dir, "chat.db");
+    const [ann, bob] = await twoUsers(path);
+    const synced: string[] = [];
+    let release = () => {};
+    const connection = new AppendConnection(path, {
+      busyTimeoutMs: 5000,
+      walSyncMs: 0,
+      durable: true,
+      sync: async (wal) => {
+        synced.push(wal);
+        await new Promise<void>((resolve) => release = resolve);
+      },
+      warn: (message) => {
+        throw new Error(message);
+      },
+    });
+    try {
+      let done = false;
+      const writing = connection.write(requests(ann, bob, 2, "d")).then((outcomes) => {
+        done = true;
+        return outcomes;
+      });
+      for (let i = 0; i < 100 && synced.length === 0; i++) await delay(5);
+      deepStrictEqual(synced, [`${path}-wal`], "the WAL is synced at once");
+      // Committed (another connection sees it) but not answered until the sync ends.
+      const reader = new DatabaseSync(path);
+      const row = reader.prepare("select count(*) as n from messages").get() as { n: number };
+      reader.close();
+      deepStrictEqual([row.n, done], [2, false]);
+      release();
+      deepStrictEqual((await writing).map((o) => o.ok), [true, true]);
+      // Without durable acks the same write does not wait for any sync.
+      const plain = new AppendConnection(path, {
+        busyTimeoutMs: 5000,
+        walSyncMs: 0,
+        sync: () => Promise.reject(new Error("not expected")),
+        warn: () => {},
+      });
+      deepStrictEqual((await plain.write(requests(ann, bob, 1, "p"))).map((o) => o.ok), [true]);
+      await plain.close();
+    } finally {
+      release();
+      await connection.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

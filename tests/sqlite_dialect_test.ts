@@ -87,3 +87,15 @@ Deno.test("SQLite dialect: direct reads take their turn on the queue, and need a
     await db.destroy();
   }
 });
+
+Deno.test("SQLite dialect: durable acks run the connection at synchronous = FULL, else NORMAL", async () => {
+  for (const [durable, level] of [[true, 2], [false, 1]] as const) {
+    const db: AnyDb = new Kysely({ dialect: sqliteDialect(":memory:", { durable }) });
+    try {
+      const { rows } = await sql<{ synchronous: number }>`pragma synchronous`.execute(db);
+      assert.deepEqual(rows.map((r) => r.synchronous), [level], `durable ${durable}`);
+    } finally {
+      await db.destroy();
+    }
+  }
+});

@@ -306,6 +306,29 @@ Deno.test("with background WAL syncs on, appends and close work as before", asyn
   strictEqual(stored, 15);
 });
 
+Deno.test("with durable acks, batches on this thread and on the worker (several in flight) are answered in order", async () => {
+  const stored = await withWorker({ durable: true, walSyncMs: 0 }, async (worker, ann, bob) => {
+    deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, "here"))), [1]);
+    // Three at once: the first goes inline or to the worker, the others queue behind it.
+    const batches = await Promise.all([
+      worker.write(requests(ann, bob, INLINE_MAX_BATCH + 1, "big")),
+      worker.write(requests(ann, bob, 2, "next")),
+      worker.write(requests(ann, bob, 2, "last")),
+    ]);
+    deepStrictEqual(
+      batches.map(seqsOf),
+      [
+        Array.from({ length: INLINE_MAX_BATCH + 1 }, (_, i) => i + 2),
+        [INLINE_MAX_BATCH + 3, INLINE_MAX_BATCH + 4],
+        [INLINE_MAX_BATCH + 5, INLINE_MAX_BATCH + 6],
+      ],
+    );
+    ok(worker.stats().workerBatches >= 1, JSON.stringify(worker.stats()));
+    await worker.close();
+  });
+  strictEqual(stored, INLINE_MAX_BATCH + 6);
+});
+
 Deno.test("an idle worker's small batches are written on this thread; larger ones and those behind a busy worker go to it, in call order", async () => {
   const stored = await withWorker({}, async (worker, ann, bob) => {
     // Light load, one batch at a time: no hop to the worker.

@@ -124,3 +124,60 @@ Deno.test("syncDataAt syncs a real file, and a missing file is nothing to sync",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("durable(): a sync starts at once and answers the commits made before it began", async () => {
+  const { state, sync } = fakeSync({ hold: true });
+  // An interval far longer than the test: only durable() can start a sync.
+  const flusher = new WalFlusher({ sync, intervalMs: 60_000, onError: () => {} });
+  const order: string[] = [];
+  flusher.wrote();
+  const first = flusher.durable().then(() => order.push("first"));
+  await delay(1);
+  strictEqual(state.syncs, 1, "started without waiting for the interval");
+  // Committed while that sync runs: it may have missed them, so they share the next one.
+  const second = flusher.durable().then(() => order.push("second"));
+  const third = flusher.durable().then(() => order.push("third"));
+  await delay(5);
+  deepStrictEqual(order, [], "nothing answered before its sync ends");
+  state.release();
+  await first;
+  await delay(1);
+  strictEqual(state.syncs, 2, "one more sync for the two commits made meanwhile");
+  deepStrictEqual(order, ["first"]);
+  state.release();
+  await Promise.all([second, third]);
+  deepStrictEqual(order, ["first", "second", "third"]);
+  strictEqual(state.maxInFlight, 1);
+  await flusher.close();
+});
+
+Deno.test("durable(): a failed sync fails its commits and every later one; close syncs for waiters", async () => {
+  const broken = new Error("EIO");
+  const failing = fakeSync({ fail: broken });
+  const errors: unknown[] = [];
+  const flusher = new WalFlusher({
+    sync: failing.sync,
+    intervalMs: 60_000,
+    onError: (e) => errors.push(e),
+  });
+  await rejects(flusher.durable(), broken);
+  await rejects(flusher.durable(), broken, "no later sync can prove the lost pages written");
+  deepStrictEqual(errors, [broken], "told once");
+  strictEqual(failing.state.syncs, 1);
+  await flusher.close();
+
+  const held = fakeSync({ hold: true });
+  const closing = new WalFlusher({ sync: held.sync, intervalMs: 60_000, onError: () => {} });
+  const before = closing.durable();
+  await delay(1);
+  const during = closing.durable();
+  const closed = closing.close();
+  held.state.release();
+  await before;
+  await delay(1);
+  held.state.release();
+  await during;
+  await closed;
+  strictEqual(held.state.syncs, 2, "the waiter's sync ran at close");
+  await rejects(closing.durable(), /closed/);
+});
