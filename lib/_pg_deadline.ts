@@ -106,6 +106,7 @@ class DeadlineClient implements PostgresPoolClient {
   readonly #pool: DeadlinePool;
   readonly #options: DeadlinePoolOptions;
   #expired = false;
+  #broken = false;
 
   constructor(client: PgClient, pool: DeadlinePool, options: DeadlinePoolOptions) {
     this.#client = client;
@@ -144,6 +145,8 @@ class DeadlineClient implements PostgresPoolClient {
   /** A lost connection is the database's outage, not the query's fault: retryable. */
   #lost = (error: unknown): never => {
     if (!isConnectionLoss(error)) throw error;
+    // pg may still count it usable (an error message came before the close).
+    this.#broken = true;
     throw new BusyError("The connection to the database was lost; try again shortly", 5, {
       cause: error,
     });
@@ -158,7 +161,7 @@ class DeadlineClient implements PostgresPoolClient {
 
   release(destroy?: boolean): void {
     // A given-up connection never goes back to the pool's idle list.
-    this.#client.release(destroy === true || this.#expired);
+    this.#client.release(destroy === true || this.#expired || this.#broken);
   }
 
   end(): void {
@@ -176,8 +179,9 @@ export function isConnectionLoss(error: unknown): boolean {
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
   if (typeof code === "string") {
-    if (/^[0-9A-Z]{5}$/.test(code)) return /^(08|57P0[1-3])/.test(code);
-    return /^E[A-Z]+$/.test(code);
+    // First: "EPIPE" has the shape of a SQLSTATE too, but no SQLSTATE class starts with "E".
+    if (/^E[A-Z]+$/.test(code)) return true;
+    return /^(08|57P0[1-3])/.test(code);
   }
   return /^Connection terminated|is not queryable$/.test(error.message);
 }

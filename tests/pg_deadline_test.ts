@@ -91,6 +91,7 @@ Deno.test("isConnectionLoss tells a lost connection from a failed statement", ()
       coded("08006"),
       coded("57P01", "terminating connection due to administrator command"),
       coded("ECONNRESET"),
+      coded("EPIPE"),
       new Error("Connection terminated unexpectedly"),
       new Error("Client has encountered a connection error and is not queryable"),
     ]
