@@ -64,6 +64,8 @@ export type WorkerReply =
   | { readonly kind: "warning"; readonly message: string }
   | { readonly kind: "done"; readonly id: number; readonly outcomes: WireOutcomes }
   | { readonly kind: "failed"; readonly id: number; readonly error: WireError }
+  /** Durable acks: a WAL sync failed; no later append may be acked (on either thread). */
+  | { readonly kind: "syncFailed"; readonly error: WireError }
   | { readonly kind: "closed" };
 
 /** Values per item in a {@linkcode WireBatch}. */

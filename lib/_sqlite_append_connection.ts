@@ -46,6 +46,8 @@ export interface AppendConnectionOptions {
    * @default {false}
    */
   readonly durable?: boolean;
+  /** Durable acks: told when a WAL sync fails (nothing may be acked after it). @default {none} */
+  readonly onSyncFailed?: (error: unknown) => void;
   /** Sync the WAL at `path` (tests watch it). @default {syncDataAt} */
   readonly sync?: (path: string) => Promise<void>;
 }
@@ -73,8 +75,15 @@ export class AppendConnection {
       this.#flusher = new WalFlusher({
         sync: () => sync(wal),
         intervalMs: walSyncMs,
-        onError: (error) =>
-          warn(`Background syncs of ${wal} stopped (SQLite's own syncs go on): ${error}`),
+        onError: (error) => {
+          warn(
+            this.durable
+              ? `A sync of ${wal} failed: appends are refused from now on (${error}); ` +
+                "check the disk, then restart"
+              : `Background syncs of ${wal} stopped (SQLite's own syncs go on): ${error}`,
+          );
+          if (this.durable) options.onSyncFailed?.(error);
+        },
       });
     }
     try {

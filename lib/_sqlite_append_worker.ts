@@ -52,6 +52,7 @@ class AppendWorkerHost {
           busyTimeoutMs: request.busyTimeoutMs,
           walSyncMs: request.walSyncMs,
           durable: request.durable,
+          onSyncFailed: (error) => scope.postMessage({ kind: "syncFailed", error: toWire(error) }),
           warn: (message) => scope.postMessage({ kind: "warning", message }),
         });
         scope.postMessage({ kind: "opened" });

@@ -114,6 +114,8 @@ export class AppendWorker {
   #waiters = new Map<number, Waiter>();
   #nextId = 1;
   #stopped: Error | undefined;
+  /** Set once a WAL sync failed with durable acks on: every later append is refused. */
+  #unsynced: Error | undefined;
   #onClosed: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #onWarning: ((message: string) => void) | undefined;
@@ -171,6 +173,7 @@ export class AppendWorker {
                 walSyncMs: options.walSyncMs ?? WAL_SYNC_INTERVAL_MS,
                 checkpoints: false,
                 durable: options.durable ?? false,
+                onSyncFailed: (error) => self.#syncFailed(error),
                 warn: (message) => self.#onWarning?.(message),
               });
             }
@@ -209,6 +212,8 @@ export class AppendWorker {
    */
   write(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
     if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
+    // Durable acks after a failed sync: not even committed, so nothing is stored unacked.
+    if (this.#unsynced !== undefined) return Promise.reject(this.#unsynced);
     if (batch.length === 0) return Promise.resolve([]);
     const running = this.#inlineRun;
     if (running !== undefined) return running.then(() => this.write(batch));
@@ -288,6 +293,18 @@ export class AppendWorker {
     this.#stop(new AppendWorkerStopped("The append worker is closed"));
   }
 
+  /**
+   * A WAL sync failed with durable acks on (either connection): a failed
+   * `fdatasync` may have dropped pages, so a later sync through another
+   * handle proves nothing, and no append is taken from now on.
+   */
+  #syncFailed(error: unknown): void {
+    this.#unsynced ??= new Error(
+      "Messages cannot be stored safely: a sync of the database to disk failed",
+      { cause: error },
+    );
+  }
+
   #listen(): void {
     this.#worker.onerror = (event) => {
       event.preventDefault();
@@ -300,6 +317,10 @@ export class AppendWorker {
         return;
       }
       if (reply.kind === "opened") return;
+      if (reply.kind === "syncFailed") {
+        this.#syncFailed(fromWire(reply.error));
+        return;
+      }
       if (reply.kind === "warning") {
         this.#onWarning?.(reply.message);
         return;

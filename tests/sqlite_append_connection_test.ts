@@ -4,7 +4,7 @@
  * the WAL, which a checkpoint would stall every socket for; the worker's do.
  */
 
-import { deepStrictEqual, ok } from "node:assert/strict";
+import { deepStrictEqual, ok, rejects } from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { AppendConnection } from "../lib/_sqlite_append_connection.ts";
@@ -109,6 +109,43 @@ Deno.test("with durable acks a write resolves only after a WAL sync that began a
     } finally {
       release();
       await connection.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("a failed WAL sync fails a durable write and is told; without durable acks it is only a warning", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "lanchat_append_connection_" });
+  try {
+    const path = join(dir, "chat.db");
+    const [ann, bob] = await twoUsers(path);
+    for (const durable of [true, false]) {
+      const told: unknown[] = [];
+      const warnings: string[] = [];
+      const connection = new AppendConnection(path, {
+        busyTimeoutMs: 5000,
+        walSyncMs: 5,
+        durable,
+        sync: () => Promise.reject(new Error("EIO")),
+        onSyncFailed: (error) => told.push(error),
+        warn: (message) => warnings.push(message),
+      });
+      try {
+        const written = connection.write(requests(ann, bob, 1, `s${durable}`));
+        if (durable) {
+          await rejects(written, /EIO/);
+          deepStrictEqual(told.map(String), ["Error: EIO"]);
+          ok(/appends are refused/.test(warnings[0] ?? ""), warnings[0]);
+        } else {
+          deepStrictEqual((await written).map((o) => o.ok), [true]);
+          for (let i = 0; i < 100 && warnings.length === 0; i++) await delay(5);
+          deepStrictEqual(told, [], "a background sync is no ack's promise");
+          ok(/Background syncs .* stopped/.test(warnings[0] ?? ""), warnings[0]);
+        }
+      } finally {
+        await connection.close();
+      }
     }
   } finally {
     await Deno.remove(dir, { recursive: true });

@@ -306,15 +306,50 @@ Deno.test("with background WAL syncs on, appends and close work as before", asyn
   strictEqual(stored, 15);
 });
 
+Deno.test("with durable acks, a failed sync on the worker refuses every later append, before it is written", async () => {
+  await using db = await tempDb();
+  const [ann, bob] = await twoUsers(db.path);
+  const warnings: string[] = [];
+  const worker = await AppendWorker.start(WARNING_WORKER, db.path, {
+    durable: true,
+    onWarning: (message) => warnings.push(message),
+  });
+  try {
+    for (let i = 0; i < 100 && warnings.length === 0; i++) await delay(10);
+    await delay(10);
+    // Small and light: without the failure it would be written on this thread and acked.
+    await rejects(worker.write(requests(ann, bob, 1, "after")), (e) => {
+      ok(e instanceof Error && /cannot be stored safely/.test(e.message), String(e));
+      strictEqual((e.cause as Error).message, "EIO: input/output error");
+      return true;
+    });
+    await rejects(worker.write(requests(ann, bob, INLINE_MAX_BATCH + 1, "big")), /stored safely/);
+    deepStrictEqual(warnings, ["walSyncMs=100"], "no batch reached the worker");
+    deepStrictEqual(worker.stats(), { inlineBatches: 0, workerBatches: 0 });
+  } finally {
+    await worker.close();
+  }
+});
+
 Deno.test("with durable acks, batches on this thread and on the worker (several in flight) are answered in order", async () => {
   const stored = await withWorker({ durable: true, walSyncMs: 0 }, async (worker, ann, bob) => {
     deepStrictEqual(seqsOf(await worker.write(requests(ann, bob, 1, "here"))), [1]);
-    // Three at once: the first goes inline or to the worker, the others queue behind it.
-    const batches = await Promise.all([
-      worker.write(requests(ann, bob, INLINE_MAX_BATCH + 1, "big")),
-      worker.write(requests(ann, bob, 2, "next")),
-      worker.write(requests(ann, bob, 2, "last")),
-    ]);
+    // Three at once to the worker (two in flight): each is answered after its own sync,
+    // the later ones committing meanwhile, and the answers come in order.
+    const answered: string[] = [];
+    const batches = await Promise.all(
+      [
+        requests(ann, bob, INLINE_MAX_BATCH + 1, "big"),
+        requests(ann, bob, 2, "next"),
+        requests(ann, bob, 2, "last"),
+      ].map((batch) =>
+        worker.write(batch).then((outcomes) => {
+          answered.push(batch[0]!.message.cid);
+          return outcomes;
+        })
+      ),
+    );
+    deepStrictEqual(answered, ["big-0", "next-0", "last-0"]);
     deepStrictEqual(
       batches.map(seqsOf),
       [
