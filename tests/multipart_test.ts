@@ -184,6 +184,17 @@ Deno.test("MultipartParser reads a body the runtime's FormData wrote", async () 
   deepStrictEqual(data, [...enc.encode("v"), ...TRAPS]);
 });
 
+Deno.test("MultipartParser takes a filename's backslash as it is, as browsers send it", () => {
+  const parser = new MultipartParser(B);
+  const events = parser.push(enc.encode(
+    `--${B}\r\ncontent-disposition: form-data; name="file"; filename="shot\\"\r\n\r\n` +
+      `x\r\n--${B}--\r\n`,
+  ));
+  parser.finish();
+  const headers = events.flatMap((e) => e.kind === "headers" ? [e.part] : []);
+  deepStrictEqual(headers, [{ name: "file", filename: "shot\\" }]);
+});
+
 Deno.test("MultipartParser refuses malformed bodies with a typed error, however they are split", async (t) => {
   const part = (headers: string, data = "x") => `--${B}\r\n${headers}\r\n\r\n${data}\r\n`;
   const good = 'Content-Disposition: form-data; name="a"';

@@ -308,7 +308,9 @@ function parsePartHeaders(text: string): PartHeaders {
       disposition ??= line.slice(colon + 1).trim();
     }
   }
-  const parsed = parseHeaderValue(disposition ?? "");
+  // Browsers escape a filename's quote as %22 and leave a backslash as it
+  // is (WHATWG), so a quoted value here runs to the next quote: no escapes.
+  const parsed = parseHeaderValue(disposition ?? "", false);
   if (parsed?.type !== "form-data") {
     throw new MultipartError(
       "bad_header",
@@ -324,11 +326,13 @@ function parsePartHeaders(text: string): PartHeaders {
 
 /**
  * A header value's lower-case leading token and its `; key=value`
- * parameters (keys lower-case, first one wins, values quoted or not).
+ * parameters (keys lower-case, first one wins, values quoted or not; in a
+ * quoted one a backslash escapes the next character when `escapes`).
  * Undefined when a quoted value is not closed.
  */
 function parseHeaderValue(
   value: string,
+  escapes = true,
 ): { type: string; params: Map<string, string> } | undefined {
   const params = new Map<string, string>();
   let i = value.indexOf(";");
@@ -350,7 +354,7 @@ function parseHeaderValue(
         if (j >= value.length) return undefined;
         const c = value[j];
         if (c === '"') break;
-        if (c === "\\" && j + 1 < value.length) j++;
+        if (escapes && c === "\\" && j + 1 < value.length) j++;
         v += value[j];
       }
       i = value.indexOf(";", j + 1);
