@@ -272,3 +272,56 @@ Deno.test({
     strictEqual(errors.join("\n"), "");
   },
 });
+
+Deno.test({
+  name:
+    "web client: a message stored whose ack was lost shows once when its chat is opened again, not twice",
+  ignore: !hasChromium(),
+  async fn() {
+    await using node = await oneNode("lanchat_e2e_outbox_once_");
+    const base = node.base;
+    const bob = await registerByApi(base, "13900000052", "Bob");
+    await using browser = await launchBrowser();
+    const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
+    const a = await ctx.newPage();
+    const errors: string[] = [];
+    a.on("pageerror", (e) => errors.push(String(e)));
+    // Acks never reach the page (as when the socket dies right after the commit).
+    await a.routeWebSocket(/\/chat(\?|$)/, (ws) => {
+      const server = ws.connectToServer();
+      ws.onMessage((m) => server.send(m));
+      server.onMessage((m) => {
+        if (typeof m === "string" && /"cmd":20[,}]/.test(m)) return;
+        ws.send(m);
+      });
+    });
+    const idA = await register(a, base, {
+      mobile: "13900000051",
+      nickname: "Alice",
+      avatar: "avatar_a.png",
+    });
+    const toBob = userConv(idA, bob.id);
+    await prompt(a, "#add-friend", String(bob.id));
+    const rowBob = a.locator(`#friends button[data-conv="${toBob}"]`);
+    await rowBob.click();
+    await sendText(a, "stored, ack lost");
+    await eventually(
+      "the message is stored",
+      async () => (await history(base, bob.token, toBob)).length === 1,
+    );
+    await bubble(a, "stored, ack lost", "pending");
+
+    // Reopened: the history has it (with its cid), and the outbox still holds it.
+    await a.click("#chat-back");
+    await rowBob.click();
+    await a.locator("#history-status", { hasText: "Start of the conversation" }).waitFor({
+      timeout: T,
+    });
+    strictEqual(
+      await a.locator("#msglist li", { hasText: "stored, ack lost" }).count(),
+      1,
+      "one bubble for one message",
+    );
+    strictEqual(errors.join("\n"), "");
+  },
+});

@@ -85,6 +85,10 @@ Deno.test({
     await a.click("#voice-toggle");
     await a.click("#chat-back");
     await rowCarol.click();
+    // Held ones are drawn right after the history: count once it is in.
+    await a.locator("#history-status", { hasText: "Start of the conversation" }).waitFor({
+      timeout: T,
+    });
     strictEqual(await a.locator("#msglist .voice").count(), 0, "it belongs to Bob's chat");
     await a.click("#chat-back");
     await rowBob.click();
@@ -116,6 +120,8 @@ Deno.test({
     await a.locator('#msglist li.mine[data-status="pending"] img.picture').waitFor({ timeout: T });
     await a.click("#chat-back");
     await rowCarol.click();
+    // The route holds it only once the request is in: release no sooner.
+    await eventually("the retried upload reaches the route", () => Promise.resolve(tries === 4));
     release();
     await eventually(
       "the photo reaches Bob",

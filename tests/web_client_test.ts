@@ -8,7 +8,7 @@ import { backoffDelay } from "../static/js/connection.js";
 import { ConvState, previewOf } from "../static/js/conv_state.js";
 import { safeUrl, sameSite } from "../static/js/dom.js";
 import { Outbox } from "../static/js/outbox.js";
-import { Uploads } from "../static/js/uploads.js";
+import { Uploads, worthRetry } from "../static/js/uploads.js";
 
 Deno.test("backoffDelay() doubles from 1 s to 30 s with half of it random", async (t) => {
   const table = [
@@ -227,4 +227,47 @@ Deno.test("Uploads keeps a file whose upload failed, and Retry uploads it again 
   strictEqual(uploads.size, 0);
   strictEqual(uploads.retry("held-1"), false, "not ours any more");
   strictEqual(uploads.retry("some-text-cid"), false);
+});
+
+Deno.test("Uploads drops a file the server refused for good (too large, empty), on the first try or a retry", async () => {
+  const refusal = (status: number) => Object.assign(new Error(`refused ${status}`), { status });
+  let failure: Error = refusal(413);
+  const uploads = new Uploads({
+    upload: () => Promise.reject(failure),
+    send: () => {
+      throw new Error("nothing is sent");
+    },
+    newCid: () => "held-2",
+  });
+  const events: unknown[] = [];
+  for (const type of ["held", "dropped"]) {
+    uploads.addEventListener(type, (e) => {
+      const { cid, media, error } = (e as CustomEvent).detail;
+      events.push([type, cid, media, error]);
+    });
+  }
+  const bob = { conv: "u:3:7", cmd: 10, dstid: 3 };
+  const video = new File(["big"], "big.mp4", { type: "video/mp4" });
+  await uploads.send(video, { name: undefined, fields: { media: 5 }, target: bob });
+  deepStrictEqual(events, [["dropped", undefined, 5, "refused 413"]]);
+  strictEqual(uploads.size, 0, "not kept: a retry cannot pass");
+
+  // A server error is held; its retry meets a refusal for good: dropped then.
+  failure = refusal(503);
+  await uploads.send(video, { name: undefined, fields: { media: 5 }, target: bob });
+  strictEqual(uploads.size, 1);
+  failure = refusal(400);
+  uploads.retry("held-2");
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  strictEqual(uploads.size, 0);
+  deepStrictEqual(events.slice(1), [
+    ["held", "held-2", undefined, "refused 503"],
+    ["dropped", "held-2", 5, "refused 400"],
+  ]);
+  for (
+    const [status, retry] of [[500, true], [408, true], [429, true], [413, false], [422, false]]
+  ) {
+    strictEqual(worthRetry(refusal(status as number)), retry, String(status));
+  }
+  strictEqual(worthRetry(new TypeError("Failed to fetch")), true, "no answer at all");
 });

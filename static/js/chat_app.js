@@ -328,6 +328,11 @@ uploads.addEventListener("status", (event) => {
   if (event.detail.status === "failed") toast(`Not sent: ${event.detail.error}`);
 });
 uploads.addEventListener("done", (event) => chat.removeLocal(event.detail.cid));
+uploads.addEventListener("dropped", (event) => {
+  const { cid, media, error } = event.detail;
+  if (cid !== undefined) chat.removeLocal(cid);
+  toast(`${media === 3 ? "Voice not sent" : "Not sent"}: ${error}`);
+});
 setupComposer({
   send,
   sendFile: (file, options) => options.target && uploads.send(file, options),

@@ -104,6 +104,9 @@ export class ChatWindow {
    */
   showLocal(frame, preview) {
     if (!this.#target || frame.conv !== this.#target.conv) return;
+    // Drawn already: by the history (stored, its ack lost with a socket), or
+    // by an event that came while the history loaded.
+    if (this.#list.querySelector(`li[data-cid="${CSS.escape(frame.cid)}"]`)) return;
     const row = this.#row({ ...frame, userid: this.#me.id, ts: Date.now() }, "pending");
     if (preview) row.querySelector("img.picture, video")?.setAttribute("src", preview);
     this.#list.append(row);

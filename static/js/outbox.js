@@ -118,6 +118,8 @@ export class Outbox extends EventTarget {
     if (entry === undefined) return;
     clearTimeout(entry.timer);
     if (error.retryable) {
+      // Late, for one given up already (timed out: its place went to another).
+      if (!entry.onSocket) return;
       // It keeps its place on the socket and goes out again after a pause.
       entry.timer = setTimeout(() => this.#transmit(entry), RETRY_DELAY_MS);
       return;

@@ -4,7 +4,9 @@
 // picked in; Retry uploads it again and then sends it there. Events:
 // "held" (detail: {cid, conv, frame, preview, error}: draw it, failed),
 // "status" (detail: {cid, status, error}: pending again, or failed again),
-// "done" (detail: {cid}: uploaded; drop its bubble, its message is sent next).
+// "done" (detail: {cid}: uploaded; drop its bubble, its message is sent next),
+// "dropped" (detail: {cid?, media, error}: refused for good, e.g. too large or
+// empty: a retry cannot pass, so it is not kept; drop its bubble if it has one).
 
 /** Picked files and recordings not yet uploaded, of this page. */
 export class Uploads extends EventTarget {
@@ -41,6 +43,10 @@ export class Uploads extends EventTarget {
     try {
       url = await this.#upload(file, name, this.#onWait);
     } catch (e) {
+      if (!worthRetry(e)) {
+        this.#drop({ media: fields.media, error: errorText(e) });
+        return;
+      }
       const cid = this.#newCid();
       const entry = { cid, file, name, fields, target, status: "failed", error: errorText(e) };
       this.#entries.set(cid, entry);
@@ -71,6 +77,12 @@ export class Uploads extends EventTarget {
       url = await this.#upload(entry.file, entry.name, this.#onWait);
     } catch (e) {
       entry.error = errorText(e);
+      if (!worthRetry(e)) {
+        this.#entries.delete(entry.cid);
+        if (entry.preview) URL.revokeObjectURL(entry.preview);
+        this.#drop({ cid: entry.cid, media: entry.fields.media, error: entry.error });
+        return;
+      }
       this.#setStatus(entry, "failed");
       return;
     }
@@ -89,12 +101,28 @@ export class Uploads extends EventTarget {
     return { cid, conv: target.conv, frame, status, error, preview };
   }
 
+  #drop(detail) {
+    this.dispatchEvent(new CustomEvent("dropped", { detail }));
+  }
+
   #setStatus(entry, status) {
     entry.status = status;
     this.dispatchEvent(
       new CustomEvent("status", { detail: { cid: entry.cid, status, error: entry.error } }),
     );
   }
+}
+
+/**
+ * Whether an upload that failed with `e` may pass later: no answer at all
+ * (a network error), a server error, a timeout or a busy server. A refusal
+ * of the file itself (413 too large, 415 type, 400 empty, 422 quota) never
+ * will, and keeping it would only hold its Blob and the leave-page prompt.
+ */
+export function worthRetry(e) {
+  const status = e?.status;
+  if (typeof status !== "number") return true;
+  return status >= 500 || status === 408 || status === 429;
 }
 
 function errorText(e) {
