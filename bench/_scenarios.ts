@@ -64,6 +64,8 @@ export interface Sender {
 export interface StepOptions {
   readonly rates: readonly number[];
   readonly stepSeconds: number;
+  /** The first step lasts at least this long (its p99 is the light-load figure). @default {stepSeconds} */
+  readonly firstStepSeconds?: number;
   /** Server pid for its CPU reading. */
   readonly serverPid: number;
   /** The server's `/metrics` with its loop lag (lanchat), if any. */
@@ -104,7 +106,10 @@ export async function runSteps(
   const budgetEnd = performance.now() + options.budgetSeconds * 1000;
   for (const rate of options.rates) {
     if (performance.now() > budgetEnd) break;
-    const step = await runStep(sender, rec, rate, options);
+    const seconds = results.length === 0
+      ? Math.max(options.stepSeconds, options.firstStepSeconds ?? 0)
+      : options.stepSeconds;
+    const step = await runStep(sender, rec, rate, seconds, options);
     results.push(step);
     options.onStep?.(step);
     if (!step.keptUp) break;
@@ -136,10 +141,11 @@ async function runStep(
   sender: Sender,
   rec: Recorder,
   rate: number,
+  seconds: number,
   options: StepOptions,
 ): Promise<StepResult> {
-  const ms = options.stepSeconds * 1000;
-  const offered = Math.round(rate * options.stepSeconds);
+  const ms = seconds * 1000;
+  const offered = Math.round(rate * seconds);
   rec.latencies = [];
   rec.recording = true;
   const errors0 = rec.errors;

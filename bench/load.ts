@@ -189,6 +189,7 @@ async function runServer(
             runSteps(oneToOneSender(opened.clients, runId, partnerOf(fixture)), rec, {
               rates: s.rates1to1,
               stepSeconds: s.stepSeconds,
+              firstStepSeconds: s.lightStepSeconds,
               serverPid: server.pid,
               metricsUrl: server.metricsUrl,
               budgetSeconds: Math.max(0, (budgetEnd - performance.now()) / 1000),
@@ -206,6 +207,7 @@ async function runServer(
             {
               rates: s.ratesGroup,
               stepSeconds: s.stepSeconds,
+              firstStepSeconds: s.lightStepSeconds,
               serverPid: server.pid,
               metricsUrl: server.metricsUrl,
               budgetSeconds: Math.max(0, (budgetEnd - performance.now()) / 1000),
@@ -260,6 +262,7 @@ async function main(): Promise<void> {
     deno: Deno.version.deno,
     loadavgStart: await loadAverage(),
     stepSeconds: s.stepSeconds,
+    lightStepSeconds: Math.max(s.stepSeconds, s.lightStepSeconds),
     ...(Object.keys(s.serverEnv).length === 0 ? {} : { serverEnv: s.serverEnv }),
   };
   const all: ResultLine[] = [];

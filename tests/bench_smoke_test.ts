@@ -38,7 +38,16 @@ async function runBench(extra: string[]): Promise<Line[]> {
     const out = await new Deno.Command("deno", {
       args: [
         ...await benchTaskArgs(),
-        ...["--conns", "20", "--group-size", "10", "--step-seconds", "2"],
+        ...[
+          "--conns",
+          "20",
+          "--group-size",
+          "10",
+          "--step-seconds",
+          "2",
+          "--light-step-seconds",
+          "3",
+        ],
         ...["--rates-1to1", "50", "--rates-group", "10", "--results", results, "--label", "smoke"],
         ...extra,
       ],
@@ -62,6 +71,9 @@ function checkTraffic(line: Line): void {
   strictEqual(steps.length, 1, JSON.stringify(line));
   const [step] = steps;
   ok(step!.keptUp && step!.deliveredTotal > 0, JSON.stringify(step));
+  // The first (light) step runs --light-step-seconds, not --step-seconds: 3 s at 50 frames/s.
+  strictEqual(line["lightStepSeconds"], 3);
+  strictEqual(step!.offered, line.scenario === "1to1" ? 150 : 30, JSON.stringify(step));
   ok(step!.machineBusy >= 0 && step!.machineBusy <= 100, JSON.stringify(step));
   ok(step!.machineSteal >= 0 && step!.machineSteal <= step!.machineBusy, JSON.stringify(step));
   const lag = step!.genLoopLag;
