@@ -179,7 +179,9 @@ export class AppendConnection {
     } catch (error) {
       if (this.#inTransaction) {
         this.#inTransaction = false;
-        this.#db.exec("ROLLBACK");
+        // SQLite rolls back by itself after SQLITE_FULL, IOERR or NOMEM; a
+        // ROLLBACK then would throw "no transaction is active" instead of `error`.
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       }
       throw error;
     }

@@ -259,6 +259,20 @@ class ImmediateSqliteDriver extends SqliteDriver {
   override async beginTransaction(connection: DatabaseConnection): Promise<void> {
     await connection.executeQuery(CompiledQuery.raw("BEGIN IMMEDIATE"));
   }
+
+  /**
+   * After SQLITE_FULL, IOERR, NOMEM (or BUSY mid-statement) SQLite may have
+   * rolled the transaction back itself; a ROLLBACK then fails with "no
+   * transaction is active", and Kysely would throw that instead of the
+   * error that mattered (a full disk answered as an internal error).
+   */
+  override async rollbackTransaction(connection: DatabaseConnection): Promise<void> {
+    try {
+      await connection.executeQuery(CompiledQuery.raw("ROLLBACK"));
+    } catch (error) {
+      if (!(error instanceof Error && /no transaction is active/i.test(error.message))) throw error;
+    }
+  }
 }
 
 /**

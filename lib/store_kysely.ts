@@ -38,6 +38,7 @@ import * as accounts from "./store_kysely_accounts.ts";
 import * as social from "./store_kysely_social.ts";
 import * as messages from "./store_kysely_messages.ts";
 import { GroupCommit } from "./store_batch.ts";
+import { diskFullError, isDiskFull } from "./disk_full.ts";
 import { appendMessages } from "./_store_kysely_batch.ts";
 import { ReusedQueries } from "./_reused_query.ts";
 import { AppendWorker, AppendWorkerStopped } from "./store_append_worker.ts";
@@ -167,6 +168,7 @@ export class KyselyStore implements Store {
   #closing: Promise<void> | undefined;
   /** Appends made while a batch is being written go in the next one (group commit). */
   #commits: GroupCommit;
+  #diskFullLoggedAt = -Infinity;
   /** Writes batches on another thread (SQLite file), while it runs. */
   #worker: AppendWorker | undefined;
 
@@ -184,6 +186,23 @@ export class KyselyStore implements Store {
   }
 
   async #writeBatch(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
+    try {
+      return await this.#writeBatchOn(batch);
+    } catch (error) {
+      if (!isDiskFull(error)) throw error;
+      // Once per 10 s: every client's retry meets it again until space is freed.
+      const now = Date.now();
+      if (now - this.#diskFullLoggedAt >= 10_000) {
+        this.#diskFullLoggedAt = now;
+        log.error("The disk is full: messages cannot be stored until space is freed: {error}", {
+          error,
+        });
+      }
+      throw diskFullError(error);
+    }
+  }
+
+  async #writeBatchOn(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
     const worker = this.#worker;
     if (worker === undefined || !worker.running) return appendMessages(this.#s, batch);
     try {

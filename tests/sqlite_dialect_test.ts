@@ -99,3 +99,19 @@ Deno.test("SQLite dialect: durable acks run the connection at synchronous = FULL
     }
   }
 });
+
+Deno.test("SQLite dialect: a transaction SQLite rolled back itself (a full database) fails with that error", async () => {
+  await withDb(async (db) => {
+    await sql`insert into t (x) values (1)`.execute(db);
+    const { rows } = await sql<{ page_count: number }>`pragma page_count`.execute(db);
+    // No room for more pages: the next insert that needs one fails with SQLITE_FULL.
+    await sql.raw(`pragma max_page_count = ${rows[0]!.page_count}`).execute(db);
+    await assert.rejects(
+      db.transaction().execute(async (tx) => {
+        for (let i = 0; i < 10_000; i++) await sql`insert into t (x) values (${i})`.execute(tx);
+      }),
+      /database or disk is full/,
+    );
+    assert.equal(await count(db), 1, "nothing of the transaction was kept");
+  });
+});

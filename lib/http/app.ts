@@ -16,6 +16,7 @@ import type { AbuseLimits } from "../abuse_limits.ts";
 import type { UploadGate } from "../upload_gate.ts";
 import type { Auth } from "../auth.ts";
 import { ClientError, RetryLaterError } from "../errors.ts";
+import { diskFullError, isDiskFull } from "../disk_full.ts";
 import type { Store } from "../store.ts";
 import { allowedMethods } from "./allowed_methods.ts";
 import { attachRoutes } from "./attach_routes.ts";
@@ -113,6 +114,16 @@ function errorResponse(err: Error, c: Context): Response {
   }
   if (err instanceof HTTPException && err.status < 500) {
     return c.json(fail(err.message || "Request failed"), err.status);
+  }
+  if (isDiskFull(err)) {
+    logger.warn("The disk is full: {method} {path} stored nothing: {error}", {
+      method: c.req.method,
+      path: c.req.path,
+      error: err,
+    });
+    const full = diskFullError(err);
+    c.header("retry-after", String(full.retryAfterSeconds));
+    return c.json(fail(full.message), full.status as ContentfulStatusCode);
   }
   logger.error("Unhandled error on {method} {path}", {
     method: c.req.method,

@@ -1,0 +1,40 @@
+/**
+ * A full disk, told apart from other failures so the client gets a clear,
+ * retryable answer (503 with `Retry-After`, or an error frame naming the
+ * message's `cid`) instead of a generic 500 or a socket closed with 1011
+ * that it reconnects into again and again. Nothing is stored by a write
+ * that met a full disk: SQLite rolls the transaction back, and an upload's
+ * partial file is removed.
+ *
+ * @module
+ */
+
+import { BusyError } from "./errors.ts";
+
+/** How long a client is asked to wait before trying again, seconds. */
+export const DISK_FULL_RETRY_SECONDS = 30;
+
+/**
+ * Whether `error` (or an error in its `cause` chain) is a full disk:
+ * SQLite's SQLITE_FULL (13, "database or disk is full", also across the
+ * append worker's wire) or the OS's ENOSPC ("No space left on device").
+ */
+export function isDiskFull(error: unknown): boolean {
+  for (let e = error, depth = 0; e instanceof Error && depth < 8; depth++) {
+    const { code, errcode } = e as { code?: unknown; errcode?: unknown };
+    if (typeof errcode === "number" && (errcode & 0xff) === 13) return true;
+    if (code === "ENOSPC") return true;
+    if (/database or disk is full|No space left on device/i.test(e.message)) return true;
+    e = e.cause;
+  }
+  return false;
+}
+
+/** The client's answer for a write that met a full disk. */
+export function diskFullError(cause: unknown): BusyError {
+  return new BusyError(
+    "The server's disk is full: nothing was stored. Try again later",
+    DISK_FULL_RETRY_SECONDS,
+    { cause },
+  );
+}
