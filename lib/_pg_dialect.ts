@@ -55,6 +55,12 @@ export function postgresDialect(
     ...config,
     // A new connection gets no longer than a query would.
     connectionTimeoutMillis: Math.min(Number(config.connectionTimeoutMillis), deadlineMs),
+    // A node that vanishes mid-transaction (power cut, or a socket this side
+    // gave up on) would hold its row locks, its conversations' counters among
+    // them, until the server's TCP keepalive notices (two hours by default),
+    // and every other node's appends to those conversations would wait. Our
+    // transactions never sit idle: the server ends one that does.
+    options: `${config.options} -c idle_in_transaction_session_timeout=${deadlineMs}`,
     max: options.poolSize,
     types,
   });

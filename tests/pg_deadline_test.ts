@@ -9,7 +9,8 @@
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { Kysely, sql } from "kysely";
 import { DeadlinePool, isConnectionLoss, type PgClient, type PgPool } from "../lib/_pg_deadline.ts";
-import { postgresDialect } from "../lib/_pg_dialect.ts";
+import pg from "pg";
+import { pgConnectionConfig, postgresDialect } from "../lib/_pg_dialect.ts";
 import { BusyError } from "../lib/errors.ts";
 import { delay, pgUrl, startChatServer } from "./_chat_helpers.ts";
 import { captureLogs } from "./_logs.ts";
@@ -199,6 +200,55 @@ Deno.test({
       deepStrictEqual(again.rows, [{ one: 1 }]);
     } finally {
       await db.destroy();
+    }
+  },
+});
+
+Deno.test({
+  name: "a node that vanishes mid-transaction does not hold its row locks: Postgres ends the " +
+    "idle transaction and another connection's update goes through",
+  ignore: url === undefined,
+  sanitizeOps: false,
+  sanitizeResources: false,
+  async fn() {
+    await using proxy = TcpProxy.start(target());
+    const table = `t_lock_${crypto.randomUUID().replaceAll("-", "")}`;
+    const admin = new pg.Client(pgConnectionConfig(url!));
+    await admin.connect();
+    const { dialect, pool } = postgresDialect(proxied(proxy), {
+      schema: "public",
+      poolSize: 2,
+      queryDeadlineMs: 1000,
+    });
+    pool.arm();
+    const db = new Kysely<Record<string, never>>({ dialect });
+    try {
+      await admin.query(`create table ${table} (id int primary key, n int not null)`);
+      await admin.query(`insert into ${table} values (1, 0)`);
+      const vanished = db.transaction().execute(async (tx) => {
+        await sql.raw(`update ${table} set n = n + 1 where id = 1`).execute(tx);
+        // The node is gone from the network, its transaction open and the row locked.
+        proxy.freeze();
+        await sql`select 1`.execute(tx);
+      });
+      vanished.catch(() => {});
+      for (let i = 0; i < 200 && proxy.connections === 0; i++) await delay(5);
+      await delay(100);
+      const started = Date.now();
+      const other = admin.query(`update ${table} set n = n + 10 where id = 1`);
+      const waited = await Promise.race([
+        other.then(() => Date.now() - started),
+        delay(8000).then(() => -1),
+      ]);
+      ok(waited >= 0, "the other update still waits for the vanished transaction's lock");
+      await rejects(vanished, BusyError);
+      const { rows } = await admin.query(`select n from ${table} where id = 1`);
+      deepStrictEqual(rows, [{ n: 10 }], "the vanished transaction was rolled back");
+    } finally {
+      proxy.thaw();
+      await db.destroy().catch(() => {});
+      await admin.query(`drop table if exists ${table}`);
+      await admin.end();
     }
   },
 });
