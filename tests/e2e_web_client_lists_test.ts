@@ -14,7 +14,8 @@ import { connectUser, register as registerByApi } from "./_node_helpers.ts";
 import { oneNode, prompt, register, T, userConv } from "./_web_pages.ts";
 
 Deno.test({
-  name: "web client: a message arriving keeps the keyboard focus on the same conversation row",
+  name:
+    "web client: a message arriving keeps the keyboard focus on the same conversation row; opening a chat moves it in, Back brings it back",
   ignore: !hasChromium(),
   async fn() {
     await using node = await oneNode("lanchat_e2e_lists_");
@@ -64,6 +65,17 @@ Deno.test({
     strictEqual(order[0], toCarol);
     await a.keyboard.press("Tab");
     strictEqual(await focused(), order[1]);
+
+    // Enter opens the chat and the focus goes into it, on its name; Back brings it to the row.
+    await row(toBob).focus();
+    await a.keyboard.press("Enter");
+    await a.locator("#chat:not([hidden])").waitFor({ timeout: T });
+    strictEqual(await a.evaluate(`document.activeElement?.id`), "chat-title");
+    strictEqual(await a.locator("#chat-title").textContent(), "Bob");
+    await a.locator("#chat-back").focus();
+    await a.keyboard.press("Enter");
+    await a.locator("#chat").waitFor({ state: "hidden", timeout: T });
+    strictEqual(await focused(), toBob, "back on Bob's row");
     await ws.close();
     strictEqual(errors.join("\n"), "");
   },

@@ -54,7 +54,14 @@ const chat = new ChatWindow({
   me,
   users,
   handlers: {
-    onClose: () => renderLists(),
+    onClose: (conv, hadFocus) => {
+      renderLists();
+      // Back where the user came from: the conversation's row.
+      if (hadFocus && conv !== undefined) {
+        const rows = document.querySelectorAll(`button[data-conv="${CSS.escape(conv)}"]`);
+        [...rows].find((row) => row.offsetParent !== null)?.focus();
+      }
+    },
     onRetry: (cid) => uploads.retry(cid) || outbox.retry(cid),
     unsent: (conv) => [...uploads.unsent(conv), ...outbox.unsent(conv)],
     onContact: (card) => openContact(card),

@@ -55,8 +55,12 @@ export class ChatWindow {
     this.#target = target;
     this.#epoch += 1;
     const epoch = this.#epoch;
-    byId("chat-title").textContent = target.title;
+    const title = byId("chat-title");
+    title.textContent = target.title;
     byId("chat").hidden = false;
+    // Keyboard and screen-reader users land in the conversation, on its
+    // name (not the text field: that would open a phone's keyboard).
+    if (!byId("chat").contains(document.activeElement)) title.focus({ preventScroll: true });
     this.#list.replaceChildren();
     this.#text.value = this.#drafts.get(target.conv) ?? "";
     this.#text.dispatchEvent(new Event("input"));
@@ -83,11 +87,13 @@ export class ChatWindow {
 
   /** Close the window (back to the lists). */
   close() {
+    const conv = this.#target?.conv;
     if (this.#target) this.#drafts.set(this.#target.conv, this.#text.value);
     this.#target = undefined;
     this.#epoch += 1;
+    const hadFocus = byId("chat").contains(document.activeElement);
     byId("chat").hidden = true;
-    this.#handlers.onClose?.();
+    this.#handlers.onClose?.(conv, hadFocus);
   }
 
   /** A stored message of the open conversation (live, catch-up or our own echo). */
