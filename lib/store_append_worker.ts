@@ -27,6 +27,20 @@ import {
   type WorkerRequest,
 } from "./_append_wire.ts";
 
+/**
+ * Every append is refused: with durable acks on, a sync of the database to
+ * disk failed, and only a restart (after checking the disk) lifts it. Not a
+ * full disk even when the failed sync was one (ENOSPC): freeing space does
+ * not make the lost pages written.
+ */
+export class SyncFailedError extends Error {
+  /** `cause`: the failed sync's error. */
+  constructor(cause: unknown) {
+    super("Messages cannot be stored safely: a sync of the database to disk failed", { cause });
+    this.name = "SyncFailedError";
+  }
+}
+
 /** Options of {@linkcode AppendWorker.start}. */
 export interface AppendWorkerOptions {
   /** How long a write waits for another connection's write lock. @default {5000} */
@@ -299,10 +313,7 @@ export class AppendWorker {
    * handle proves nothing, and no append is taken from now on.
    */
   #syncFailed(error: unknown): void {
-    this.#unsynced ??= new Error(
-      "Messages cannot be stored safely: a sync of the database to disk failed",
-      { cause: error },
-    );
+    this.#unsynced ??= new SyncFailedError(error);
   }
 
   #listen(): void {

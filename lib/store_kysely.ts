@@ -41,7 +41,7 @@ import { GroupCommit } from "./store_batch.ts";
 import { diskFullError, isDiskFull } from "./disk_full.ts";
 import { appendMessages } from "./_store_kysely_batch.ts";
 import { ReusedQueries } from "./_reused_query.ts";
-import { AppendWorker, AppendWorkerStopped } from "./store_append_worker.ts";
+import { AppendWorker, AppendWorkerStopped, SyncFailedError } from "./store_append_worker.ts";
 
 const log = getLogger(["chat", "store"]);
 
@@ -186,20 +186,32 @@ export class KyselyStore implements Store {
   }
 
   async #writeBatch(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {
+    let outcomes: AppendOutcome[];
     try {
-      return await this.#writeBatchOn(batch);
+      outcomes = await this.#writeBatchOn(batch);
     } catch (error) {
-      if (!isDiskFull(error)) throw error;
-      // Once per 10 s: every client's retry meets it again until space is freed.
-      const now = Date.now();
-      if (now - this.#diskFullLoggedAt >= 10_000) {
-        this.#diskFullLoggedAt = now;
-        log.error("The disk is full: messages cannot be stored until space is freed: {error}", {
-          error,
-        });
-      }
-      throw diskFullError(error);
+      throw this.#diskFull(error) ?? error;
     }
+    // Written item by item (after an item's error), each may have met the full disk too.
+    return outcomes.map((o) => {
+      const full = o.ok ? undefined : this.#diskFull(o.error);
+      return full === undefined ? o : { ok: false, error: full };
+    });
+  }
+
+  /** The client's answer when `error` is a full disk (logged once per 10 s), else undefined. */
+  #diskFull(error: unknown): Error | undefined {
+    // A failed sync refuses appends until a restart: freeing space would not lift it.
+    if (!isDiskFull(error) || error instanceof SyncFailedError) return undefined;
+    // Once per 10 s: every client's retry meets it again until space is freed.
+    const now = Date.now();
+    if (now - this.#diskFullLoggedAt >= 10_000) {
+      this.#diskFullLoggedAt = now;
+      log.error("The disk is full: messages cannot be stored until space is freed: {error}", {
+        error,
+      });
+    }
+    return diskFullError(error);
   }
 
   async #writeBatchOn(batch: readonly AppendRequest[]): Promise<AppendOutcome[]> {

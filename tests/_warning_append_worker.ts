@@ -20,7 +20,8 @@ scope.onmessage = (event) => {
     if (event.data.durable) {
       scope.postMessage({
         kind: "syncFailed",
-        error: { name: "Error", message: "EIO: input/output error" },
+        // ENOSPC: a sync that failed for a full disk is still no "try later".
+        error: { name: "Error", message: "No space left on device (os error 28)", code: "ENOSPC" },
       });
     }
   } else if (event.data.kind === "batch") {

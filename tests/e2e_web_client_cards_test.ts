@@ -76,5 +76,7 @@ Deno.test({
     await danCard.click();
     await until(a, `document.querySelector("#chat-title").textContent === "Dan"`);
     strictEqual(await a.locator("dialog.prompt").count(), 0);
+    // The card that had the focus is gone with Carol's chat: the focus is on Dan's chat's name.
+    strictEqual(await a.evaluate(`document.activeElement?.id`), "chat-title");
   },
 });

@@ -15,7 +15,9 @@ import {
   INLINE_MAX_BATCH,
   INLINE_STREAK,
   INLINE_WINDOW_MS,
+  SyncFailedError,
 } from "../lib/store_append_worker.ts";
+import { ClientError } from "../lib/errors.ts";
 import {
   decodeBatch,
   decodeOutcomes,
@@ -320,7 +322,7 @@ Deno.test("with durable acks, a failed sync on the worker refuses every later ap
     // Small and light: without the failure it would be written on this thread and acked.
     await rejects(worker.write(requests(ann, bob, 1, "after")), (e) => {
       ok(e instanceof Error && /cannot be stored safely/.test(e.message), String(e));
-      strictEqual((e.cause as Error).message, "EIO: input/output error");
+      strictEqual((e.cause as Error).message, "No space left on device (os error 28)");
       return true;
     });
     await rejects(worker.write(requests(ann, bob, INLINE_MAX_BATCH + 1, "big")), /stored safely/);
@@ -329,6 +331,24 @@ Deno.test("with durable acks, a failed sync on the worker refuses every later ap
   } finally {
     await worker.close();
   }
+});
+
+Deno.test("a failed sync is not answered as a full disk, even when it failed for one: freeing space does not lift it", async () => {
+  await withStore(
+    { appendWorker: WARNING_WORKER, durableAcks: true },
+    async (store, ann, bob) => {
+      // The stand-in reports its failed (ENOSPC) sync right after it opens.
+      await delay(50);
+      await rejects(
+        store.appendMessage(newMessage(ann.id, { dstid: bob.id, cid: "s1" }), 2),
+        (e) => {
+          ok(e instanceof SyncFailedError, String(e));
+          ok(!(e instanceof ClientError), "not a retryable 'disk is full, try later'");
+          return true;
+        },
+      );
+    },
+  );
 });
 
 Deno.test("with durable acks, batches on this thread and on the worker (several in flight) are answered in order", async () => {

@@ -58,10 +58,11 @@ export class ChatWindow {
     const title = byId("chat-title");
     title.textContent = target.title;
     byId("chat").hidden = false;
-    // Keyboard and screen-reader users land in the conversation, on its
-    // name (not the text field: that would open a phone's keyboard).
-    if (!byId("chat").contains(document.activeElement)) title.focus({ preventScroll: true });
     this.#list.replaceChildren();
+    // Keyboard and screen-reader users land in the conversation, on its
+    // name (not the text field: that would open a phone's keyboard). After
+    // the list is emptied: a contact card there that had the focus is gone.
+    if (!byId("chat").contains(document.activeElement)) title.focus({ preventScroll: true });
     this.#text.value = this.#drafts.get(target.conv) ?? "";
     this.#text.dispatchEvent(new Event("input"));
     this.#oldest = Infinity;
