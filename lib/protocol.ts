@@ -11,7 +11,7 @@
  */
 
 import { cidField, FrameError, int, str, validCid } from "./_frame_fields.ts";
-import type { ClientError } from "./errors.ts";
+import { type ClientError, RetryLaterError } from "./errors.ts";
 import type { NewMessage, StoredMessage } from "./store.ts";
 
 export { FrameError };
@@ -356,6 +356,8 @@ export interface ErrorFrame {
   readonly code: string;
   readonly msg: string;
   readonly retryable: boolean;
+  /** Seconds to wait before a retry, when the server knows (a full disk: 30). */
+  readonly retryAfter?: number;
   readonly cid?: string;
 }
 
@@ -415,6 +417,7 @@ export function errorFrame(error: ClientError, cid?: string): ErrorFrame {
     code: error.code,
     msg: error.message,
     retryable: error.retryable,
+    ...(error instanceof RetryLaterError ? { retryAfter: error.retryAfterSeconds } : {}),
   };
   return cid === undefined || cid === "" ? frame : { ...frame, cid };
 }

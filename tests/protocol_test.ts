@@ -15,7 +15,7 @@ import {
   parseFrame,
   refusedFrameCid,
 } from "../lib/protocol.ts";
-import { ClientError } from "../lib/errors.ts";
+import { BusyError, ClientError } from "../lib/errors.ts";
 
 const TEXT = { cmd: 10, dstid: 2, media: 1, content: "hi" };
 
@@ -342,4 +342,17 @@ Deno.test("encode() writes message, ack and error frames", () => {
     cid: "c1",
   });
   assert.equal("cid" in errorFrame(new ClientError("bad_request", "X")), false);
+  assert.equal("retryAfter" in err, false, "only when the server knows how long");
+  // A refusal that names its wait (a full disk, a busy server) says it in the frame.
+  assert.deepStrictEqual(
+    JSON.parse(encode(errorFrame(new BusyError("The server's disk is full", 30), "c2"))),
+    {
+      cmd: 21,
+      code: "unavailable",
+      msg: "The server's disk is full",
+      retryable: true,
+      retryAfter: 30,
+      cid: "c2",
+    },
+  );
 });

@@ -271,3 +271,43 @@ Deno.test("Uploads drops a file the server refused for good (too large, empty), 
   }
   strictEqual(worthRetry(new TypeError("Failed to fetch")), true, "no answer at all");
 });
+
+Deno.test("Outbox waits longer after each retryable refusal in a row, and at least the server's retryAfter", async () => {
+  const conn = new FakeConn();
+  conn.open();
+  const outbox = new Outbox(conn, { retryDelayMs: 20, ackTimeoutMs: 60_000 });
+  const sentAt: number[] = [];
+  const t0 = performance.now();
+  const origin = conn.send.bind(conn);
+  conn.send = (f: { cid: string }) => {
+    sentAt.push(performance.now() - t0);
+    return origin(f);
+  };
+  const until = async (n: number) => {
+    for (let i = 0; i < 400 && sentAt.length < n; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  };
+  outbox.send(frame("r"), "u:1:3");
+  // Refused three times in a row: 20, then 40, then 80 ms (each up to a quarter more).
+  for (let n = 2; n <= 4; n++) {
+    outbox.refused({ cid: "r", retryable: true, code: "rate_limited", msg: "slow down" });
+    await until(n);
+  }
+  const gaps = sentAt.slice(1).map((t, i) => t - sentAt[i]!);
+  strictEqual(gaps.length, 3);
+  gaps.forEach((gap, i) => {
+    const base = 20 * 2 ** i;
+    ok(gap >= base - 2 && gap < base * 1.25 + 40, `gap ${i}: ${gap.toFixed(1)} ms`);
+  });
+  // The server says 1 s (as for a full disk: 30): not sooner.
+  const before = sentAt.length;
+  const at = performance.now();
+  outbox.refused({ cid: "r", retryable: true, code: "unavailable", msg: "disk", retryAfter: 1 });
+  await new Promise((r) => setTimeout(r, 600));
+  strictEqual(sentAt.length, before, "not before retryAfter");
+  await until(before + 1);
+  ok(performance.now() - at >= 1000, "resent after retryAfter");
+  outbox.acked({ cid: "r", seq: 1, ts: 1 });
+  strictEqual(outbox.size, 0);
+});

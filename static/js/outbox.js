@@ -7,6 +7,8 @@
 
 const ACK_TIMEOUT_MS = 15_000;
 const RETRY_DELAY_MS = 2_000;
+/** The longest pause before a refused message goes out again. */
+const MAX_RETRY_DELAY_MS = 60_000;
 /** Unacked chat frames on the socket at most ("~32", docs/protocol.md). */
 export const MAX_IN_FLIGHT = 32;
 
@@ -27,16 +29,23 @@ export class Outbox extends EventTarget {
   #entries = new Map();
   #ackTimeoutMs;
   #maxInFlight;
+  #retryDelayMs;
 
   /**
    * `conn`: the Connection; `ackTimeoutMs`: how long an ack may take before a
-   * message shows failed; `maxInFlight`: unacked frames on the socket at most.
+   * message shows failed; `maxInFlight`: unacked frames on the socket at most;
+   * `retryDelayMs`: the first pause before a retryable refusal is resent.
    */
-  constructor(conn, { ackTimeoutMs = ACK_TIMEOUT_MS, maxInFlight = MAX_IN_FLIGHT } = {}) {
+  constructor(
+    conn,
+    { ackTimeoutMs = ACK_TIMEOUT_MS, maxInFlight = MAX_IN_FLIGHT, retryDelayMs = RETRY_DELAY_MS } =
+      {},
+  ) {
     super();
     this.#conn = conn;
     this.#ackTimeoutMs = ackTimeoutMs;
     this.#maxInFlight = maxInFlight;
+    this.#retryDelayMs = retryDelayMs;
     conn.addEventListener("open", () => this.resendAll());
   }
 
@@ -121,13 +130,28 @@ export class Outbox extends EventTarget {
       // Late, for one given up already (timed out: its place went to another).
       if (!entry.onSocket) return;
       // It keeps its place on the socket and goes out again after a pause.
-      entry.timer = setTimeout(() => this.#transmit(entry), RETRY_DELAY_MS);
+      entry.timer = setTimeout(() => this.#transmit(entry), this.#retryDelay(entry, error));
       return;
     }
     entry.onSocket = false;
     entry.error = error.msg;
     this.#setStatus(entry, "failed");
     this.#pump();
+  }
+
+  /**
+   * The pause before a retryable refusal goes out again: the server's
+   * `retryAfter` when it gave one (a full disk: 30 s), at least a delay
+   * that doubles with each refusal in a row (2, 4, 8 … 60 s), and up to a
+   * quarter more at random, so clients refused together (a server in
+   * trouble) do not all come back at once.
+   */
+  #retryDelay(entry, error) {
+    entry.refusals = (entry.refusals ?? 0) + 1;
+    const backoff = this.#retryDelayMs * 2 ** Math.min(entry.refusals - 1, 10);
+    const asked = typeof error.retryAfter === "number" ? error.retryAfter * 1000 : 0;
+    const base = Math.min(Math.max(backoff, asked), MAX_RETRY_DELAY_MS);
+    return base * (1 + 0.25 * Math.random());
   }
 
   /** Write queued messages, oldest first, while fewer than the cap are unacked on the socket. */
