@@ -222,6 +222,17 @@ Deno.test("look-alike names are refused for new values: full-width mobiles, hidd
       strictEqual(await app.store.findCredentials("１３８００００００３１"), undefined);
     },
   );
+  await t.step(
+    "a mobile of blank-looking letters gets 400 (it is the nickname when none is given)",
+    async () => {
+      const r = await call(app.app, "/user/register", {
+        fields: { mobile: "\u115f\u115f", passwd: "secret-pass" },
+      });
+      strictEqual(r.status, 400);
+      match(r.body.msg, /Mobile must not hold characters that render as blanks/);
+      strictEqual(await app.store.findCredentials("\u115f\u115f"), undefined);
+    },
+  );
   await t.step("an account stored with one before still logs in", async () => {
     await app.store.createUser({
       mobile: "１３９",

@@ -13,7 +13,7 @@ function req(headers: Record<string, string> = {}): Request {
   return new Request("http://h/x", { headers });
 }
 
-Deno.test("tokenFromRequest() prefers Bearer, then the cookie, then the token field", async (t) => {
+Deno.test("tokenFromRequest() prefers Bearer, then the token field, then the cookie", async (t) => {
   const cases = [
     {
       name: "bearer wins",
@@ -22,12 +22,13 @@ Deno.test("tokenFromRequest() prefers Bearer, then the cookie, then the token fi
       want: "b",
     },
     {
-      name: "cookie next",
+      // An old page's own token, in a browser holding the bundled client's (maybe stale) cookie.
+      name: "the field the request names beats the cookie",
       headers: { cookie: "a=1; lanchat_token=c; z=2" },
       fields: { token: "f" },
-      want: "c",
+      want: "f",
     },
-    { name: "field last", headers: {}, fields: { token: "f" }, want: "f" },
+    { name: "cookie last", headers: { cookie: "lanchat_token=c" }, fields: {}, want: "c" },
     {
       name: "basic auth is not a token",
       headers: { authorization: "Basic eA==" },

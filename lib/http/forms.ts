@@ -55,7 +55,6 @@ const NAME_UNSAFE =
   /[\p{Cc}\p{Zl}\p{Zp}\u034f\u115f\u1160\u17b4\u17b5\u2800\u3164\uffa0]|(?!\u200d)\p{Cf}/u;
 /** A subdivision flag (🏴 and tags ended by a cancel tag, e.g. England's): its tags are not hidden text. */
 const FLAG_TAGS = /\u{1F3F4}[\u{E0020}-\u{E007E}]+\u{E007F}/gu;
-/[\p{Cc}\u00ad\u200b\u200c\u200e\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff\u2028\u2029\u061c]/u;
 const URLISH = /^(\/[^\s"'<>\\]*|https?:\/\/[^\s"'<>\\]+)$/;
 const SEXES: readonly Sex[] = ["M", "W", "U"];
 
@@ -69,6 +68,10 @@ export function parseRegister(fields: Fields): RegisterInput {
         mobile.normalize("NFKC")
       }", not full-width or other compatibility forms`,
     );
+  }
+  // The mobile is the nickname when none is given: it may not look blank either.
+  if (NAME_UNSAFE.test(mobile)) {
+    throw bad("Mobile must not hold characters that render as blanks");
   }
   if (password.length < PASSWORD_MIN) {
     throw bad(`Password must be at least ${PASSWORD_MIN} characters`);

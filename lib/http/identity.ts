@@ -18,7 +18,11 @@ const CLAIM_FIELDS = ["userid", "ownerid"] as const;
 
 /**
  * The token a request carries, in this order: `Authorization: Bearer`, the
- * `lanchat_token` cookie, then the `token` field; undefined when none.
+ * `token` field (query or body), then the `lanchat_token` cookie; undefined
+ * when none. A token the request names beats the cookie the browser sends
+ * anyway: an old page passing `?token=` in a browser that still holds an
+ * expired (or another account's) cookie from the bundled client got 401
+ * (or 403).
  */
 export function tokenFromRequest(
   req: Request,
@@ -27,10 +31,10 @@ export function tokenFromRequest(
   const auth = req.headers.get("authorization");
   const bearer = auth?.match(/^Bearer\s+(\S+)\s*$/i)?.[1];
   if (bearer !== undefined) return bearer;
-  const cookie = cookieValue(req.headers.get("cookie"), TOKEN_COOKIE);
-  if (cookie !== undefined && cookie !== "") return cookie;
   const field = fields?.["token"];
-  return field === undefined || field === "" ? undefined : field;
+  if (field !== undefined && field !== "") return field;
+  const cookie = cookieValue(req.headers.get("cookie"), TOKEN_COOKIE);
+  return cookie === undefined || cookie === "" ? undefined : cookie;
 }
 
 /**
