@@ -36,7 +36,7 @@ import {
 import { type HistoryReader, SessionDelivery } from "./session_delivery.ts";
 import { DeadlineQueue } from "./deadline_queue.ts";
 import { SendPermits } from "./send_permits.ts";
-import type { Store, StoredMessage } from "./store.ts";
+import { conversationKey, type Store, type StoredMessage } from "./store.ts";
 
 const logger = getLogger(["chat", "chat_service"]);
 
@@ -279,6 +279,15 @@ export class ChatService implements SessionHandler {
       throw error;
     }
     const { message, duplicate } = stored;
+    if (duplicate && message.conv !== conversationKey(frame.cmd, userid, frame.dstid)) {
+      // The cid names a message this user sent elsewhere: a retry it is not,
+      // and answering its ack would drop the new message without a word.
+      delivery.forget(cid);
+      throw new ClientError(
+        "conflict",
+        `Message id (cid) "${cid}" was used for another conversation; send with a new cid`,
+      );
+    }
     // A retry is published again: the node that stored the first copy may have
     // died before publishing it. Sessions that already have the seq skip it.
     const published = this.#bus.publish({

@@ -117,6 +117,34 @@ Deno.test("/chat acks with cid and seq; a retried cid gets the same seq and is d
   assert.equal(a.frames.filter(isMsg).length, 0);
 });
 
+Deno.test("/chat refuses a cid reused for another conversation (409), instead of acking the first message and dropping the new one", async () => {
+  await using srv = await startChatServer();
+  const ann = await srv.user("ann");
+  const bob = await srv.user("bob");
+  const cy = await srv.user("cy");
+  await srv.store.addFriendship(ann.id, bob.id, 0);
+  await srv.store.addFriendship(ann.id, cy.id, 0);
+  const a = await srv.connect(ann);
+  const b = await srv.connect(bob);
+  const c = await srv.connect(cy);
+  a.send({ cmd: 10, dstid: bob.id, media: 1, content: "to Bob", cid: "same" });
+  await a.waitFor((f) => f["cmd"] === 20);
+  a.send({ cmd: 10, dstid: cy.id, media: 1, content: "to Cy", cid: "same" });
+  const [refused] = await a.waitFor((f) => f["cmd"] === 21);
+  assert.deepStrictEqual(
+    [refused!["code"], refused!["cid"], refused!["retryable"]],
+    ["conflict", "same", false],
+  );
+  assert.match(String(refused!["msg"]), /used for another conversation; send with a new cid/);
+  // A new cid goes through; Bob got his message once, Cy only the resent one.
+  a.send({ cmd: 10, dstid: cy.id, media: 1, content: "to Cy", cid: "fresh" });
+  await c.waitFor(isMsg);
+  await delay(50);
+  assert.deepStrictEqual(b.frames.filter(isMsg).map((f) => f["content"]), ["to Bob"]);
+  assert.deepStrictEqual(c.frames.filter(isMsg).map((f) => f["content"]), ["to Cy"]);
+  assert.equal(a.frames.filter((f) => f["cmd"] === 20).length, 2);
+});
+
 Deno.test("/chat publishes a retried cid again: a message stored by a node that died before publishing reaches the peer live", async () => {
   await using srv = await startChatServer();
   const ann = await srv.user("ann");
