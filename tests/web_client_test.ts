@@ -311,3 +311,11 @@ Deno.test("Outbox waits longer after each retryable refusal in a row, and at lea
   outbox.acked({ cid: "r", seq: 1, ts: 1 });
   strictEqual(outbox.size, 0);
 });
+
+Deno.test("ConvState's catch-up leaves out conversations with nothing yet, so a long friend list stays under the server's 1,000", () => {
+  const state = new ConvState(7, memoryStorage());
+  for (let friend = 100; friend < 1600; friend++) state.seed(`u:7:${friend}`, undefined);
+  state.seed("u:3:7", { seq: 4, ts: 1, media: 1, content: "old" });
+  // With all:true an unlisted conversation is replayed from seq 1: the same as naming it at 0.
+  deepStrictEqual(state.lastSeqs(), { "u:3:7": 4 });
+});

@@ -61,7 +61,10 @@ export class ConvState {
   /** `{conv: lastSeq}` for the catch-up frame. */
   lastSeqs() {
     const out = {};
-    for (const [conv, st] of Object.entries(this.#convs)) out[conv] = st.last;
+    // A conversation with nothing yet is left out: with `all:true` an
+    // unlisted one is replayed from seq 1 anyway, and the server refuses a
+    // catch-up naming over 1,000 (a long friend list would lose every replay).
+    for (const [conv, st] of Object.entries(this.#convs)) if (st.last > 0) out[conv] = st.last;
     return out;
   }
 
