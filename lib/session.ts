@@ -84,6 +84,9 @@ export interface SessionHandler {
  */
 export const SETTLED: Promise<void> = Promise.resolve();
 
+/** How often {@linkcode Session.roomFor} looks at the queue again, ms. */
+const DRAIN_POLL_MS = 10;
+
 /** One connected websocket of one user. */
 export class Session implements Wakeable {
   /** Session id, unique across the cluster. */
@@ -168,6 +171,30 @@ export class Session implements Wakeable {
   /** Bytes queued for this client: the socket's buffer plus held bytes. */
   get queuedBytes(): number {
     return this.#conn.bufferedAmount + this.#held;
+  }
+
+  /**
+   * Whether `bytes` more would fill the socket's buffer past half the
+   * queue's limit (see {@linkcode roomFor}). Held bytes do not count: they
+   * wait for the very sends that would wait for them.
+   */
+  crowded(bytes: number): boolean {
+    return this.#conn.bufferedAmount + bytes > this.#maxQueueBytes / 2;
+  }
+
+  /**
+   * Resolves once `bytes` more fit in half the queue's limit, or the session
+   * closed, or `maxWaitMs` passed (a client that reads nothing: the next send
+   * then overflows and closes it, as any send would). For bulk sends (a
+   * catch-up's pages): a page of large messages sent at once passed the
+   * limit and closed a healthy client with 4000, which then reconnected
+   * into the same catch-up.
+   */
+  async roomFor(bytes: number, maxWaitMs = 30_000): Promise<void> {
+    const end = this.#timers.now() + maxWaitMs;
+    while (!this.closed && this.crowded(bytes) && this.#timers.now() < end) {
+      await new Promise<void>((resolve) => this.#timers.setTimeout(resolve, DRAIN_POLL_MS));
+    }
   }
 
   /** Feed one frame from the socket. Never throws. */

@@ -366,6 +366,9 @@ export class SessionDelivery implements DeliveryTarget {
       const before = cursor;
       for (const row of rows) {
         if (row.seq < cursor || row.seq >= to) continue;
+        // A page of large messages at once would pass the queue's limit: let it drain.
+        const size = row.content.length + row.url.length + row.pic.length + 256;
+        if (this.#session.crowded(size)) await this.#session.roomFor(size);
         if (!this.#session.send(this.#frameFor(row))) return cursor - 1;
         cursor = row.seq + 1;
       }

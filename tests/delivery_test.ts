@@ -224,3 +224,34 @@ Deno.test("/chat acks only after the bus took the message: a node killed before 
   assert.deepStrictEqual(seen(a), ["20:1", "10:2"]);
   assert.deepStrictEqual(seen(b), ["10:1", "20:2"]);
 });
+
+Deno.test("a catch-up of large messages, several times the send queue, reaches a reading client whole instead of closing it with 4000", async () => {
+  await using srv = await startChatServer();
+  const ann = await srv.user("ann");
+  const bob = await srv.user("bob");
+  await srv.store.addFriendship(ann.id, bob.id, 0);
+  // 300 messages of 12,000 CJK characters (about 36 KB of UTF-8 each; 10 MB in all), sent while
+  // Bob was away: a 200-row page of them is several times the 1 MiB queue.
+  const content = "消".repeat(12_000);
+  const total = 300;
+  for (let i = 1; i <= total; i++) {
+    await srv.store.appendMessage({
+      userid: ann.id,
+      cmd: 10,
+      dstid: bob.id,
+      media: 1,
+      content,
+      pic: "",
+      url: "",
+      memo: "",
+      amount: 0,
+      cid: `big-${i}`,
+    }, i);
+  }
+  const b = await srv.connect(bob, { catchUp: false });
+  b.send({ cmd: 30, all: true });
+  await b.waitFor((f) => f["cmd"] === 31, 1, 30_000);
+  const got = b.frames.filter(isMsg);
+  assert.deepStrictEqual(got.map((f) => f["seq"]), range(1, total), "every message, in order");
+  assert.equal(b.ws.readyState, WebSocket.OPEN, "not closed for a full queue");
+});
