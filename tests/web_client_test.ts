@@ -83,7 +83,7 @@ Deno.test("ConvState counts unread messages once and survives a reload", () => {
   reloaded.acked("u:3:7", 8, { media: 4, ts: 9 });
   strictEqual(reloaded.get("u:3:7")?.last, 6, "an ack past a gap does not skip the gap");
   reloaded.acked("u:3:7", 7, { media: 4, ts: 9 });
-  strictEqual(reloaded.get("u:3:7")?.last, 7);
+  strictEqual(reloaded.get("u:3:7")?.last, 8, "the gap filled: 8, acked before, counts now");
   strictEqual(previewOf({ media: 3, amount: 4 }), '[Voice 4"]');
 });
 
@@ -318,4 +318,30 @@ Deno.test("ConvState's catch-up leaves out conversations with nothing yet, so a 
   state.seed("u:3:7", { seq: 4, ts: 1, media: 1, content: "old" });
   // With all:true an unlisted conversation is replayed from seq 1: the same as naming it at 0.
   deepStrictEqual(state.lastSeqs(), { "u:3:7": 4 });
+});
+
+Deno.test("ConvState counts a message that comes after newer ones, once, and its catch-up asks from the gap", () => {
+  const storage = memoryStorage();
+  const state = new ConvState(7, storage);
+  state.seed("u:3:7", { seq: 40, ts: 40, media: 1, content: "m40" });
+  const msg = (seq: number) => ({
+    conv: "u:3:7",
+    seq,
+    ts: seq,
+    userid: 3,
+    media: 1,
+    content: `m${seq}`,
+  });
+  // A live message first (the catch-up came late), then the catch-up's 41 - 49.
+  ok(state.record(msg(50), { mine: false, open: false }));
+  deepStrictEqual(state.lastSeqs(), { "u:3:7": 40 }, "a reconnect now asks for 41 on");
+  // The page is reloaded before the older ones arrive: the gap is remembered.
+  const reloaded = new ConvState(7, storage);
+  deepStrictEqual(reloaded.lastSeqs(), { "u:3:7": 40 });
+  for (let seq = 41; seq <= 49; seq++) ok(reloaded.record(msg(seq), { mine: false, open: false }));
+  ok(!reloaded.record(msg(50), { mine: false, open: false }), "50 again is a replay");
+  strictEqual(reloaded.get("u:3:7")?.unread, 10, "each of 41 - 50 counted once");
+  strictEqual(reloaded.get("u:3:7")?.preview, "m50", "the preview stays the newest");
+  deepStrictEqual(reloaded.lastSeqs(), { "u:3:7": 50 });
+  strictEqual(reloaded.get("u:3:7")?.above, undefined);
 });

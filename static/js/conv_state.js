@@ -1,6 +1,10 @@
-// What this device knows of each conversation: the last seq seen, the last
-// seq read, the unread count and a preview of the last message. Kept in
-// localStorage per user so a reload catches up from where it was.
+// What this device knows of each conversation: the last seq seen with none
+// missing before it (what the catch-up asks from), the seqs seen past a gap,
+// the last seq read, the unread count and a preview of the newest message.
+// Kept in localStorage per user so a reload catches up from where it was.
+
+/** Seqs kept past a gap, at most; past that the gap is given up (history still has it). */
+const MAX_ABOVE = 500;
 
 /** Short text for a conversation list row. */
 export function previewOf(msg) {
@@ -97,12 +101,16 @@ export class ConvState {
   record(msg, { mine, open }) {
     const st = this.#convs[msg.conv] ??
       (this.#convs[msg.conv] = { last: 0, read: 0, unread: 0, preview: "", ts: 0 });
-    if (msg.seq <= st.last) return false;
-    st.last = msg.seq;
-    st.preview = previewOf(msg);
-    st.ts = msg.ts;
+    // A message may come after newer ones (a catch-up that came late): it
+    // still counts, once, and `last` never jumps a gap, so a reconnect's
+    // catch-up asks for what is missing instead of skipping it for good.
+    if (!seen(st, msg.seq)) return false;
+    if (msg.seq >= newest(st)) {
+      st.preview = previewOf(msg);
+      st.ts = msg.ts;
+    }
     if (open || mine) {
-      st.read = msg.seq;
+      st.read = Math.max(st.read, msg.seq);
       if (open) st.unread = 0;
     } else {
       st.unread += 1;
@@ -111,14 +119,15 @@ export class ConvState {
     return true;
   }
 
-  /** Our own message was stored as `seq`: advance when nothing is missing before it. */
+  /** Our own message was stored as `seq`. */
   acked(conv, seq, msg) {
     const st = this.#convs[conv];
-    if (st === undefined || seq !== st.last + 1) return;
-    st.last = seq;
+    if (st === undefined || !seen(st, seq)) return;
     st.read = Math.max(st.read, seq);
-    st.preview = previewOf(msg);
-    st.ts = msg.ts ?? Date.now();
+    if (seq >= newest(st)) {
+      st.preview = previewOf(msg);
+      st.ts = msg.ts ?? Date.now();
+    }
     this.#save();
   }
 
@@ -130,4 +139,33 @@ export class ConvState {
     st.unread = 0;
     this.#save();
   }
+}
+
+/**
+ * Note `seq` as seen in `st`; false when it was already. `st.last` moves
+ * only over seqs with none missing before them; later ones wait in
+ * `st.above` (sorted) until the gap is filled.
+ */
+function seen(st, seq) {
+  const above = st.above ?? [];
+  if (seq <= st.last || above.includes(seq)) return false;
+  if (seq === st.last + 1) {
+    st.last = seq;
+    while (above.length > 0 && above[0] === st.last + 1) st.last = above.shift();
+  } else {
+    above.push(seq);
+    above.sort((a, b) => a - b);
+    // A gap that never fills (messages this device cannot get) must not grow
+    // without bound: give it up, as before this list existed.
+    if (above.length > MAX_ABOVE) st.last = above.splice(0).pop();
+  }
+  if (above.length > 0) st.above = above;
+  else delete st.above;
+  return true;
+}
+
+/** The newest seq seen in `st`. */
+function newest(st) {
+  const above = st.above ?? [];
+  return above.length > 0 ? above[above.length - 1] : st.last;
 }
