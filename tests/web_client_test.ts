@@ -344,4 +344,8 @@ Deno.test("ConvState counts a message that comes after newer ones, once, and its
   strictEqual(reloaded.get("u:3:7")?.preview, "m50", "the preview stays the newest");
   deepStrictEqual(reloaded.lastSeqs(), { "u:3:7": 50 });
   strictEqual(reloaded.get("u:3:7")?.above, undefined);
+  // A conversation first seen live at seq 500 (a group joined late): its history is no gap.
+  ok(reloaded.record({ ...msg(500), conv: "g:9" }, { mine: false, open: false }));
+  strictEqual(reloaded.get("g:9")?.last, 500);
+  strictEqual(reloaded.get("g:9")?.unread, 1);
 });

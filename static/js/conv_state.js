@@ -99,8 +99,11 @@ export class ConvState {
    * already seen. `mine`: sent by this user; `open`: its window is open.
    */
   record(msg, { mine, open }) {
+    // First sight, live (a group joined, a new chat): what came before it is
+    // history, not a gap to catch up on, as `seed` takes it.
+    const start = msg.seq - 1;
     const st = this.#convs[msg.conv] ??
-      (this.#convs[msg.conv] = { last: 0, read: 0, unread: 0, preview: "", ts: 0 });
+      (this.#convs[msg.conv] = { last: start, read: start, unread: 0, preview: "", ts: 0 });
     // A message may come after newer ones (a catch-up that came late): it
     // still counts, once, and `last` never jumps a gap, so a reconnect's
     // catch-up asks for what is missing instead of skipping it for good.
