@@ -3,7 +3,8 @@
 import { ok, strictEqual } from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import type { Page } from "playwright-core";
+import type { BrowserContext, Page } from "playwright-core";
+import type { TestBrowser } from "./_browser.ts";
 import { ROOT, startNode } from "./_node_helpers.ts";
 
 /** How long a step may wait, ms. */
@@ -133,4 +134,15 @@ export async function bubble(page: Page, text: string, status = "sent") {
   }).last();
   await row.waitFor({ timeout: T });
   return row;
+}
+
+/** A phone-sized page in a new context of `browser`, and the page errors it throws (checked empty at the end). */
+export async function phonePage(
+  browser: TestBrowser,
+): Promise<{ ctx: BrowserContext; page: Page; errors: string[] }> {
+  const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
+  const page = await ctx.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(String(e)));
+  return { ctx, page, errors };
 }

@@ -11,7 +11,7 @@
 import { strictEqual } from "node:assert/strict";
 import { hasChromium, launchBrowser } from "./_browser.ts";
 import { connectUser, register as registerByApi } from "./_node_helpers.ts";
-import { oneNode, prompt, register, T, userConv } from "./_web_pages.ts";
+import { oneNode, phonePage, prompt, register, T, userConv } from "./_web_pages.ts";
 
 Deno.test({
   name:
@@ -24,10 +24,7 @@ Deno.test({
     const carol = await registerByApi(base, "13900000033", "Carol");
     const dan = await registerByApi(base, "13900000034", "Dan");
     await using browser = await launchBrowser();
-    const a = await (await browser.newContext({ viewport: { width: 390, height: 780 } }))
-      .newPage();
-    const errors: string[] = [];
-    a.on("pageerror", (e) => errors.push(String(e)));
+    const { page: a, errors } = await phonePage(browser);
     const idA = await register(a, base, {
       mobile: "13900000031",
       nickname: "Alice",

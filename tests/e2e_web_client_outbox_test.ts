@@ -25,6 +25,7 @@ import {
   history,
   oneNode,
   online,
+  phonePage,
   png,
   prompt,
   register,
@@ -46,10 +47,7 @@ Deno.test({
     const bob = await registerByApi(base, "13900000002", "Bob");
     const carol = await registerByApi(base, "13900000003", "Carol");
     await using browser = await launchBrowser();
-    const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
-    const a = await ctx.newPage();
-    const errors: string[] = [];
-    a.on("pageerror", (e) => errors.push(String(e)));
+    const { page: a, errors } = await phonePage(browser);
 
     // The page's websocket goes through here: chat frames to the server can
     // be swallowed (a half-open socket), and the socket can be cut.
@@ -209,10 +207,7 @@ Deno.test({
     const base = node.base;
     const bob = await registerByApi(base, "13900000042", "Bob");
     await using browser = await launchBrowser();
-    const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
-    const a = await ctx.newPage();
-    const errors: string[] = [];
-    a.on("pageerror", (e) => errors.push(String(e)));
+    const { ctx, page: a, errors } = await phonePage(browser);
 
     // The page's websocket goes through here: chat frames to the server are
     // counted, and frames to the page (acks among them) can be held back.
@@ -282,10 +277,7 @@ Deno.test({
     const base = node.base;
     const bob = await registerByApi(base, "13900000052", "Bob");
     await using browser = await launchBrowser();
-    const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
-    const a = await ctx.newPage();
-    const errors: string[] = [];
-    a.on("pageerror", (e) => errors.push(String(e)));
+    const { page: a, errors } = await phonePage(browser);
     // Acks never reach the page (as when the socket dies right after the commit).
     await a.routeWebSocket(/\/chat(\?|$)/, (ws) => {
       const server = ws.connectToServer();

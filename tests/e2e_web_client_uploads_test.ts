@@ -13,7 +13,17 @@
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { hasChromium, launchBrowser } from "./_browser.ts";
 import { register as registerByApi } from "./_node_helpers.ts";
-import { eventually, history, oneNode, png, prompt, register, T, userConv } from "./_web_pages.ts";
+import {
+  eventually,
+  history,
+  oneNode,
+  phonePage,
+  png,
+  prompt,
+  register,
+  T,
+  userConv,
+} from "./_web_pages.ts";
 
 Deno.test({
   name:
@@ -25,11 +35,8 @@ Deno.test({
     const bob = await registerByApi(base, "13900000022", "Bob");
     const carol = await registerByApi(base, "13900000023", "Carol");
     await using browser = await launchBrowser();
-    const ctx = await browser.newContext({ viewport: { width: 390, height: 780 } });
+    const { ctx, page: a, errors } = await phonePage(browser);
     await ctx.grantPermissions(["microphone"], { origin: base });
-    const a = await ctx.newPage();
-    const errors: string[] = [];
-    a.on("pageerror", (e) => errors.push(String(e)));
 
     const idA = await register(a, base, {
       mobile: "13900000021",

@@ -9,19 +9,13 @@ import {
   MultipartParser,
   parseBoundary,
 } from "../lib/http/multipart.ts";
+import { concatBytes } from "../lib/bytes.ts";
 
 const enc = new TextEncoder();
 const B = "xYz-boundary";
 
 function bytesOf(...parts: (string | Uint8Array)[]): Uint8Array<ArrayBuffer> {
-  const chunks = parts.map((p) => typeof p === "string" ? enc.encode(p) : p);
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return concatBytes(parts.map((p) => typeof p === "string" ? enc.encode(p) : p));
 }
 
 /** File data that looks like a boundary in every way that is not one. */

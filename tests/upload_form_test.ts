@@ -3,19 +3,13 @@
 import { deepStrictEqual, ok, strictEqual, throws } from "node:assert/strict";
 import { MultipartError, type MultipartErrorReason } from "../lib/http/multipart.ts";
 import { FileForm, type FileFormOptions } from "../lib/http/upload_form.ts";
+import { concatBytes } from "../lib/bytes.ts";
 
 const enc = new TextEncoder();
 const B = "xYz-boundary";
 
-function bytesOf(...parts: (string | Uint8Array)[]): Uint8Array {
-  const chunks = parts.map((p) => typeof p === "string" ? enc.encode(p) : p);
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+function bytesOf(...parts: (string | Uint8Array)[]): Uint8Array<ArrayBuffer> {
+  return concatBytes(parts.map((p) => typeof p === "string" ? enc.encode(p) : p));
 }
 
 /** File bytes with a line that looks like the boundary and every byte value. */

@@ -18,6 +18,7 @@ import { UploadGate, type UploadTurn } from "../upload_gate.ts";
 import { bodyChunks, mediaType, queryFields } from "./body.ts";
 import { type ByteRange, parseRange } from "./byte_range.ts";
 import { ok } from "./envelope.ts";
+import { writeAll } from "../bytes.ts";
 import { parseBoundary } from "./multipart.ts";
 import { FileForm } from "./upload_form.ts";
 import { checkClaims, requireUser } from "./identity.ts";
@@ -338,10 +339,6 @@ class UploadFile {
     this.#head = new Uint8Array(0);
     return out;
   }
-}
-
-async function writeAll(out: Deno.FsFile, bytes: Uint8Array): Promise<void> {
-  for (let at = 0; at < bytes.length;) at += await out.write(bytes.subarray(at));
 }
 
 function fileTooLarge(max: number): ClientError {
