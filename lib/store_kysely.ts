@@ -193,6 +193,8 @@ export class KyselyStore implements Store {
       throw this.#diskFull(error) ?? error;
     }
     // Written item by item (after an item's error), each may have met the full disk too.
+    // The common batch (all stored) is returned as it is: this runs per batch.
+    if (outcomes.every((o) => o.ok)) return outcomes;
     return outcomes.map((o) => {
       const full = o.ok ? undefined : this.#diskFull(o.error);
       return full === undefined ? o : { ok: false, error: full };
