@@ -184,8 +184,8 @@ export class Session implements Wakeable {
 
   /**
    * Resolves once `bytes` more fit in half the queue's limit, or the session
-   * closed, or `maxWaitMs` passed (a client that reads nothing: the next send
-   * then overflows and closes it, as any send would). For bulk sends (a
+   * closed. A client that has not drained that far in `maxWaitMs` reads too
+   * slowly: it is closed with 4000 then, as a full queue would. For bulk sends (a
    * catch-up's pages): a page of large messages sent at once passed the
    * limit and closed a healthy client with 4000, which then reconnected
    * into the same catch-up.
@@ -195,6 +195,8 @@ export class Session implements Wakeable {
     while (!this.closed && this.crowded(bytes) && this.#timers.now() < end) {
       await new Promise<void>((resolve) => this.#timers.setTimeout(resolve, DRAIN_POLL_MS));
     }
+    // Else each row would wait its own 30 s: a stalled reader kept for hours.
+    if (!this.closed && this.crowded(bytes)) this.close("queueOverflow");
   }
 
   /** Feed one frame from the socket. Never throws. */

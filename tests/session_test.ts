@@ -309,3 +309,28 @@ Deno.test("Session.close() is idempotent and tells the handler once", () => {
   session.receive('{"cmd":0}');
   assert.equal(conn.sent.length, 0);
 });
+
+Deno.test("Session.roomFor waits for the socket to drain below half the queue, and closes a reader stalled for the whole wait with 4000", async () => {
+  const { timers, conn, session } = setup({ maxQueueBytes: 1000, idleTimeoutMs: 0 });
+  conn.bufferedAmount = 600;
+  assert.equal(session.crowded(10), true);
+  let done = false;
+  const waiting = session.roomFor(10, 1000).then(() => done = true);
+  timers.advance(100);
+  await Promise.resolve();
+  assert.equal(done, false, "still over half the limit");
+  conn.bufferedAmount = 100;
+  timers.advance(20);
+  await waiting;
+  assert.equal(session.closed, false, "drained: room, and open");
+  // A reader that drains nothing for the whole wait is closed, not waited for row after row.
+  conn.bufferedAmount = 600;
+  const stalled = session.roomFor(10, 1000);
+  for (let i = 0; i < 120 && !session.closed; i++) {
+    timers.advance(10);
+    await Promise.resolve();
+    await Promise.resolve();
+  }
+  await stalled;
+  assert.equal(session.closeCode, 4000);
+});

@@ -150,7 +150,8 @@ export class Outbox extends EventTarget {
     entry.refusals = (entry.refusals ?? 0) + 1;
     const backoff = this.#retryDelayMs * 2 ** Math.min(entry.refusals - 1, 10);
     const asked = typeof error.retryAfter === "number" ? error.retryAfter * 1000 : 0;
-    const base = Math.min(Math.max(backoff, asked), MAX_RETRY_DELAY_MS);
+    // Our own pause stops at a minute; the server's word is kept even past it.
+    const base = Math.max(Math.min(backoff, MAX_RETRY_DELAY_MS), asked);
     return base * (1 + 0.25 * Math.random());
   }
 
