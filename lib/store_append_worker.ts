@@ -129,7 +129,7 @@ export class AppendWorker {
   #nextId = 1;
   #stopped: Error | undefined;
   /** Set once a WAL sync failed with durable acks on: every later append is refused. */
-  #unsynced: Error | undefined;
+  #unsynced: SyncFailedError | undefined;
   #onClosed: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #onWarning: ((message: string) => void) | undefined;
@@ -216,6 +216,11 @@ export class AppendWorker {
   /** Whether the worker still takes batches. */
   get running(): boolean {
     return this.#stopped === undefined;
+  }
+
+  /** Why every append is refused (a failed sync with durable acks), if it is. */
+  get refusing(): SyncFailedError | undefined {
+    return this.#unsynced;
   }
 
   /**

@@ -352,6 +352,9 @@ export class KyselyStore implements Store {
   }
 
   async ping(): Promise<void> {
+    // Reachable but refusing every message is not ready: a proxy should send users elsewhere.
+    const refusing = this.#worker?.refusing;
+    if (refusing !== undefined) throw refusing;
     await sql`select 1`.execute(this.#s.db);
   }
 

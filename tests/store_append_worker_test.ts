@@ -333,7 +333,7 @@ Deno.test("with durable acks, a failed sync on the worker refuses every later ap
   }
 });
 
-Deno.test("a failed sync is not answered as a full disk, even when it failed for one: freeing space does not lift it", async () => {
+Deno.test("a failed sync is not answered as a full disk, even when it failed for one: freeing space does not lift it, and the store is not ready", async () => {
   await withStore(
     { appendWorker: WARNING_WORKER, durableAcks: true },
     async (store, ann, bob) => {
@@ -347,6 +347,8 @@ Deno.test("a failed sync is not answered as a full disk, even when it failed for
           return true;
         },
       );
+      // /readyz asks the store: reachable, but refusing every message, is not ready.
+      await rejects(store.ping(), SyncFailedError);
     },
   );
 });
