@@ -41,7 +41,7 @@ export interface DeadlinePoolOptions {
 }
 
 /** Rejected with by a query past the deadline, and by later ones on its connection. */
-export function storeTimeout(deadlineMs: number): BusyError {
+function storeTimeout(deadlineMs: number): BusyError {
   return new BusyError(
     `The database did not answer within ${deadlineMs / 1000} s; try again shortly`,
     5,

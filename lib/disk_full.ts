@@ -12,7 +12,7 @@
 import { BusyError } from "./errors.ts";
 
 /** How long a client is asked to wait before trying again, seconds. */
-export const DISK_FULL_RETRY_SECONDS = 30;
+const DISK_FULL_RETRY_SECONDS = 30;
 
 /**
  * Whether `error` (or an error in its `cause` chain) is a full disk:

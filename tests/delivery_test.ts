@@ -4,6 +4,7 @@ import { LocalBus } from "../lib/bus_local.ts";
 import { CLOSE } from "../lib/close_codes.ts";
 import { delay, startChatServer, storeKinds, type TestSocket } from "./_chat_helpers.ts";
 import { rawHandshake, rawSendText, readUntilClose } from "./_raw_ws.ts";
+import { newMessage } from "./_store_samples.ts";
 
 type Frame = Record<string, unknown>;
 const isMsg = (f: Frame) => f["cmd"] === 10 || f["cmd"] === 11;
@@ -235,18 +236,10 @@ Deno.test("a catch-up of large messages, several times the send queue, reaches a
   const content = "消".repeat(12_000);
   const total = 300;
   for (let i = 1; i <= total; i++) {
-    await srv.store.appendMessage({
-      userid: ann.id,
-      cmd: 10,
-      dstid: bob.id,
-      media: 1,
-      content,
-      pic: "",
-      url: "",
-      memo: "",
-      amount: 0,
-      cid: `big-${i}`,
-    }, i);
+    await srv.store.appendMessage(
+      newMessage(ann.id, { dstid: bob.id, cid: `big-${i}`, content }),
+      i,
+    );
   }
   const b = await srv.connect(bob, { catchUp: false });
   b.send({ cmd: 30, all: true });
