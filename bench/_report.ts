@@ -33,10 +33,39 @@ export function limitOf(step: StepResult | undefined): string {
   return "no thread or core saturated (latency)";
 }
 
-/** A scenario's figures from its rate steps (light load = the first step). */
-export function summarizeSteps(steps: StepResult[]) {
+/**
+ * CPU per delivered message at `step` (server and generator, µs), and the
+ * rate `cores` could carry at that cost with nothing else running. Server
+ * and generator share the cores, so this ceiling bounds what any rate step
+ * can reach: a target above it needs a cheaper message (or generator), not
+ * a faster loop. Null without deliveries.
+ */
+export function cpuBudget(step: StepResult | undefined, cores: number) {
+  if (step === undefined || step.deliveredPerSec <= 0) return null;
+  const perMessageUs = (percent: number) => Math.round(percent * 1e5 / step.deliveredPerSec) / 10; // % of a core → µs, one decimal
+  const serverCpuUsPerMsg = perMessageUs(step.serverCpu.process);
+  const genCpuUsPerMsg = perMessageUs(step.genCpu.process);
+  const total = serverCpuUsPerMsg + genCpuUsPerMsg;
+  return {
+    cpuAtRate: step.rate,
+    serverCpuUsPerMsg,
+    genCpuUsPerMsg,
+    cpuCeilingPerSec: total > 0 ? Math.round(cores * 1e6 / total) : null,
+  };
+}
+
+/**
+ * A scenario's figures from its rate steps (light load = the first step);
+ * the CPU budget is read at the kept-up step that delivered most, where
+ * fixed costs (timers, metrics) weigh least per message.
+ */
+export function summarizeSteps(steps: StepResult[], cores: number) {
   const ok = steps.filter((s) => s.keptUp);
-  const best = ok.reduce((m, s) => Math.max(m, s.deliveredPerSec), 0);
+  const bestStep = ok.reduce<StepResult | undefined>(
+    (m, s) => m === undefined || s.deliveredPerSec > m.deliveredPerSec ? s : m,
+    undefined,
+  );
+  const best = bestStep?.deliveredPerSec ?? 0;
   const peak = steps.reduce((m, s) => Math.max(m, s.deliveredPerSec), 0);
   return {
     sustainedDeliveredPerSec: best,
@@ -50,6 +79,8 @@ export function summarizeSteps(steps: StepResult[]) {
     lightGenStalls: steps[0]?.genLoopLag.stalls ?? 0,
     lightServerLoopLag: steps[0]?.serverLoopLag ?? null,
     limit: limitOf(steps.at(-1)),
+    cores,
+    ...cpuBudget(bestStep, cores),
   };
 }
 
@@ -71,7 +102,15 @@ export function markdown(lines: ResultLine[], command: string, loadavg: string):
     const l = get("lanchat", sc);
     const r = get("ref", sc);
     if (l === undefined && r === undefined) continue;
-    for (const f of ["sustainedDeliveredPerSec", "peakDeliveredPerSec", "lightP99Ms"]) {
+    const figures = [
+      "sustainedDeliveredPerSec",
+      "peakDeliveredPerSec",
+      "lightP99Ms",
+      "serverCpuUsPerMsg",
+      "genCpuUsPerMsg",
+      "cpuCeilingPerSec",
+    ];
+    for (const f of figures) {
       out.push(
         `| ${sc} @${(l ?? r)?.["conns"]} | ${f} | ${l?.[f] ?? "–"} | ${r?.[f] ?? "–"} | ${
           ratio(l?.[f], r?.[f])
@@ -106,5 +145,14 @@ export function markdown(lines: ResultLine[], command: string, loadavg: string):
     ];
   });
   if (noise.length > 0) out.push("", `Light 1:1 step's noise: ${noise.join("; ")}.`);
+  const cores = lines.find((line) => typeof line["cpuCeilingPerSec"] === "number")?.["cores"];
+  if (cores !== undefined) {
+    out.push(
+      "",
+      `CPU per message (µs, process CPU over deliveries) is read at the kept-up step that ` +
+        `delivered most; cpuCeilingPerSec is the rate ${cores} cores could carry at that cost ` +
+        `(server and generator together).`,
+    );
+  }
   return out.join("\n");
 }

@@ -222,7 +222,7 @@ async function runServer(
           ...common,
           scenario: name,
           ...(name === "group" ? { groupSize: s.groupSize } : {}),
-          ...summarizeSteps(steps),
+          ...summarizeSteps(steps, navigator.hardwareConcurrency),
           rssAfterKiB: await rssKiB(server.pid),
           errorSamples: rec.errorSamples.slice(),
           steps,
