@@ -12,6 +12,7 @@ import { type Config, ConfigError, ENV_NAMES, parseConfig } from "./lib/config.t
 import { firstMissing, missingPermissionMessage, neededPermissions } from "./lib/permissions.ts";
 import { loadOrCreateSecret } from "./lib/secret.ts";
 import { openKyselyStore } from "./lib/store_kysely.ts";
+import { DiskFullLog } from "./lib/disk_full_log.ts";
 import { Auth } from "./lib/auth.ts";
 import { createApp } from "./lib/http/app.ts";
 import { type Bus, storeMessageLoader, storeRecentHeadsLoader } from "./lib/bus.ts";
@@ -113,11 +114,14 @@ async function main(): Promise<number> {
     return 1;
   }
 
+  // One for the node: appends and HTTP writes that meet a full disk log once per 10 s together.
+  const diskFullLog = new DiskFullLog();
   let rawStore: Awaited<ReturnType<typeof openKyselyStore>>;
   try {
     rawStore = await openKyselyStore(config.db, {
       appendWorker: new URL("./lib/_sqlite_append_worker.ts", import.meta.url),
       durableAcks: config.durableAcks,
+      diskFullLog,
     });
   } catch (error) {
     log.fatal("Cannot open the store (CHAT_DB, {db}): {reason}", {
@@ -181,12 +185,15 @@ async function main(): Promise<number> {
       concurrent: config.uploadConcurrency,
       onLimited: (limit) => metrics.limited(limit),
     }),
+    diskFullLog,
     extraRoutes: [
       chatRoutes({ chat, auth, config, meter: metrics, limits }),
       opsRoutes({ drain, checks, ...(separateMetrics ? {} : { registry }) }),
     ],
     onMembershipChange(change) {
-      if (change.kind === "group_joined") chat.memberJoined(change.groupId, change.userId);
+      if (change.kind === "group_joined") {
+        chat.memberJoined(change.groupId, change.userId, { seq: change.seq });
+      }
     },
   });
 

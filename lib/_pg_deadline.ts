@@ -9,6 +9,13 @@
  * `cid`, so one that did commit is not stored twice), and the pool opens a
  * new connection for the next query.
  *
+ * The client giving up does not stop the server: a statement waiting for a
+ * row lock would go on waiting, and apply its write once it got the lock,
+ * after its caller was told it failed. So armed connections also set
+ * Postgres's `statement_timeout` a little below the deadline: the server
+ * cancels the statement first (SQLSTATE 57014), the caller gets the same
+ * retryable error, and the connection stays usable.
+ *
  * @module
  */
 
@@ -38,6 +45,20 @@ export interface DeadlinePoolOptions {
   readonly deadlineMs: number;
   /** Told once per connection given up. */
   readonly onExpired: (deadlineMs: number) => void;
+  /**
+   * Postgres's `statement_timeout` for armed connections, ms; below
+   * `deadlineMs`, so the server ends a statement before the client gives up
+   * on it. @default {see statementTimeoutFor}
+   */
+  readonly statementTimeoutMs?: number;
+}
+
+/**
+ * The server-side `statement_timeout` for a client deadline: one second
+ * (at most a fifth of it) less, so the server's cancel arrives first.
+ */
+export function statementTimeoutFor(deadlineMs: number): number {
+  return Math.max(1, Math.round(deadlineMs - Math.min(1000, deadlineMs / 5)));
 }
 
 /** Rejected with by a query past the deadline, and by later ones on its connection. */
@@ -89,6 +110,14 @@ export class DeadlinePool implements PostgresPool {
       wrapped = new DeadlineClient(client, this, this.#options);
       this.#clients.set(client, wrapped);
     }
+    if (this.#armed) {
+      try {
+        await wrapped.limitStatements();
+      } catch (error) {
+        wrapped.release(true);
+        throw error;
+      }
+    }
     return wrapped;
   }
 
@@ -107,6 +136,8 @@ class DeadlineClient implements PostgresPoolClient {
   readonly #options: DeadlinePoolOptions;
   #expired = false;
   #broken = false;
+  /** Whether this connection's `statement_timeout` is set (once, after arm). */
+  #limited = false;
 
   constructor(client: PgClient, pool: DeadlinePool, options: DeadlinePoolOptions) {
     this.#client = client;
@@ -116,6 +147,19 @@ class DeadlineClient implements PostgresPoolClient {
     // an "error" event after its query failed; the pool listens only while
     // the connection is idle, and an unheard "error" is thrown.
     client.on("error", () => {});
+  }
+
+  /**
+   * Set the server's `statement_timeout` on this connection, once. Not at
+   * connect: a connection made for the migrations (which may run long, and
+   * wait for another node's migration lock) is reused afterwards. A session
+   * setting, made outside any transaction, so no rollback undoes it.
+   */
+  async limitStatements(): Promise<void> {
+    if (this.#limited) return;
+    const ms = this.#options.statementTimeoutMs ?? statementTimeoutFor(this.#options.deadlineMs);
+    await this.query(`set statement_timeout = ${Math.round(ms)}`, []);
+    this.#limited = true;
   }
 
   query<R>(sql: string, params: readonly unknown[]): Promise<PostgresQueryResult<R>>;
@@ -144,6 +188,12 @@ class DeadlineClient implements PostgresPoolClient {
 
   /** A lost connection is the database's outage, not the query's fault: retryable. */
   #lost = (error: unknown): never => {
+    if (isStatementTimeout(error)) {
+      // The server ended the statement (see the module doc); the connection is fine.
+      throw new BusyError("The database was too busy to answer in time; try again shortly", 5, {
+        cause: error,
+      });
+    }
     if (!isConnectionLoss(error)) throw error;
     // pg may still count it usable (an error message came before the close).
     this.#broken = true;
@@ -167,6 +217,15 @@ class DeadlineClient implements PostgresPoolClient {
   end(): void {
     this.#client.end();
   }
+}
+
+/**
+ * Whether `error` is Postgres cancelling a statement (SQLSTATE 57014
+ * query_canceled): its `statement_timeout`, or a `pg_cancel_backend`. The
+ * statement had no effect, and a retry may well succeed.
+ */
+export function isStatementTimeout(error: unknown): boolean {
+  return error instanceof Error && (error as { code?: unknown }).code === "57014";
 }
 
 /**

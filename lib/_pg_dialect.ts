@@ -29,7 +29,8 @@ export interface PostgresDialectOptions {
   readonly poolSize: number;
   /**
    * Once the pool is {@linkcode DeadlinePool.arm}ed, a query that has not
-   * answered after this many ms loses its connection. @default {15000}
+   * answered after this many ms loses its connection, and Postgres's own
+   * `statement_timeout` is set a little below it. @default {15000}
    */
   readonly queryDeadlineMs?: number;
 }

@@ -9,10 +9,12 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { isItemError, lookupOnDemand, writeBatch, type WriteBatchOptions } from "./_batch_sql.ts";
 import { isUniqueViolation } from "./_store_kysely_rows.ts";
 import { CONNECTION_PRAGMAS } from "./_sqlite_pragmas.ts";
+import { explainSqliteError } from "./_sqlite_no_space.ts";
 import { syncDataAt, WalFlusher } from "./_wal_flusher.ts";
 import type { AppendOutcome, AppendRequest, AppendResult } from "./store.ts";
 
@@ -55,6 +57,8 @@ export interface AppendConnectionOptions {
 /** One `node:sqlite` connection that writes batches in `BEGIN IMMEDIATE` transactions. */
 export class AppendConnection {
   #db: DatabaseSync;
+  /** The database's folder: a probe there tells a full disk behind an I/O error. */
+  #folder: string;
   #busyTimeoutMs: number;
   #statements = new Map<string, StatementSync>();
   #inTransaction = false;
@@ -68,6 +72,7 @@ export class AppendConnection {
     const sync = options.sync ?? syncDataAt;
     this.durable = options.durable ?? false;
     this.#db = new DatabaseSync(path);
+    this.#folder = dirname(path);
     this.#busyTimeoutMs = options.busyTimeoutMs;
     if (walSyncMs > 0 || this.durable) {
       // SQLite names the WAL after the database file.
@@ -183,7 +188,8 @@ export class AppendConnection {
         // ROLLBACK then would throw "no transaction is active" instead of `error`.
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       }
-      throw error;
+      // E.g. the `-shm` index cannot grow: SQLite says "disk I/O error", not "full".
+      throw await explainSqliteError(error, this.#folder);
     }
   }
 

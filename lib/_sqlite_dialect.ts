@@ -14,8 +14,10 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { CONNECTION_PRAGMAS } from "./_sqlite_pragmas.ts";
+import { explainSqliteError } from "./_sqlite_no_space.ts";
 import {
   CompiledQuery,
   type DatabaseConnection,
@@ -122,10 +124,22 @@ export function isBusyError(error: unknown): boolean {
   return error instanceof Error && /database is locked/i.test(error.message);
 }
 
-/** Run `fn`, retrying after a short async sleep while the database is busy. */
+/**
+ * The folder whose disk holds the database file at `path`, to tell a full
+ * disk behind an I/O error (`_sqlite_no_space.ts`); none for `:memory:`.
+ */
+function databaseFolder(path: string): string | undefined {
+  return path === ":memory:" || path.startsWith("file:") ? undefined : dirname(path);
+}
+
+/**
+ * Run `fn`, retrying after a short async sleep while the database is busy.
+ * Any other error is thrown, as a full disk if it is one (`folder`).
+ */
 async function retryWhileBusy<T>(
   fn: () => T | Promise<T>,
   timeoutMs: number,
+  folder: string | undefined,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let wait = 1;
@@ -133,7 +147,9 @@ async function retryWhileBusy<T>(
     try {
       return await fn();
     } catch (error) {
-      if (!isBusyError(error) || Date.now() >= deadline) throw error;
+      if (!isBusyError(error) || Date.now() >= deadline) {
+        throw await explainSqliteError(error, folder);
+      }
       const ms = Math.min(wait, Math.max(1, deadline - Date.now()));
       await new Promise((resolve) => setTimeout(resolve, ms * Math.random()));
       wait = Math.min(wait * 2, 50);
@@ -147,36 +163,45 @@ async function openDatabase(
   busyTimeoutMs: number,
   durable: boolean,
 ): Promise<NodeSqliteAdapter> {
+  const folder = databaseFolder(path);
   const db: NodeSqliteDatabase = new DatabaseSync(path);
   try {
     db.exec("PRAGMA busy_timeout = 0");
     await retryWhileBusy(
       () => db.exec("PRAGMA journal_mode = WAL"),
       busyTimeoutMs,
+      folder,
     );
     for (const pragma of CONNECTION_PRAGMAS) db.exec(pragma);
     if (durable) db.exec("PRAGMA synchronous = FULL");
   } catch (error) {
     db.close();
-    throw error;
+    // A new `-shm` index needs space: on a full disk the first read fails.
+    throw await explainSqliteError(error, folder);
   }
   return new NodeSqliteAdapter(db);
 }
 
-/** Delegates to Kysely's connection, retrying statements that hit SQLITE_BUSY. */
+/**
+ * Delegates to Kysely's connection, retrying statements that hit
+ * SQLITE_BUSY; an I/O error that came with a full disk is thrown as one.
+ */
 class BusyRetryConnection implements DatabaseConnection {
   #inner: DatabaseConnection;
   #timeoutMs: number;
+  #folder: string | undefined;
 
-  constructor(inner: DatabaseConnection, timeoutMs: number) {
+  constructor(inner: DatabaseConnection, timeoutMs: number, folder: string | undefined) {
     this.#inner = inner;
     this.#timeoutMs = timeoutMs;
+    this.#folder = folder;
   }
 
   executeQuery<R>(compiledQuery: CompiledQuery): Promise<QueryResult<R>> {
     return retryWhileBusy(
       () => this.#inner.executeQuery<R>(compiledQuery),
       this.#timeoutMs,
+      this.#folder,
     );
   }
 
@@ -196,6 +221,7 @@ class BusyRetryConnection implements DatabaseConnection {
 class ImmediateSqliteDriver extends SqliteDriver {
   #connection: BusyRetryConnection | undefined;
   #timeoutMs: number;
+  #folder: string | undefined;
   /** Whether Kysely has initialised the driver (opened the database). */
   #ready = false;
   /** Whether a query or transaction holds the one connection. */
@@ -206,6 +232,7 @@ class ImmediateSqliteDriver extends SqliteDriver {
   constructor(path: string, timeoutMs: number, durable: boolean) {
     super({ database: () => openDatabase(path, timeoutMs, durable) });
     this.#timeoutMs = timeoutMs;
+    this.#folder = databaseFolder(path);
   }
 
   /**
@@ -220,7 +247,7 @@ class ImmediateSqliteDriver extends SqliteDriver {
     else this.#held = true;
     try {
       const inner = await super.acquireConnection();
-      this.#connection ??= new BusyRetryConnection(inner, this.#timeoutMs);
+      this.#connection ??= new BusyRetryConnection(inner, this.#timeoutMs, this.#folder);
       return this.#connection;
     } catch (error) {
       this.#handOn();

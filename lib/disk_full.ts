@@ -17,16 +17,19 @@ const DISK_FULL_RETRY_SECONDS = 30;
 /**
  * Whether `error` (or an error in its `cause` chain) is a full disk:
  * SQLite's SQLITE_FULL (13, "database or disk is full", also across the
- * append worker's wire), Postgres's 53100, or the OS's ENOSPC ("No space
- * left on device").
+ * append worker's wire), Postgres's 53100, the OS's ENOSPC ("No space left
+ * on device") or EDQUOT (a quota: the same remedy), or a SQLite I/O error
+ * that came with one (`NoSpaceError` of `_sqlite_no_space.ts`, code ENOSPC).
  */
 export function isDiskFull(error: unknown): boolean {
   for (let e = error, depth = 0; e instanceof Error && depth < 8; depth++) {
     const { code, errcode } = e as { code?: unknown; errcode?: unknown };
     if (typeof errcode === "number" && (errcode & 0xff) === 13) return true;
     // ENOSPC from the OS; 53100 (disk_full) from Postgres, whatever its lc_messages.
-    if (code === "ENOSPC" || code === "53100") return true;
-    if (/database or disk is full|No space left on device/i.test(e.message)) return true;
+    if (code === "ENOSPC" || code === "EDQUOT" || code === "53100") return true;
+    if (/database or disk is full|No space left on device|Disk quota exceeded/i.test(e.message)) {
+      return true;
+    }
     e = e.cause;
   }
   return false;

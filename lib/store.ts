@@ -114,12 +114,24 @@ export interface NewGroup {
   readonly memo: string;
 }
 
+/**
+ * How long a repeated group create returns the group the first one made,
+ * ms: a retry after an answer that was lost although the create committed
+ * (a database deadline on COMMIT, a cut connection) must not make a second
+ * group. A minute covers a client's retries; the wire has no request id.
+ */
+export const GROUP_REPEAT_WINDOW_MS = 60_000;
+
 /** Groups and membership. */
 export interface GroupStore {
   /**
    * Create a group and make its owner a member, in one transaction. Must
    * throw `LimitError` when the owner already owns `maxPerOwner` groups
    * (also when two creates race) and `NotFoundError` if the owner is unknown.
+   * A repeat — the owner's group with the same name, icon, cate and memo,
+   * created at most {@linkcode GROUP_REPEAT_WINDOW_MS} before `now` — returns
+   * that group and creates nothing (also when the repeats race, and also at
+   * the limit).
    */
   createGroup(
     group: NewGroup,

@@ -39,6 +39,7 @@ import * as social from "./store_kysely_social.ts";
 import * as messages from "./store_kysely_messages.ts";
 import { GroupCommit } from "./store_batch.ts";
 import { diskFullError, isDiskFull } from "./disk_full.ts";
+import { DiskFullLog } from "./disk_full_log.ts";
 import { appendMessages } from "./_store_kysely_batch.ts";
 import { ReusedQueries } from "./_reused_query.ts";
 import { AppendWorker, AppendWorkerStopped, SyncFailedError } from "./store_append_worker.ts";
@@ -77,6 +78,19 @@ export interface KyselyStoreOptions {
    * worker is idle and the load light (`lib/store_append_worker.ts`). @default {true}
    */
   appendInline?: boolean;
+  /**
+   * Where a full disk met by an append is logged; the node's one, shared
+   * with the HTTP app, so the line comes once per 10 s for both. @default {a new one}
+   */
+  diskFullLog?: DiskFullLog;
+}
+
+/** Optional parts of a {@linkcode KyselyStore}. */
+export interface KyselyStoreParts {
+  /** Writes message batches on another thread; the store closes it. @default {none} */
+  readonly worker?: AppendWorker;
+  /** Logs a full disk met by an append. @default {a new one} */
+  readonly diskFullLog?: DiskFullLog;
 }
 
 /**
@@ -140,7 +154,10 @@ export async function openKyselyStore(
       });
     }
   }
-  return new KyselyStore({ db, dialect: setting.kind, reused: new ReusedQueries(reads) }, worker);
+  return new KyselyStore({ db, dialect: setting.kind, reused: new ReusedQueries(reads) }, {
+    ...(worker === undefined ? {} : { worker }),
+    ...(options.diskFullLog === undefined ? {} : { diskFullLog: options.diskFullLog }),
+  });
 }
 
 async function migrate(
@@ -168,17 +185,19 @@ export class KyselyStore implements Store {
   #closing: Promise<void> | undefined;
   /** Appends made while a batch is being written go in the next one (group commit). */
   #commits: GroupCommit;
-  #diskFullLoggedAt = -Infinity;
+  #diskFullLog: DiskFullLog;
   /** Writes batches on another thread (SQLite file), while it runs. */
   #worker: AppendWorker | undefined;
 
   /**
    * Wrap an open, migrated database; {@linkcode openKyselyStore} is the usual
-   * way. With `worker`, message batches go to it; the store closes it.
+   * way. With a `worker`, message batches go to it; the store closes it.
    */
-  constructor(store: StoreDb, worker?: AppendWorker) {
+  constructor(store: StoreDb, parts: KyselyStoreParts = {}) {
     this.#s = { ...store, reused: store.reused ?? new ReusedQueries() };
+    const worker = parts.worker;
     this.#worker = worker;
+    this.#diskFullLog = parts.diskFullLog ?? new DiskFullLog();
     // The worker writes batches in arrival order, so it may hold the next one.
     this.#commits = new GroupCommit((batch) => this.#writeBatch(batch), {
       maxInFlight: worker === undefined ? 1 : 2,
@@ -205,14 +224,7 @@ export class KyselyStore implements Store {
   #diskFull(error: unknown): Error | undefined {
     // A failed sync refuses appends until a restart: freeing space would not lift it.
     if (!isDiskFull(error) || error instanceof SyncFailedError) return undefined;
-    // Once per 10 s: every client's retry meets it again until space is freed.
-    const now = Date.now();
-    if (now - this.#diskFullLoggedAt >= 10_000) {
-      this.#diskFullLoggedAt = now;
-      log.error("The disk is full: messages cannot be stored until space is freed: {error}", {
-        error,
-      });
-    }
+    this.#diskFullLog.report(error, "message append");
     return diskFullError(error);
   }
 

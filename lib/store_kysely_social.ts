@@ -7,7 +7,7 @@
  */
 
 import { LimitError, NotFoundError } from "./errors.ts";
-import type { Group, NewGroup, PublicUser } from "./store.ts";
+import { type Group, GROUP_REPEAT_WINDOW_MS, type NewGroup, type PublicUser } from "./store.ts";
 import { PUBLIC_USER_COLUMNS, type StoreDb, toGroup, toPublicUser } from "./_store_kysely_rows.ts";
 
 /**
@@ -72,7 +72,8 @@ export async function areFriends(
  * Create a group and its owner's membership in one transaction. The limit
  * is counted inside it: SQLite's `BEGIN IMMEDIATE` serialises writers, and
  * on Postgres the owner's row is locked `FOR UPDATE` first, so two racing
- * creates cannot both pass.
+ * creates cannot both pass. The same lock makes a repeat see the group its
+ * first try made ({@linkcode GROUP_REPEAT_WINDOW_MS}).
  */
 export async function createGroup(
   store: StoreDb,
@@ -85,6 +86,17 @@ export async function createGroup(
       .$if(store.dialect === "postgres", (qb) => qb.forUpdate())
       .executeTakeFirst();
     if (owner === undefined) throw new NotFoundError("User not found");
+    // A retry of a create whose answer was lost after it committed gets that group.
+    const made = await trx.selectFrom("chat_groups").selectAll()
+      .where("owner_id", "=", group.ownerId)
+      .where("name", "=", group.name)
+      .where("icon", "=", group.icon)
+      .where("cate", "=", group.cate)
+      .where("memo", "=", group.memo)
+      .where("created_at", ">=", options.now - GROUP_REPEAT_WINDOW_MS)
+      .orderBy("id")
+      .executeTakeFirst();
+    if (made !== undefined) return toGroup(made);
     const { count } = await trx.selectFrom("chat_groups")
       .select((eb) => eb.fn.countAll<number>().as("count"))
       .where("owner_id", "=", group.ownerId)

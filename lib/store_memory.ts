@@ -14,6 +14,7 @@ import {
   type Attachment,
   conversationKey,
   type Group,
+  GROUP_REPEAT_WINDOW_MS,
   type NewGroup,
   type NewMessage,
   newMessageFields,
@@ -179,7 +180,11 @@ export class MemoryStore implements Store {
     }
     let owned = 0;
     for (const g of this.#groups.values()) {
-      if (g.ownerId === group.ownerId) owned++;
+      if (g.ownerId !== group.ownerId) continue;
+      owned++;
+      const repeat = g.name === group.name && g.icon === group.icon && g.cate === group.cate &&
+        g.memo === group.memo && g.createdAt >= options.now - GROUP_REPEAT_WINDOW_MS;
+      if (repeat) return Promise.resolve({ ...g });
     }
     if (owned >= options.maxPerOwner) {
       return Promise.reject(

@@ -3,7 +3,9 @@
  * until {@linkcode TcpProxy.freeze}, after which it moves no byte either
  * way and answers nothing, but closes nothing either, as a host that
  * vanished from the network looks to its peers (no reset, no FIN).
- * {@linkcode TcpProxy.cut} closes every connection at once instead.
+ * {@linkcode TcpProxy.cut} closes every connection at once instead, and
+ * {@linkcode TcpProxy.freezeAfterSending} freezes right after a given
+ * request reached the server (its answer is lost).
  */
 
 interface Link {
@@ -18,6 +20,8 @@ export class TcpProxy implements AsyncDisposable {
   readonly #links = new Set<Link>();
   readonly #pumps = new Set<Promise<void>>();
   #thawed: PromiseWithResolvers<void> | undefined;
+  /** Bytes whose sending to the server freezes the proxy (once). */
+  #trigger: Uint8Array | undefined;
   #accepting: Promise<void>;
 
   private constructor(target: Deno.ConnectOptions) {
@@ -46,6 +50,15 @@ export class TcpProxy implements AsyncDisposable {
     this.#thawed ??= Promise.withResolvers();
   }
 
+  /**
+   * Freeze as soon as a client sends `text` (e.g. Postgres's `commit`): that
+   * chunk still reaches the server, which acts on it, but its answer and
+   * everything after are held until {@linkcode thaw}. Once.
+   */
+  freezeAfterSending(text: string): void {
+    this.#trigger = new TextEncoder().encode(text);
+  }
+
   /** Move bytes again. */
   thaw(): void {
     this.#thawed?.resolve();
@@ -62,8 +75,8 @@ export class TcpProxy implements AsyncDisposable {
       const link: Link = { client, upstream: Deno.connect(this.#target) };
       this.#links.add(link);
       link.upstream.catch(() => this.#drop(link));
-      this.#track(this.#pump(link, client, link.upstream));
-      this.#track(this.#pump(link, link.upstream, Promise.resolve(client)));
+      this.#track(this.#pump(link, client, link.upstream, true));
+      this.#track(this.#pump(link, link.upstream, Promise.resolve(client), false));
     }
   }
 
@@ -72,7 +85,12 @@ export class TcpProxy implements AsyncDisposable {
     pump.finally(() => this.#pumps.delete(pump));
   }
 
-  async #pump(link: Link, from: Deno.TcpConn | Promise<Deno.TcpConn>, to: Promise<Deno.TcpConn>) {
+  async #pump(
+    link: Link,
+    from: Deno.TcpConn | Promise<Deno.TcpConn>,
+    to: Promise<Deno.TcpConn>,
+    toServer: boolean,
+  ) {
     const buffer = new Uint8Array(64 * 1024);
     try {
       const source = await from;
@@ -81,8 +99,10 @@ export class TcpProxy implements AsyncDisposable {
         await this.#thawed?.promise;
         const n = await source.read(buffer);
         if (n === null) break;
-        // Bytes read just before a freeze are held too.
-        await this.#thawed?.promise;
+        // The trigger goes through (frozen before it is written, so its answer
+        // cannot slip past); other bytes read just before a freeze are held.
+        if (toServer && this.#triggeredBy(buffer.subarray(0, n))) this.freeze();
+        else await this.#thawed?.promise;
         let written = 0;
         while (written < n) written += await sink.write(buffer.subarray(written, n));
       }
@@ -90,6 +110,18 @@ export class TcpProxy implements AsyncDisposable {
       // A side closed or was cut: the link goes.
     }
     this.#drop(link);
+  }
+
+  #triggeredBy(chunk: Uint8Array): boolean {
+    const trigger = this.#trigger;
+    if (trigger === undefined) return false;
+    for (let i = 0; i + trigger.length <= chunk.length; i++) {
+      if (trigger.every((byte, k) => chunk[i + k] === byte)) {
+        this.#trigger = undefined;
+        return true;
+      }
+    }
+    return false;
   }
 
   #drop(link: Link): void {

@@ -8,7 +8,14 @@
 
 import { deepStrictEqual, ok, rejects, strictEqual } from "node:assert/strict";
 import { Kysely, sql } from "kysely";
-import { DeadlinePool, isConnectionLoss, type PgClient, type PgPool } from "../lib/_pg_deadline.ts";
+import {
+  DeadlinePool,
+  isConnectionLoss,
+  isStatementTimeout,
+  type PgClient,
+  type PgPool,
+  statementTimeoutFor,
+} from "../lib/_pg_deadline.ts";
 import pg from "pg";
 import { pgConnectionConfig, postgresDialect } from "../lib/_pg_dialect.ts";
 import { BusyError } from "../lib/errors.ts";
@@ -22,8 +29,14 @@ class FakeClient implements PgClient {
   released: boolean[] = [];
   destroyed = 0;
   readonly connection = { stream: { destroy: () => void this.destroyed++ } };
+  /** Session settings made (`set …`), answered at once. */
+  readonly settings: string[] = [];
 
-  query() {
+  query(sql: string) {
+    if (sql.startsWith("set ")) {
+      this.settings.push(sql);
+      return Promise.resolve({ command: "SELECT" as const, rowCount: 0, rows: [] as [] });
+    }
     const answer = Promise.withResolvers<{ command: "SELECT"; rowCount: number; rows: [] }>();
     this.pending.push(answer);
     return answer.promise;
@@ -82,10 +95,19 @@ Deno.test("a query that answers in time is not touched, and none is timed before
   strictEqual(client.destroyed, 0);
   conn.release();
   deepStrictEqual(client.released, [false]);
+  deepStrictEqual(client.settings, [], "no statement_timeout for the migrations");
   strictEqual(await pool.connect(), conn, "the same wrapper for the same pooled client");
+  deepStrictEqual(client.settings, ["set statement_timeout = 24"], "set on checkout after arm()");
+  conn.release();
+  await pool.connect();
+  deepStrictEqual(client.settings, ["set statement_timeout = 24"], "once per connection");
 });
 
-Deno.test("isConnectionLoss tells a lost connection from a failed statement", () => {
+Deno.test("statementTimeoutFor() leaves the server a second (at most a fifth) before the client", () => {
+  deepStrictEqual([15_000, 1000, 30].map(statementTimeoutFor), [14_000, 800, 24]);
+});
+
+Deno.test("isConnectionLoss tells a lost connection from a failed statement, isStatementTimeout a cancel", () => {
   const coded = (code: string, message = "x") => Object.assign(new Error(message), { code });
   for (
     const lost of [
@@ -106,6 +128,8 @@ Deno.test("isConnectionLoss tells a lost connection from a failed statement", ()
       "Connection terminated",
     ]
   ) ok(!isConnectionLoss(statement), String(statement));
+  ok(isStatementTimeout(coded("57014", "canceling statement due to statement timeout")));
+  ok(!isStatementTimeout(coded("57P01")) && !isStatementTimeout("57014"));
 });
 
 const url = pgUrl();
@@ -249,6 +273,62 @@ Deno.test({
       await db.destroy().catch(() => {});
       await admin.query(`drop table if exists ${table}`);
       await admin.end();
+    }
+  },
+});
+
+Deno.test({
+  name: "a statement blocked on a row lock past the deadline is cancelled by Postgres itself: " +
+    "the caller gets the retryable error, and the release of the lock applies nothing later",
+  ignore: url === undefined,
+  async fn() {
+    const table = `t_wait_${crypto.randomUUID().replaceAll("-", "")}`;
+    const holder = new pg.Client(pgConnectionConfig(url!));
+    const observer = new pg.Client(pgConnectionConfig(url!));
+    await holder.connect();
+    await observer.connect();
+    const { dialect, pool } = postgresDialect(url!, {
+      schema: "public",
+      poolSize: 1,
+      queryDeadlineMs: 1000,
+    });
+    pool.arm();
+    const db = new Kysely<Record<string, never>>({ dialect });
+    /** Backends still running the blocked update (the observer's own query mentions it too). */
+    const waiting = async () =>
+      (await observer.query(
+        `select count(*)::int as n from pg_stat_activity
+          where state = 'active' and query like $1 and pid <> pg_backend_pid()`,
+        [`update ${table} set n = n + 1%`],
+      )).rows[0].n;
+    try {
+      await holder.query(`create table ${table} (id int primary key, n int not null)`);
+      await holder.query(`insert into ${table} values (1, 0)`);
+      await holder.query("begin");
+      await holder.query(`update ${table} set n = n + 10 where id = 1`);
+      const started = Date.now();
+      await rejects(sql.raw(`update ${table} set n = n + 1 where id = 1`).execute(db), (e) => {
+        ok(e instanceof BusyError, String(e));
+        strictEqual(e.retryable, true);
+        strictEqual((e.cause as { code?: unknown } | undefined)?.code, "57014", String(e.cause));
+        return true;
+      });
+      const waited = Date.now() - started;
+      // The cause (57014) shows the server gave up first; the deadline's error has none.
+      ok(waited >= 700 && waited < 5000, `refused after ${waited} ms`);
+      strictEqual(await waiting(), 0, "nothing of it runs on the server any more");
+      await holder.query("commit");
+      await delay(200);
+      const { rows } = await holder.query(`select n from ${table} where id = 1`);
+      deepStrictEqual(rows, [{ n: 10 }], "the given-up update was not applied after all");
+      // The connection was not given up: it answers the next query.
+      deepStrictEqual((await sql<{ one: number }>`select 1 as one`.execute(db)).rows, [{ one: 1 }]);
+    } finally {
+      await holder.query("rollback").catch(() => {});
+      await db.destroy();
+      await holder.query(`drop table if exists ${table}`);
+      await holder.end();
+      await observer.end();
     }
   },
 });

@@ -8,7 +8,7 @@
 
 import assert from "node:assert/strict";
 import { ConflictError, LimitError, NotFoundError } from "../lib/errors.ts";
-import type { PublicUser, Store } from "../lib/store.ts";
+import { GROUP_REPEAT_WINDOW_MS, type PublicUser, type Store } from "../lib/store.ts";
 import { MESSAGE_CASES } from "./_store_contract_messages.ts";
 import { HASH, newUser, plainGroup, type StoreCase, users } from "./_store_samples.ts";
 
@@ -219,13 +219,48 @@ const CASES: Record<string, StoreCase> = {
     const results = await Promise.allSettled(
       Array.from(
         { length: 12 },
-        (_, i) => store.createGroup(spec, { now: i, maxPerOwner: 3 }),
+        (_, i) => store.createGroup({ ...spec, name: `g${i}` }, { now: i, maxPerOwner: 3 }),
       ),
     );
     assert.equal(results.filter((r) => r.status === "fulfilled").length, 3);
     for (const r of results) {
       if (r.status === "rejected") assert.ok(r.reason instanceof LimitError);
     }
+    assert.equal((await store.listGroups(owner.id)).length, 3);
+  },
+
+  async "createGroup() repeated within a minute returns the first group (a retry after a lost answer)"(
+    store,
+  ) {
+    const [owner, other] = await users(store, 2);
+    assert.ok(owner && other);
+    const spec = { name: "Chess", ownerId: owner.id, icon: "i", cate: 1, memo: "m" };
+    const first = await store.createGroup(spec, { now: 1_000_000, maxPerOwner: 2 });
+    const raced = await Promise.all(
+      Array.from(
+        { length: 6 },
+        () => store.createGroup(spec, { now: 1_000_000 + GROUP_REPEAT_WINDOW_MS, maxPerOwner: 2 }),
+      ),
+    );
+    assert.deepStrictEqual(raced, raced.map(() => first), "repeats, racing too, get the first");
+    assert.deepStrictEqual(await store.listMembers(first.id), [owner.id]);
+    // Anything else is a new group: another field, another owner, or later than the window.
+    const icon = await store.createGroup({ ...spec, icon: "j" }, {
+      now: 1_000_001,
+      maxPerOwner: 2,
+    });
+    assert.notEqual(icon.id, first.id);
+    const theirs = await store.createGroup({ ...spec, ownerId: other.id }, {
+      now: 1_000_001,
+      maxPerOwner: 2,
+    });
+    assert.notEqual(theirs.id, first.id);
+    // At the limit a repeat still answers its group; a new one is refused.
+    const limit = { now: 1_000_002, maxPerOwner: 2 };
+    assert.equal((await store.createGroup(spec, limit)).id, first.id);
+    await assert.rejects(store.createGroup({ ...spec, memo: "n" }, limit), LimitError);
+    const later = { now: 1_000_001 + GROUP_REPEAT_WINDOW_MS, maxPerOwner: 3 };
+    assert.notEqual((await store.createGroup(spec, later)).id, first.id, "past the window");
     assert.equal((await store.listGroups(owner.id)).length, 3);
   },
 

@@ -11,6 +11,8 @@ import { pgConnectionConfig } from "../lib/_pg_dialect.ts";
 import { storeContract } from "./store_contract.ts";
 import { APPEND_WORKER, newMessage, newUser } from "./_store_samples.ts";
 import { dropPgSchema } from "./_chat_helpers.ts";
+import { TcpProxy } from "./_tcp_proxy.ts";
+import { BusyError } from "../lib/errors.ts";
 
 const PG_URL = Deno.env.get("CHAT_TEST_PG_URL");
 
@@ -277,6 +279,49 @@ Deno.test({
     } finally {
       await store.close();
       await dropPgSchema(url, schema);
+    }
+  },
+});
+
+Deno.test({
+  name: "Postgres: a group create whose COMMIT landed but whose answer was lost (503) is not " +
+    "made twice by its retry: the retry answers the group the first call made",
+  ignore: PG_URL === undefined,
+  async fn() {
+    const url = new URL(PG_URL ?? "");
+    await using proxy = TcpProxy.start({ hostname: url.hostname, port: Number(url.port || 5432) });
+    const via = new URL(url);
+    via.hostname = "127.0.0.1";
+    via.port = String(proxy.port);
+    const schema = freshSchema();
+    const store = await openKyselyStore({ kind: "postgres", url: via.href }, {
+      schema,
+      poolSize: 2,
+      queryDeadlineMs: 1000,
+    });
+    try {
+      const owner = await store.createUser(newUser("13800000001"), 1);
+      const spec = { name: "Chess club", ownerId: owner.id, icon: "", cate: 0, memo: "" };
+      // The database commits; its answer never comes back (a host gone, a cut link).
+      proxy.freezeAfterSending("commit");
+      await assert.rejects(
+        store.createGroup(spec, { now: Date.now(), maxPerOwner: 5 }),
+        (e) => e instanceof BusyError && e.retryable,
+      );
+      proxy.thaw();
+      const stored = await pgQuery(
+        PG_URL ?? "",
+        `select id from ${schema}.chat_groups where owner_id = ${owner.id}`,
+      );
+      assert.equal(stored.length, 1, "the first create did commit");
+      // The client's retry, as the bundled web client or a user would make it.
+      const retried = await store.createGroup(spec, { now: Date.now(), maxPerOwner: 5 });
+      assert.equal(retried.id, Number(stored[0]!["id"]));
+      assert.deepStrictEqual((await store.listGroups(owner.id)).map((g) => g.id), [retried.id]);
+      assert.deepStrictEqual(await store.listMembers(retried.id), [owner.id]);
+    } finally {
+      await store.close();
+      await dropPgSchema(PG_URL ?? "", schema);
     }
   },
 });

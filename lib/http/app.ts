@@ -17,6 +17,7 @@ import type { UploadGate } from "../upload_gate.ts";
 import type { Auth } from "../auth.ts";
 import { ClientError, RetryLaterError } from "../errors.ts";
 import { diskFullError, isDiskFull } from "../disk_full.ts";
+import { DiskFullLog } from "../disk_full_log.ts";
 import type { Store } from "../store.ts";
 import { allowedMethods } from "./allowed_methods.ts";
 import { attachRoutes } from "./attach_routes.ts";
@@ -49,6 +50,11 @@ export interface AppDeps {
   readonly limits?: AbuseLimits;
   /** The bound on uploads read at once. @default {see `attachRoutes`} */
   readonly uploads?: UploadGate;
+  /**
+   * Where a write that met a full disk is logged: the node's one, shared with
+   * the store's appends, so retries on every path log once per 10 s. @default {a new one}
+   */
+  readonly diskFullLog?: DiskFullLog;
 }
 
 /** Build the Hono app; `main.ts` passes `app.fetch` to `Deno.serve`. */
@@ -102,12 +108,13 @@ export function createApp(deps: AppDeps): Hono {
       405,
     );
   });
-  app.onError(errorResponse);
+  const diskFullLog = deps.diskFullLog ?? new DiskFullLog();
+  app.onError((err, c) => errorResponse(err, c, diskFullLog));
   return app;
 }
 
 /** The one error boundary of the HTTP layer. */
-function errorResponse(err: Error, c: Context): Response {
+function errorResponse(err: Error, c: Context, diskFullLog: DiskFullLog): Response {
   if (err instanceof ClientError) {
     if (err instanceof RetryLaterError) c.header("retry-after", String(err.retryAfterSeconds));
     return c.json(fail(err.message), err.status as ContentfulStatusCode);
@@ -116,11 +123,7 @@ function errorResponse(err: Error, c: Context): Response {
     return c.json(fail(err.message || "Request failed"), err.status);
   }
   if (isDiskFull(err)) {
-    logger.warn("The disk is full: {method} {path} stored nothing: {error}", {
-      method: c.req.method,
-      path: c.req.path,
-      error: err,
-    });
+    diskFullLog.report(err, `${c.req.method} ${c.req.path}`);
     const full = diskFullError(err);
     c.header("retry-after", String(full.retryAfterSeconds));
     return c.json(fail(full.message), full.status as ContentfulStatusCode);
