@@ -38,6 +38,14 @@ export type BusEnvelope =
     readonly kind: "member";
     readonly groupId: number;
     readonly userId: number;
+    /**
+     * The group's newest seq before the join was stored: the member's
+     * sessions follow the group from the next one, also where a message
+     * sent after the join arrived before this envelope. Absent from nodes
+     * of older versions (the sessions then follow from the newest seq when
+     * the envelope arrives).
+     */
+    readonly seq?: number;
   }
   | {
     /**

@@ -171,6 +171,10 @@ export class WireBus implements Bus {
     this.#handlers.emit(envelope);
     if (envelope.kind === "message") {
       this.#heads.note(envelope.message.conv, envelope.message.seq, this.#now());
+    } else if (envelope.kind === "heads") {
+      // A retry's announcement (chat_service.ts): said again each tick for a
+      // while, like a message's, in case this packet is lost.
+      for (const { conv, seq } of envelope.heads) this.#heads.note(conv, seq, this.#now());
     }
     const sent = Promise.race([this.#send(envelope), this.#secondTick.promise]);
     if (envelope.kind === "member") {

@@ -13,6 +13,7 @@ import type { Bus, BusEnvelope } from "./bus.ts";
 import { Dispatcher, type DispatcherStats } from "./dispatcher.ts";
 import { ClientError } from "./errors.ts";
 import {
+  type AckFrame,
   type ChatFrame,
   CMD_ACK,
   CMD_CATCHUP,
@@ -142,7 +143,7 @@ export class ChatService implements SessionHandler {
 
   #onEnvelope(envelope: BusEnvelope): void {
     if (envelope.kind === "member") {
-      this.#dispatcher.memberJoined(envelope.groupId, envelope.userId);
+      this.#dispatcher.memberJoined(envelope.groupId, envelope.userId, envelope.seq);
     } else if (envelope.kind === "heads") {
       for (const { conv, seq } of envelope.heads) this.#dispatcher.head(conv, seq);
       if (envelope.repair === true) void this.#dispatcher.resyncGroups(groupIdsOf(envelope.heads));
@@ -193,10 +194,17 @@ export class ChatService implements SessionHandler {
     return session;
   }
 
-  /** {@linkcode SessionHandler.onFrame}: handle one chat, catch-up or history frame. */
+  /**
+   * {@linkcode SessionHandler.onFrame}: handle one chat, catch-up or history
+   * frame, then let live messages pass, unless a catch-up in parts still
+   * waits for its last part.
+   */
   async onFrame(session: Session, frame: WorkFrame): Promise<void> {
     const entry = this.#entries.get(session.id);
     if (entry === undefined) return;
+    // A catch-up may take longer than the grace period: live messages wait
+    // for it (for a catch-up in parts, for its last part), not for the timer.
+    if (frame.cmd === CMD_CATCHUP) this.#stopGraceTimer(entry);
     if (!entry.isReady) {
       await entry.ready;
       if (session.closed) return;
@@ -204,20 +212,26 @@ export class ChatService implements SessionHandler {
     try {
       await this.#handle(entry, frame);
     } finally {
-      this.#openGate(entry);
+      if (!entry.delivery.catchingUp) this.#openGate(entry);
     }
   }
 
   #openGate(entry: Entry): void {
+    this.#stopGraceTimer(entry);
+    entry.delivery.openGate();
+  }
+
+  #stopGraceTimer(entry: Entry): void {
     if (entry.graceTimer !== undefined) {
       this.#timers.clearTimeout(entry.graceTimer);
       entry.graceTimer = undefined;
     }
-    entry.delivery.openGate();
   }
 
   #handle(entry: Entry, frame: WorkFrame): Promise<void> {
-    if (frame.cmd === CMD_CATCHUP) return entry.delivery.catchUp(frame.seqs, frame.all);
+    if (frame.cmd === CMD_CATCHUP) {
+      return entry.delivery.catchUp(frame.seqs, frame.all, { more: frame.more });
+    }
     if (frame.cmd === CMD_HISTORY) return this.#historyPage(entry.session, frame);
     return this.#chat(entry, frame);
   }
@@ -288,16 +302,7 @@ export class ChatService implements SessionHandler {
         `Message id (cid) "${cid}" was used for another conversation; send with a new cid`,
       );
     }
-    // A retry is published again: the node that stored the first copy may have
-    // died before publishing it. Sessions that already have the seq skip it.
-    const published = this.#bus.publish({
-      kind: "message",
-      message,
-      exceptSession: session.id,
-    });
-    // The ack waits for the bus: acked means the other nodes were told, so a
-    // node killed right after an ack strands nothing (its client will not resend).
-    delivery.own(message, {
+    const ack: AckFrame = {
       cmd: CMD_ACK,
       cid: message.cid,
       seq: message.seq,
@@ -305,7 +310,40 @@ export class ChatService implements SessionHandler {
       conv: message.conv,
       ts: message.ts,
       dup: duplicate,
-    }, published);
+    };
+    if (duplicate) {
+      this.#retried(delivery, message, ack);
+      return;
+    }
+    const published = this.#bus.publish({
+      kind: "message",
+      message,
+      exceptSession: session.id,
+    });
+    // The ack waits for the bus: acked means the other nodes were told, so a
+    // node killed right after an ack strands nothing (its client will not resend).
+    delivery.own(message, ack, published);
+  }
+
+  /**
+   * A retry of a stored message: the node that stored it may have died
+   * before publishing it, so its head is announced (sessions that follow
+   * the conversation and lack it read it from the store, in order), never
+   * the message itself, which reached sessions that had it, or came after
+   * it, as a new message (an old page then showed it again, and everything
+   * between it and the next one). The ack is queued before the
+   * announcement reaches this node's sessions, so this session's own step
+   * sends it (with `dup`) and the announcement finds nothing missing here.
+   */
+  #retried(delivery: SessionDelivery, message: StoredMessage, ack: AckFrame): void {
+    const told = Promise.withResolvers<void>();
+    delivery.own(message, ack, told.promise);
+    const published = this.#bus.publish({
+      kind: "heads",
+      heads: [{ conv: message.conv, seq: message.seq }],
+    });
+    if (published === undefined) told.resolve();
+    else void published.then(told.resolve);
   }
 
   /** Whether the permit cache already allows this send (false: ask {@linkcode #authorizeSend}). */
@@ -376,9 +414,17 @@ export class ChatService implements SessionHandler {
   /**
    * `userId` joined or created `groupId` (after the store committed it):
    * tell every node, so their sessions get the group's messages at once.
+   * `options.seq` is the group's newest seq read before the join was
+   * stored: the user's sessions follow the group from the next one, so a
+   * message whose envelope beats this one to a node is still sent there.
    */
-  memberJoined(groupId: number, userId: number): void {
-    this.#bus.publish({ kind: "member", groupId, userId });
+  memberJoined(
+    groupId: number,
+    userId: number,
+    options: { readonly seq?: number | undefined } = {},
+  ): void {
+    const { seq } = options;
+    this.#bus.publish({ kind: "member", groupId, userId, ...(seq === undefined ? {} : { seq }) });
   }
 
   /** Counts of live sessions and the dispatcher's tables. */

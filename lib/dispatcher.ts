@@ -35,9 +35,11 @@ export interface DeliveryTarget {
   head?(conv: string, seq: number): void;
   /**
    * The target's user just joined the group `conv`: follow it from now on,
-   * so announcements repair even its first message. Must not block or throw.
+   * so announcements repair even its first message; with `seq` (the
+   * group's newest before the join), from the one after it, sending what
+   * came since. Must not block or throw.
    */
-  joined?(conv: string): void;
+  joined?(conv: string, seq?: number): void;
 }
 
 /** Counts of the dispatcher's tables; all zero when nobody is connected. */
@@ -145,9 +147,11 @@ export class Dispatcher {
 
   /**
    * `userId` joined or created `groupId`: index it now if the user is
-   * connected here, so the next group message reaches them. Idempotent.
+   * connected here, so the next group message reaches them, and let the
+   * user's sessions follow the group from after `seq` (its newest seq
+   * before the join; unknown from older nodes). Idempotent.
    */
-  memberJoined(groupId: number, userId: number): void {
+  memberJoined(groupId: number, userId: number, seq?: number): void {
     const user = this.#users.get(userId);
     if (user === undefined) return;
     const known = user.groups.includes(groupId);
@@ -155,7 +159,7 @@ export class Dispatcher {
     if (known) return;
     for (const target of [...user.sessions]) {
       try {
-        target.joined?.(`g:${groupId}`);
+        target.joined?.(`g:${groupId}`, seq);
       } catch (error) {
         logger.error("Session {session} failed to follow a joined group: {error}", {
           session: target.id,

@@ -195,7 +195,8 @@ export class EnvelopeCodec {
         rest = { k: "r", r: envelope.ref, x: envelope.exceptSession };
         break;
       case "member":
-        rest = { k: "g", g: envelope.groupId, u: envelope.userId };
+        // Older nodes ignore `s` (they read `g` and `u` only).
+        rest = { k: "g", g: envelope.groupId, u: envelope.userId, s: envelope.seq };
         break;
       case "heads":
         rest = { k: "h", h: envelope.heads.map((h) => [h.conv, h.seq]) };
@@ -335,7 +336,13 @@ function parseBody(bytes: Uint8Array): Body {
       break;
     }
     case "g":
-      payload = { kind: "member", groupId: int(o["g"], "g"), userId: int(o["u"], "u") };
+      payload = {
+        kind: "member",
+        groupId: int(o["g"], "g"),
+        userId: int(o["u"], "u"),
+        // Absent from older nodes' envelopes.
+        ...(o["s"] === undefined ? {} : { seq: int(o["s"], "s") }),
+      };
       break;
     case "h": {
       if (!Array.isArray(o["h"])) malformed("h is not a list");

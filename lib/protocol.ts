@@ -70,7 +70,10 @@ export const FIELD_LIMITS = {
   rid: 64,
 } as const;
 
-/** Most conversations one catch-up frame may name. */
+/**
+ * Most conversations one catch-up frame may name. A client with more sends
+ * its catch-up in several frames (`more: true` on all but the last).
+ */
 export const MAX_CATCHUP_CONVS = 1_000;
 /** Largest history page. */
 export const MAX_HISTORY_LIMIT = 200;
@@ -95,8 +98,16 @@ export interface HeartFrame {
 export interface CatchUpFrame {
   readonly cmd: typeof CMD_CATCHUP;
   readonly seqs: ReadonlyMap<string, number>;
-  /** Also replay every other conversation of the user from seq 1. */
+  /**
+   * Also replay every other conversation of the user from seq 1. Of a
+   * catch-up in parts, only the last part's counts.
+   */
   readonly all: boolean;
+  /**
+   * A part of a catch-up in several frames, not the last: it is replayed,
+   * and live messages stay held until the last part has been.
+   */
+  readonly more: boolean;
 }
 
 /** A history request. */
@@ -265,7 +276,7 @@ function parseCatchUp(obj: Record<string, unknown>): CatchUpFrame {
     const entries = Object.entries(raw as Record<string, unknown>);
     if (entries.length > MAX_CATCHUP_CONVS) {
       throw new FrameError(
-        `Field "seqs" names more than ${MAX_CATCHUP_CONVS} conversations`,
+        `Field "seqs" names more than ${MAX_CATCHUP_CONVS} conversations; send the rest in another part ("more": true)`,
         { field: "seqs" },
       );
     }
@@ -280,13 +291,16 @@ function parseCatchUp(obj: Record<string, unknown>): CatchUpFrame {
       seqs.set(conv, seq);
     }
   }
-  const all = obj["all"];
-  if (all !== undefined && typeof all !== "boolean") {
-    throw new FrameError('Field "all" must be true or false', {
-      field: "all",
-    });
+  return { cmd: CMD_CATCHUP, seqs, all: flag(obj, "all"), more: flag(obj, "more") };
+}
+
+/** An optional boolean field; absent is false. */
+function flag(obj: Record<string, unknown>, field: "all" | "more"): boolean {
+  const value = obj[field];
+  if (value !== undefined && typeof value !== "boolean") {
+    throw new FrameError(`Field "${field}" must be true or false`, { field });
   }
-  return { cmd: CMD_CATCHUP, seqs, all: all === true };
+  return value === true;
 }
 
 function parseHistory(obj: Record<string, unknown>): HistoryFrame {
@@ -366,6 +380,8 @@ export interface CatchUpDoneFrame {
   readonly cmd: typeof CMD_CATCHUP_DONE;
   /** Last seq sent for each conversation the catch-up covered. */
   readonly seqs: Readonly<Record<string, number>>;
+  /** Present after a part of a catch-up in several frames that was not the last. */
+  readonly more?: true;
 }
 
 /** One page of history. */

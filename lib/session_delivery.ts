@@ -9,7 +9,10 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { CatchUpParts } from "./catch_up_parts.ts";
+import { HeldLive } from "./held_live.ts";
 import type { DeliveryTarget } from "./dispatcher.ts";
+import { ClientError } from "./errors.ts";
 import { type AckFrame, CMD_ACK, CMD_CATCHUP_DONE, encode, messageFrame } from "./protocol.ts";
 import { type Session, SETTLED } from "./session.ts";
 import type { MessageStore, StoredMessage } from "./store.ts";
@@ -30,6 +33,11 @@ export type HistoryReader = Pick<MessageStore, "listMessages" | "lastSeqs"> & {
 export interface SessionDeliveryOptions {
   /** Rows per store read during gap fill and catch-up. @default {200} */
   pageSize?: number;
+  /**
+   * Bytes of live messages kept while the gate is shut; past it only their
+   * seqs, read from the store when it opens (`held_live.ts`). @default {65536}
+   */
+  holdBytes?: number;
 }
 
 /** Seqs `[low, next)` of one conversation have been sent (or the client has them). */
@@ -58,7 +66,7 @@ export class SessionDelivery implements DeliveryTarget {
    * listed, or a group of the user's not listed, had no messages at
    * catch-up: it is followed from seq 1 (so even its first message, if the
    * bus lost it, is filled in). A group joined later is followed from its
-   * newest seq at the join ({@linkcode joined}).
+   * seq at the join ({@linkcode joined}).
    */
   #known: ReadonlySet<string> | undefined;
   /**
@@ -76,8 +84,10 @@ export class SessionDelivery implements DeliveryTarget {
   get #ackedEarly(): Set<string> {
     return this.#ackedEarlySet ??= new Set();
   }
+  /** A catch-up in parts whose last part is still to come. */
+  #parts: CatchUpParts | undefined;
   /** Live messages held until the gate opens (see {@linkcode openGate}). */
-  #gated: { message: StoredMessage; text: string }[] | undefined = [];
+  #gated: HeldLive | undefined;
 
   /** Deliver to `session`, filling gaps from `store`. */
   constructor(
@@ -88,6 +98,7 @@ export class SessionDelivery implements DeliveryTarget {
     this.#session = session;
     this.#store = store;
     this.#pageSize = options.pageSize ?? 200;
+    this.#gated = new HeldLive(options.holdBytes ?? 65_536);
   }
 
   /** The session id. */
@@ -102,26 +113,56 @@ export class SessionDelivery implements DeliveryTarget {
 
   /**
    * A live message from the dispatcher. Until {@linkcode openGate} is called
-   * live messages are held (and counted against the queue limit), so a
-   * catch-up sent as the client's first frame is replayed before them and
-   * the client sees each conversation strictly in seq order.
+   * live messages are held, so a catch-up sent as the client's first frame
+   * is replayed before them and the client sees each conversation strictly
+   * in seq order. Held ones do not count against the send queue: past
+   * `holdBytes` only their seqs are kept (see `held_live.ts`).
    */
   deliver(message: StoredMessage, text: string): void {
     if (this.#gated !== undefined) {
-      if (this.#session.hold(text.length)) this.#gated.push({ message, text });
+      this.#gated.add(message, text);
       return;
     }
     this.#accept(message, text, undefined);
   }
 
-  /** Start passing live messages, first the held ones in arrival order. Idempotent. */
+  /**
+   * Start passing live messages, first the held ones in arrival order (or,
+   * past `holdBytes`, what the store has of their seqs). Idempotent.
+   */
   openGate(): void {
     const held = this.#gated;
     if (held === undefined) return;
     this.#gated = undefined;
-    for (const { message, text } of held) {
-      this.#session.release(text.length);
-      this.#accept(message, text, undefined);
+    for (const { message, text } of held.frames) this.#accept(message, text, undefined);
+    const ranges = held.ranges;
+    if (ranges === undefined) return;
+    void this.#enqueue(async () => {
+      for (const [conv, { first, last }] of ranges) {
+        if (this.#session.closed) return;
+        await this.#refill(conv, first, last);
+      }
+    });
+  }
+
+  /**
+   * Send held seqs `first..last` of `conv` that this session lacks, in
+   * order, from the store: as if they had come live (a conversation not
+   * followed yet is followed from `first`).
+   */
+  async #refill(conv: string, first: number, last: number): Promise<void> {
+    let cursor = this.#cursor(conv);
+    if (cursor === undefined) {
+      cursor = { low: first, next: first };
+      this.#cursors.set(conv, cursor);
+    }
+    if (first < cursor.low) {
+      await this.#fill(conv, first, cursor.low);
+      cursor.low = first;
+    }
+    if (cursor.next <= last) {
+      const sent = await this.#fill(conv, cursor.next, last + 1, last);
+      cursor.next = Math.max(cursor.next, sent + 1);
     }
   }
 
@@ -181,17 +222,40 @@ export class SessionDelivery implements DeliveryTarget {
    * (so a client cannot read others' conversations); a seq past the
    * conversation's last counts as its last. Ends with a catch-up-done frame
    * giving the seq each conversation now stands at for this session.
+   *
+   * With `more`, this is a part of a catch-up in several frames, not the
+   * last: its conversations are replayed at once (`all` is ignored), the
+   * store's view is kept for the next parts, and {@linkcode catchingUp}
+   * stays true until the last part. Throws `ClientError` when the parts
+   * name more conversations than {@linkcode CatchUpParts} allows (the
+   * catch-up is then over).
    */
-  catchUp(clientSeqs: ReadonlyMap<string, number>, all: boolean): Promise<void> {
-    return this.#enqueue(async () => {
-      const known = await this.#store.lastSeqs(this.userId);
-      const groups = await this.#store.groupIds?.(this.userId) ?? [];
-      const keys = new Set(known.keys());
-      for (const id of groups) keys.add(`+g:${id}`);
-      this.#known = keys;
+  async catchUp(
+    clientSeqs: ReadonlyMap<string, number>,
+    all: boolean,
+    options: { readonly more?: boolean } = {},
+  ): Promise<void> {
+    const more = options.more ?? false;
+    let refused: ClientError | undefined;
+    await this.#enqueue(async () => {
+      const parts = this.#parts ?? new CatchUpParts(
+        await this.#store.lastSeqs(this.userId),
+        await this.#store.groupIds?.(this.userId) ?? [],
+      );
+      this.#parts = undefined;
+      try {
+        parts.add(clientSeqs.size);
+      } catch (error) {
+        if (!(error instanceof ClientError)) throw error;
+        refused = error;
+        return;
+      }
+      if (more) this.#parts = parts;
+      this.#known = parts.keys;
+      const replayAll = all && !more;
       const done: Record<string, number> = {};
-      for (const [conv, last] of known) {
-        const claimed = clientSeqs.get(conv) ?? (all ? 0 : undefined);
+      for (const [conv, last] of parts.last) {
+        const claimed = clientSeqs.get(conv) ?? (replayAll ? 0 : undefined);
         if (claimed === undefined) continue;
         // A seq past the stored last one (a client mixing up `id` and `seq`)
         // would make this session skip the next messages live: cap it.
@@ -200,8 +264,18 @@ export class SessionDelivery implements DeliveryTarget {
         if (this.#session.closed) return;
         done[conv] = (this.#cursors.get(conv)?.next ?? have + 1) - 1;
       }
-      this.#session.sendFrame({ cmd: CMD_CATCHUP_DONE, seqs: done });
+      this.#session.sendFrame({
+        cmd: CMD_CATCHUP_DONE,
+        seqs: done,
+        ...(more ? { more: true } : {}),
+      });
     });
+    if (refused !== undefined) throw refused;
+  }
+
+  /** Whether a catch-up in parts has begun and its last part is still to come. */
+  get catchingUp(): boolean {
+    return this.#parts !== undefined;
   }
 
   /**
@@ -224,23 +298,34 @@ export class SessionDelivery implements DeliveryTarget {
   }
 
   /**
-   * The user just joined the group `conv`: follow it from its newest stored
-   * seq, so a head announcement repairs even the first message after the
-   * join if the bus lost it (without this, a group joined after the
-   * catch-up was followed only from its first live message). Before the
-   * catch-up there is nothing to do: it lists the group.
+   * The user just joined the group `conv`: follow it from after `seq`, the
+   * group's newest seq before the join, sending at once what came since (a
+   * message sent after the join may have reached this node before the news
+   * of the join, and was not delivered here). Without `seq` (a node of an
+   * older version announced the join), from its newest stored seq. Either
+   * way a head announcement then repairs even the first message after the
+   * join if the bus lost it. Before the catch-up there is nothing to do: it
+   * lists the group.
    */
-  joined(conv: string): void {
+  joined(conv: string, seq?: number): void {
     if (this.#known === undefined || this.#cursors.has(conv)) return;
     void this.#enqueue(async () => {
-      const [newest] = await this.#store.listMessages(conv, {
-        beforeSeq: Number.MAX_SAFE_INTEGER,
-        limit: 1,
-      });
+      if (seq === undefined) {
+        const [newest] = await this.#store.listMessages(conv, {
+          beforeSeq: Number.MAX_SAFE_INTEGER,
+          limit: 1,
+        });
+        if (this.#cursors.has(conv)) return;
+        // Nothing sent yet: a queued message at or below that seq still goes out.
+        const next = (newest?.seq ?? 0) + 1;
+        this.#cursors.set(conv, { low: next, next });
+        return;
+      }
       if (this.#cursors.has(conv)) return;
-      // Nothing sent yet: a queued message at or below that seq still goes out.
-      const next = (newest?.seq ?? 0) + 1;
-      this.#cursors.set(conv, { low: next, next });
+      const cursor = { low: seq + 1, next: seq + 1 };
+      this.#cursors.set(conv, cursor);
+      const sent = await this.#fill(conv, cursor.next, Infinity);
+      cursor.next = Math.max(cursor.next, sent + 1);
     });
   }
 

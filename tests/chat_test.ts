@@ -145,7 +145,7 @@ Deno.test("/chat refuses a cid reused for another conversation (409), instead of
   assert.equal(a.frames.filter((f) => f["cmd"] === 20).length, 2);
 });
 
-Deno.test("/chat publishes a retried cid again: a message stored by a node that died before publishing reaches the peer live", async () => {
+Deno.test("/chat announces a retried cid's seq: a message stored by a node that died before publishing reaches the peer live", async () => {
   await using srv = await startChatServer();
   const ann = await srv.user("ann");
   const bob = await srv.user("bob");
@@ -382,7 +382,9 @@ Deno.test("/chat works when mounted in the full app through extraRoutes", async 
     uploadsDir: t.uploadsDir,
     extraRoutes: [chatRoutes({ chat, auth: t.auth, config: { origins: [] } })],
     onMembershipChange(change) {
-      if (change.kind === "group_joined") chat.memberJoined(change.groupId, change.userId);
+      if (change.kind === "group_joined") {
+        chat.memberJoined(change.groupId, change.userId, { seq: change.seq });
+      }
     },
   });
   const ac = new AbortController();

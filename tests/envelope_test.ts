@@ -17,7 +17,8 @@ Deno.test("EnvelopeCodec round-trips each kind and knows its own echo", async ()
   const b = await codec("b");
   const kinds = [
     { kind: "message", message: message(1), exceptSession: "s" },
-    { kind: "member", groupId: 3, userId: 4 },
+    { kind: "member", groupId: 3, userId: 4 }, // as older nodes send it
+    { kind: "member", groupId: 3, userId: 4, seq: 12 },
     { kind: "heads", heads: [{ conv: "g:3", seq: 9 }] },
   ] as const;
   for (const env of kinds) {

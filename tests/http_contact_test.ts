@@ -4,8 +4,21 @@
  */
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
+import { AbuseLimits, type LimitName } from "../lib/abuse_limits.ts";
+import { type Config, parseConfig } from "../lib/config.ts";
 import { call, makeTestApp, register } from "./_http_helpers.ts";
 import type { StoreKind } from "./_http_helpers.ts";
+import { newMessage } from "./_store_samples.ts";
+
+/** Limits from the defaults with `settings` over them, on a fixed clock; `seen` records refusals. */
+function fixedLimits(settings: Partial<Config>) {
+  const seen: LimitName[] = [];
+  const limits = new AbuseLimits({ ...parseConfig({}), ...settings }, {
+    now: () => 1_700_000_000_000,
+    onLimited: (l) => seen.push(l),
+  });
+  return { limits, seen };
+}
 
 const KINDS: StoreKind[] = ["memory", "sqlite"];
 
@@ -79,6 +92,80 @@ for (const kind of KINDS) {
       token: (await register(t.app, "3")).token,
     });
     deepStrictEqual(empty.body, { code: 0, msg: "", rows: [], total: 0 });
+  });
+
+  Deno.test(`[${kind}] S1: a friend's mobile is in neither the add answer nor the friend list`, async () => {
+    await using t = await makeTestApp({ store: kind });
+    const a = await register(t.app, "13800000001", { nickname: "Ann" });
+    const b = await register(t.app, "13800000002", { nickname: "Bee" });
+    const added = await call(t.app, "/contact/addfriend", {
+      fields: { dstid: b.id },
+      token: a.token,
+    });
+    strictEqual(added.body.code, 0);
+    strictEqual(added.body.data.id, b.id);
+    const ofA = await call(t.app, "/contact/loadfriend", { token: a.token });
+    const ofB = await call(t.app, "/contact/loadfriend", { token: b.token });
+    strictEqual(ofA.body.rows[0].nickname, "Bee");
+    for (
+      const [name, r, mobile] of [["add", added, "13800000002"], ["A's list", ofA, "13800000002"], [
+        "B's list",
+        ofB,
+        "13800000001",
+      ]] as const
+    ) {
+      ok(!JSON.stringify(r.body).includes(mobile), `${name}: ${JSON.stringify(r.body)}`);
+    }
+    for (const user of [added.body.data, ofA.body.rows[0], ofB.body.rows[0]]) {
+      ok(!("mobile" in user), JSON.stringify(user));
+    }
+  });
+
+  Deno.test(`[${kind}] friend adds are rate limited per user with 429 and Retry-After; 404s and 409s count; adds stay instant and mutual`, async () => {
+    const { limits, seen } = fixedLimits({ friendAdds: 3 });
+    await using t = await makeTestApp({ store: kind, extra: { limits } });
+    const a = await register(t.app, "13800000001");
+    const b = await register(t.app, "13800000002");
+    const c = await register(t.app, "13800000003");
+    const add = (dstid: number, token: string) =>
+      call(t.app, "/contact/addfriend", { fields: { dstid }, token });
+    strictEqual((await add(b.id, a.token)).status, 200);
+    strictEqual((await add(999, a.token)).status, 404);
+    strictEqual((await add(b.id, a.token)).status, 409);
+    const refused = await add(c.id, a.token);
+    strictEqual(refused.status, 429);
+    deepStrictEqual(refused.body, { code: -1, msg: "Too many friend adds, retry in 1200 s" });
+    strictEqual(refused.headers.get("retry-after"), "1200", "3 an hour: one back every 20 min");
+    strictEqual((await t.store.listFriends(c.id)).length, 0, "the refused add stored nothing");
+    // Another user is not limited, and an add is still instant and mutual.
+    const fromC = await add(b.id, c.token);
+    strictEqual(fromC.status, 200);
+    deepStrictEqual((await t.store.listFriends(b.id)).map((u) => u.id).sort(), [a.id, c.id]);
+    deepStrictEqual(seen, ["friend_add"]);
+  });
+
+  Deno.test(`[${kind}] group joins and creations share a per-user rate limit with 429 and Retry-After`, async () => {
+    const { limits, seen } = fixedLimits({ groupJoins: 3 });
+    await using t = await makeTestApp({ store: kind, extra: { limits } });
+    const a = await register(t.app, "13800000001");
+    const b = await register(t.app, "13800000002");
+    const create = (name: string, token: string) =>
+      call(t.app, "/contact/createcommunity", { fields: { name }, token });
+    const join = (dstid: number, token: string) =>
+      call(t.app, "/contact/joincommunity", { fields: { dstid }, token });
+    const g1 = (await create("one", a.token)).body.data.id;
+    const g2 = (await create("two", b.token)).body.data.id;
+    strictEqual((await join(g2, a.token)).status, 200);
+    strictEqual((await join(g2 + 100, a.token)).status, 404);
+    const refusedJoin = await join(g2, a.token);
+    strictEqual(refusedJoin.status, 429);
+    deepStrictEqual(refusedJoin.body, { code: -1, msg: "Too many group joins, retry in 1200 s" });
+    strictEqual(refusedJoin.headers.get("retry-after"), "1200");
+    const refusedCreate = await create("three", a.token);
+    strictEqual(refusedCreate.status, 429);
+    deepStrictEqual((await t.store.listGroups(a.id)).map((g) => g.id).sort(), [g1, g2].sort());
+    strictEqual((await join(g1, b.token)).status, 200, "per user: B is not limited");
+    deepStrictEqual(seen, ["group_join", "group_join"]);
   });
 
   Deno.test(`[${kind}] S2: contact routes take identity from the token, never from userid or ownerid`, async (t) => {
@@ -156,7 +243,7 @@ for (const kind of KINDS) {
     const mine = await call(t.app, "/contact/loadcommunity", { token: a.token });
     deepStrictEqual(mine.body.rows, [g]);
     strictEqual(mine.body.total, 1);
-    deepStrictEqual(t.changes, [{ kind: "group_joined", userId: a.id, groupId: g.id }]);
+    deepStrictEqual(t.changes, [{ kind: "group_joined", userId: a.id, groupId: g.id, seq: 0 }]);
   });
 
   Deno.test(`[${kind}] L2: a sixth group is refused with the limit message`, async () => {
@@ -195,6 +282,9 @@ for (const kind of KINDS) {
     });
     strictEqual(missing.status, 404);
     strictEqual(missing.body.msg, "No group with this id");
+    for (const cid of ["m1", "m2"]) {
+      await t.store.appendMessage(newMessage(a.id, { cmd: 11, dstid: groupId, cid }), 1);
+    }
     const first = await call(t.app, "/contact/joincommunity", {
       fields: { dstid: groupId },
       token: b.token,
@@ -207,6 +297,12 @@ for (const kind of KINDS) {
     strictEqual(second.body.code, 0);
     strictEqual(second.body.msg, "Already a member");
     deepStrictEqual(await t.store.listMembers(groupId), [a.id, b.id].sort((x, y) => x - y));
-    strictEqual(t.changes.filter((c) => c.userId === b.id).length, 1);
+    // The group's newest seq before the join: b's sessions get what comes after.
+    // A repeat is announced again: it may retry a join whose answer was lost
+    // after its commit, and the other nodes heard nothing of it then.
+    deepStrictEqual(t.changes.filter((c) => c.userId === b.id), [
+      { kind: "group_joined", userId: b.id, groupId, seq: 2 },
+      { kind: "group_joined", userId: b.id, groupId, seq: 2 },
+    ]);
   });
 }

@@ -72,12 +72,32 @@ Deno.test("parseFrame() accepts the seed's frames and the new ones", async (t) =
         cmd: CMD_CATCHUP,
         seqs: new Map([["u:1:2", 4], ["g:9", 0]]),
         all: true,
+        more: false,
       },
     },
     {
       name: "catch-up without seqs",
       input: { cmd: 30 },
-      want: { cmd: CMD_CATCHUP, seqs: new Map(), all: false },
+      want: { cmd: CMD_CATCHUP, seqs: new Map(), all: false, more: false },
+    },
+    {
+      name: "catch-up part with more to come",
+      input: { cmd: 30, seqs: { "g:9": 3 }, more: true },
+      want: { cmd: CMD_CATCHUP, seqs: new Map([["g:9", 3]]), all: false, more: true },
+    },
+    {
+      name: "catch-up part of 1,000 conversations",
+      input: {
+        cmd: 30,
+        seqs: Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`u:1:${i + 2}`, i])),
+        more: true,
+      },
+      want: {
+        cmd: CMD_CATCHUP,
+        seqs: new Map(Array.from({ length: 1000 }, (_, i) => [`u:1:${i + 2}`, i])),
+        all: false,
+        more: true,
+      },
     },
     {
       name: "history with defaults",
@@ -195,6 +215,22 @@ Deno.test("parseFrame() refuses junk with an error that names the problem", asyn
       input: JSON.stringify({ cmd: 30, seqs: { "u:2:1": 3 } }),
       want: /is not u:<low>:<high>/,
       field: "conv",
+    },
+    {
+      name: "catch-up naming over 1,000 conversations in one frame",
+      input: JSON.stringify({
+        cmd: 30,
+        seqs: Object.fromEntries(Array.from({ length: 1001 }, (_, i) => [`u:1:${i + 2}`, 1])),
+        more: true,
+      }),
+      want: /more than 1000 conversations; send the rest in another part/,
+      field: "seqs",
+    },
+    {
+      name: "catch-up with more that is not a boolean",
+      input: JSON.stringify({ cmd: 30, seqs: {}, more: "yes" }),
+      want: /"more" must be true or false/,
+      field: "more",
     },
     {
       name: "catch-up with a negative seq",

@@ -55,7 +55,7 @@ const noop: SessionHandler = { onFrame: () => Promise.resolve(), onClose() {} };
 
 function setup<S extends HistoryReader = FakeHistory>(
   last: number,
-  options: { gate?: boolean; store?: S } = {},
+  options: { gate?: boolean; store?: S; holdBytes?: number } = {},
 ) {
   const conn = new FakeConnection();
   const session = new Session(conn, {
@@ -65,7 +65,10 @@ function setup<S extends HistoryReader = FakeHistory>(
     timers: new ManualTimers(),
   });
   const store = options.store ?? new FakeHistory(last);
-  const delivery = new SessionDelivery(session, store, { pageSize: 3 });
+  const delivery = new SessionDelivery(session, store, {
+    pageSize: 3,
+    ...(options.holdBytes === undefined ? {} : { holdBytes: options.holdBytes }),
+  });
   if (!(options.gate ?? false)) delivery.openGate();
   const live = (seq: number) => delivery.deliver(msg(seq), encode(messageFrame(msg(seq))));
   const seqs = () => conn.frames().filter((f) => f["cmd"] === 10).map((f) => f["seq"]);
@@ -118,7 +121,7 @@ Deno.test("SessionDelivery replays a catch-up before held live messages, each on
   live(9); // arrives while the gate is shut
   live(10);
   assert.deepStrictEqual(seqs(), []);
-  assert.equal(session.queuedBytes > 0, true, "held bytes count against the queue");
+  assert.equal(session.queuedBytes, 0, "held frames are not in the send queue");
   await delivery.catchUp(new Map([[CONV, 4]]), false);
   delivery.openGate();
   live(11);
@@ -129,6 +132,73 @@ Deno.test("SessionDelivery replays a catch-up before held live messages, each on
     seqs: { [CONV]: 10 },
   });
   assert.equal(session.queuedBytes, 0);
+  session.close("normal");
+});
+
+/** A {@linkcode FakeHistory} of two conversations, CONV and "g:7" (seqs 1..last each), counting lastSeqs() reads. */
+class TwoConvHistory extends FakeHistory {
+  lastSeqsReads = 0;
+  override async listMessages(
+    conv: string,
+    options: { afterSeq?: number; beforeSeq?: number; limit: number },
+  ): Promise<StoredMessage[]> {
+    const rows = await super.listMessages(CONV, options);
+    return conv === CONV ? rows : rows.map((r) => ({ ...r, cmd: 11, dstid: 7, conv }));
+  }
+  override lastSeqs(): Promise<Map<string, number>> {
+    this.lastSeqsReads++;
+    return Promise.resolve(new Map([[CONV, this.last], ["g:7", this.last]]));
+  }
+}
+
+Deno.test("SessionDelivery replays a catch-up in parts as they come, reading the store once; all:true counts on the last part only", async () => {
+  const store = new TwoConvHistory(3);
+  const { conn, delivery, session } = setup(3, { gate: true, store });
+  const sent = () =>
+    conn.frames().filter((f) => f["cmd"] !== 31).map((f) => `${f["conv"]}#${f["seq"]}`);
+  // A part's `all` would replay g:7 from 1 here, before the part naming it.
+  await delivery.catchUp(new Map([[CONV, 1]]), true, { more: true });
+  assert.equal(delivery.catchingUp, true);
+  assert.deepStrictEqual(sent(), [`${CONV}#2`, `${CONV}#3`]);
+  await delivery.catchUp(new Map([["g:7", 2]]), true);
+  assert.equal(delivery.catchingUp, false);
+  assert.deepStrictEqual(sent(), [`${CONV}#2`, `${CONV}#3`, "g:7#3"]);
+  assert.equal(store.lastSeqsReads, 1);
+  assert.deepStrictEqual(conn.frames().filter((f) => f["cmd"] === 31), [
+    { cmd: 31, seqs: { [CONV]: 3 }, more: true },
+    { cmd: 31, seqs: { [CONV]: 3, "g:7": 3 } },
+  ]);
+  // The next catch-up reads the store again.
+  await delivery.catchUp(new Map(), false);
+  assert.equal(store.lastSeqsReads, 2);
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery keeps only the seqs of live messages held past holdBytes, and sends them from the store when the gate opens", async () => {
+  const text = (seq: number) => encode(messageFrame(msg(seq)));
+  const { delivery, live, seqs, session, store } = setup(12, {
+    gate: true,
+    holdBytes: 3 * text(1).length,
+  });
+  for (const seq of [5, 6, 7, 9, 8]) live(seq); // more than three frames' worth, one out of order
+  await delivery.catchUp(new Map([[CONV, 2]]), false);
+  assert.deepStrictEqual(seqs(), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12], "the catch-up read to the end");
+  store.last = 14; // two more stored while the gate is still shut
+  live(13);
+  live(14);
+  store.reads.length = 0;
+  delivery.openGate();
+  await delivery.idle();
+  assert.deepStrictEqual(seqs(), [3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14]);
+  assert.deepStrictEqual(store.reads, ["12+2"], "one read, of the seqs the session lacks");
+  // An old client (no catch-up): held seqs become its first live messages.
+  const old = setup(6, { gate: true, holdBytes: 10 });
+  for (const seq of [4, 5, 6]) old.live(seq);
+  old.delivery.openGate();
+  await old.delivery.idle();
+  assert.deepStrictEqual(old.seqs(), [4, 5, 6]);
+  assert.equal(old.session.closed, false);
+  old.session.close("normal");
   session.close("normal");
 });
 

@@ -4,7 +4,7 @@
  */
 
 import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
-import { backoffDelay } from "../static/js/connection.js";
+import { backoffDelay, catchUpFrames } from "../static/js/connection.js";
 import { ConvState, previewOf } from "../static/js/conv_state.js";
 import { safeUrl, sameSite } from "../static/js/dom.js";
 import { Outbox } from "../static/js/outbox.js";
@@ -134,6 +134,43 @@ Deno.test("Outbox lists a conversation's unsent messages and resends timed-out o
   outbox.acked({ cid: "a", seq: 6, ts: 2 });
   deepStrictEqual(outbox.unsent("u:3:7"), []);
   strictEqual(outbox.size, 1);
+});
+
+Deno.test("Outbox shows a message refused for good (conflict, bad_request, too_large) as failed with no Retry; one refused as forbidden keeps its Retry", async (t) => {
+  for (const code of ["conflict", "bad_request", "too_large"]) {
+    await t.step(code, () => {
+      const conn = new FakeConn();
+      const outbox = new Outbox(conn, { ackTimeoutMs: 60_000 });
+      const details: Record<string, unknown>[] = [];
+      outbox.addEventListener("status", (e) => details.push((e as CustomEvent).detail));
+      outbox.send(frame("x"), "u:3:7");
+      const msg = `refused as ${code}`;
+      outbox.refused({ cmd: 21, cid: "x", code, retryable: false, msg });
+      deepStrictEqual(details.at(-1), { cid: "x", status: "failed", error: msg, final: true });
+      deepStrictEqual(outbox.unsent("u:3:7"), [
+        { frame: frame("x"), status: "failed", error: msg, final: true },
+      ]);
+      conn.sent = [];
+      outbox.retry("x");
+      conn.open();
+      deepStrictEqual(conn.sent, [], "neither Retry nor a reconnect sends it again");
+      strictEqual(details.length, 1, "no status change after the refusal");
+      strictEqual(outbox.size, 0, "leaving the page loses nothing that could still go out");
+    });
+  }
+  await t.step("forbidden: Retry sends it again (the two may be friends again by then)", () => {
+    const conn = new FakeConn();
+    const outbox = new Outbox(conn, { ackTimeoutMs: 60_000 });
+    outbox.send(frame("y"), "u:3:7");
+    outbox.refused({ cmd: 21, cid: "y", code: "forbidden", retryable: false, msg: "Not friends" });
+    deepStrictEqual(outbox.unsent("u:3:7"), [
+      { frame: frame("y"), status: "failed", error: "Not friends" },
+    ]);
+    strictEqual(outbox.size, 1);
+    conn.sent = [];
+    outbox.retry("y");
+    deepStrictEqual(conn.sent.map((f) => f.cid), ["y"]);
+  });
 });
 
 Deno.test("Outbox keeps at most 32 unacked frames on the socket and sends the rest in order as acks arrive, also after a reconnect", () => {
@@ -312,7 +349,7 @@ Deno.test("Outbox waits longer after each retryable refusal in a row, and at lea
   strictEqual(outbox.size, 0);
 });
 
-Deno.test("ConvState's catch-up leaves out conversations with nothing yet, so a long friend list stays under the server's 1,000", () => {
+Deno.test("ConvState's catch-up leaves out conversations with nothing yet, so a long friend list adds no catch-up frames", () => {
   const state = new ConvState(7, memoryStorage());
   for (let friend = 100; friend < 1600; friend++) state.seed(`u:7:${friend}`, undefined);
   state.seed("u:3:7", { seq: 4, ts: 1, media: 1, content: "old" });
@@ -348,4 +385,27 @@ Deno.test("ConvState counts a message that comes after newer ones, once, and its
   ok(reloaded.record({ ...msg(500), conv: "g:9" }, { mine: false, open: false }));
   strictEqual(reloaded.get("g:9")?.last, 500);
   strictEqual(reloaded.get("g:9")?.unread, 1);
+});
+
+Deno.test("catchUpFrames() splits a catch-up into frames of at most 1,000 conversations, all:true on the last", async (t) => {
+  const seqs = (from: number, n: number) =>
+    Object.fromEntries(Array.from({ length: n }, (_, i) => [`u:1:${from + i}`, i + 1]));
+  await t.step("nothing to name: the one frame of old", () => {
+    deepStrictEqual(catchUpFrames({}), [{ cmd: 30, seqs: {}, all: true }]);
+  });
+  await t.step("1,000: still one frame", () => {
+    deepStrictEqual(catchUpFrames(seqs(2, 1000)), [{ cmd: 30, seqs: seqs(2, 1000), all: true }]);
+  });
+  await t.step("2,500: three parts, more:true on all but the last", () => {
+    const all = seqs(2, 2500);
+    const frames = catchUpFrames(all);
+    deepStrictEqual(frames.map((f) => Object.keys(f.seqs).length), [1000, 1000, 500]);
+    deepStrictEqual(frames.map((f) => [f.more, f.all]), [
+      [true, undefined],
+      [true, undefined],
+      [undefined, true],
+    ]);
+    deepStrictEqual(Object.assign({}, ...frames.map((f) => f.seqs)), all, "every entry once");
+    ok(frames.every((f) => JSON.stringify(f).length < 64 * 1024), "each under the frame limit");
+  });
 });

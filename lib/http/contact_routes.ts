@@ -1,6 +1,9 @@
 /**
  * `/contact/*`: friends and groups ("communities") of the calling user. The
  * user is always the token's; `userid` / `ownerid` fields are only checked.
+ * Friend adds and group joins or creations are rate limited per user
+ * (`AbuseLimits`): they stay instant and mutual, as in the original, but one
+ * account cannot reach everyone at once.
  *
  * @module
  */
@@ -37,6 +40,8 @@ export function contactRoutes(deps: RouteDeps): Hono {
     if (dstid === userId) {
       throw new ClientError("bad_request", "You cannot add yourself as a friend");
     }
+    // Every try counts, 404 and 409 too: each answer says whether an id is taken.
+    deps.limits?.friendAdd(userId);
     const friend = await store.findUser(dstid);
     if (friend === undefined) {
       throw new ClientError("not_found", "No user with this id");
@@ -64,11 +69,12 @@ export function contactRoutes(deps: RouteDeps): Hono {
     const fields = await readFields(c.req.raw, limit);
     const userId = await requireUser(auth, c.req.raw, fields);
     const input = parseCreateGroup(fields);
+    deps.limits?.groupJoin(userId);
     const group = await store.createGroup(
       { ...input, ownerId: userId },
       { now: deps.now(), maxPerOwner: config.groupsPerUser },
     );
-    notify({ kind: "group_joined", userId, groupId: group.id });
+    notify({ kind: "group_joined", userId, groupId: group.id, seq: 0 });
     logger.info("User {userId} created group {groupId}", {
       userId,
       groupId: group.id,
@@ -87,12 +93,23 @@ export function contactRoutes(deps: RouteDeps): Hono {
     const fields = await readFields(c.req.raw, limit);
     const userId = await requireUser(auth, c.req.raw, fields);
     const groupId = parseId(fields, "dstid");
+    deps.limits?.groupJoin(userId);
     const group = await store.findGroup(groupId);
     if (group === undefined) {
       throw new ClientError("not_found", "No group with this id");
     }
+    // Read before the join commits: a message stored after it has a higher
+    // seq, so the member's sessions on every node get it, whichever of its
+    // envelope and the join's reaches a node first (docs/cluster.md).
+    const [newest] = await store.listMessages(`g:${groupId}`, {
+      beforeSeq: Number.MAX_SAFE_INTEGER,
+      limit: 1,
+    });
     const result = await store.joinGroup(userId, groupId, deps.now());
-    if (result === "joined") notify({ kind: "group_joined", userId, groupId });
+    // "Already a member" too: a retry of a join whose answer was lost (a 503
+    // after its commit) is the only chance to tell the other nodes. Indexing
+    // a member twice changes nothing.
+    notify({ kind: "group_joined", userId, groupId, seq: newest?.seq ?? 0 });
     const msg = result === "joined" ? "Joined the group" : "Already a member";
     return c.json(ok(groupView(group), msg));
   });

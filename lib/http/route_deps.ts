@@ -17,10 +17,19 @@ export type HttpConfig = Pick<
   "bodyMaxBytes" | "uploadMaxBytes" | "groupsPerUser" | "tokenTtlSeconds"
 >;
 
-/** A change of friendship or group membership that just committed. */
+/**
+ * A change of friendship or group membership that just committed. A join's
+ * `seq` is the group's newest message seq read before the join was stored
+ * (0 for a new group): the realtime layer sends the member what came after.
+ */
 export type MembershipChange =
   | { readonly kind: "friend_added"; readonly userId: number; readonly friendId: number }
-  | { readonly kind: "group_joined"; readonly userId: number; readonly groupId: number };
+  | {
+    readonly kind: "group_joined";
+    readonly userId: number;
+    readonly groupId: number;
+    readonly seq: number;
+  };
 
 /** Dependencies of the route modules. */
 export interface RouteDeps {
@@ -34,6 +43,9 @@ export interface RouteDeps {
    * Must not throw; errors are logged and the request still succeeds.
    */
   readonly onMembershipChange?: (change: MembershipChange) => void;
-  /** Login throttling and the upload quota. @default {no limits} */
+  /**
+   * Login and registration throttling, the per-user rates of user lookups,
+   * friend adds and group joins, and the upload quota. @default {no limits}
+   */
   readonly limits?: AbuseLimits;
 }

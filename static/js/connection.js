@@ -8,6 +8,27 @@ const BACKOFF_MIN_MS = 1_000;
 const BACKOFF_MAX_MS = 30_000;
 /** Close codes after which reconnecting would not help (docs/protocol.md's "reconnect? no"). */
 const FINAL_CODES = new Set([1000, 1002, 1007, 1008, 1009, 4401]);
+/** Most conversations one catch-up frame may name (the server refuses more). */
+const CATCHUP_PART = 1_000;
+/** Catch-up parts on the socket at once; each done frame (cmd 31) lets the next one go. */
+const CATCHUP_WINDOW = 4;
+
+/**
+ * The cmd-30 frames of a catch-up from `seqs` (`{conv: lastSeq}`): parts of
+ * at most `max` conversations, all but the last with `more: true`, the last
+ * with `all: true`. Up to `max` conversations it is the one frame every
+ * server version takes.
+ */
+export function catchUpFrames(seqs, max = CATCHUP_PART) {
+  const entries = Object.entries(seqs);
+  const parts = [];
+  for (let i = 0; i === 0 || i < entries.length; i += max) {
+    parts.push(Object.fromEntries(entries.slice(i, i + max)));
+  }
+  return parts.map((part, i) =>
+    i < parts.length - 1 ? { cmd: 30, seqs: part, more: true } : { cmd: 30, seqs: part, all: true }
+  );
+}
 
 /**
  * Delay before reconnect attempt `attempt` (0-based): 1 s doubling to 30 s,
@@ -26,6 +47,8 @@ export function backoffDelay(attempt, random = Math.random) {
 export class ChatConnection extends EventTarget {
   #url;
   #catchUp;
+  /** Catch-up parts not sent yet on the current socket. */
+  #parts = [];
   #socket;
   #attempt = 0;
   #retryTimer;
@@ -106,7 +129,10 @@ export class ChatConnection extends EventTarget {
     socket.addEventListener("open", () => {
       if (socket !== this.#socket) return;
       opened = true;
-      socket.send(JSON.stringify({ cmd: 30, seqs: this.#catchUp(), all: true }));
+      // A long conversation list goes in parts; the server holds live
+      // messages until the last one, so they still come after the replay.
+      this.#parts = catchUpFrames(this.#catchUp());
+      for (const part of this.#parts.splice(0, CATCHUP_WINDOW)) socket.send(JSON.stringify(part));
       this.#setState("online");
       this.#startHeart();
       this.dispatchEvent(new Event("open"));
@@ -120,7 +146,11 @@ export class ChatConnection extends EventTarget {
       } catch {
         return;
       }
-      if (frame.cmd === 31) this.#attempt = 0;
+      if (frame.cmd === 31) {
+        this.#attempt = 0;
+        const next = this.#parts.shift();
+        if (next !== undefined) socket.send(JSON.stringify(next));
+      }
       this.dispatchEvent(new CustomEvent("frame", { detail: frame }));
     });
     socket.addEventListener("close", (event) => {

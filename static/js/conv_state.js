@@ -66,8 +66,8 @@ export class ConvState {
   lastSeqs() {
     const out = {};
     // A conversation with nothing yet is left out: with `all:true` an
-    // unlisted one is replayed from seq 1 anyway, and the server refuses a
-    // catch-up naming over 1,000 (a long friend list would lose every replay).
+    // unlisted one is replayed from seq 1 anyway, and a long friend list
+    // would make the catch-up many frames longer (each names at most 1,000).
     for (const [conv, st] of Object.entries(this.#convs)) if (st.last > 0) out[conv] = st.last;
     return out;
   }
