@@ -1,7 +1,8 @@
 /**
  * The abuse limits of one node, built from settings: websocket upgrades per
  * client address, open sockets per user, failed logins per mobile and per
- * address, registrations per address, and the per-user upload quota. (The per-connection message rate
+ * address, registrations per address, user lookups, friend adds and group
+ * joins per user, and the per-user upload quota. (The per-connection message rate
  * is enforced by each `Session`; {@linkcode AbuseLimits.sessionRate} gives
  * its settings.) Each refusal throws a typed error the boundary turns into
  * its answer, and is reported to `onLimited` for the metric.
@@ -22,6 +23,9 @@ export const LIMIT_NAMES = [
   "user_connections",
   "login",
   "register",
+  "lookup",
+  "friend_add",
+  "group_join",
   "upload_quota",
   "upload_user",
   "upload_busy",
@@ -39,12 +43,18 @@ export type AbuseSettings = Pick<
   | "loginAttempts"
   | "loginIpAttempts"
   | "registerIpAttempts"
+  | "lookupRate"
+  | "friendAdds"
+  | "groupJoins"
   | "uploadQuotaBytes"
   | "trustedProxies"
 >;
 
 /** The window the login attempt counts refill over. */
 export const LOGIN_WINDOW_SECONDS = 15 * 60;
+
+/** The window the friend-add and group-join counts refill over. */
+export const CONTACT_WINDOW_SECONDS = 60 * 60;
 
 /** Options for {@linkcode AbuseLimits}. */
 export interface AbuseLimitsOptions {
@@ -70,6 +80,9 @@ export class AbuseLimits {
   #loginMobile: RateLimiter;
   #loginIp: RateLimiter;
   #registerIp: RateLimiter;
+  #lookup: RateLimiter;
+  #friendAdd: RateLimiter;
+  #groupJoin: RateLimiter;
   #sockets: SlotCounter;
   #onLimited: (limit: LimitName) => void;
 
@@ -98,6 +111,21 @@ export class AbuseLimits {
     this.#registerIp = new RateLimiter({
       burst: settings.registerIpAttempts,
       perSecond: settings.registerIpAttempts / LOGIN_WINDOW_SECONDS,
+      ...common,
+    });
+    this.#lookup = new RateLimiter({
+      burst: settings.lookupRate,
+      perSecond: settings.lookupRate / 60,
+      ...common,
+    });
+    this.#friendAdd = new RateLimiter({
+      burst: settings.friendAdds,
+      perSecond: settings.friendAdds / CONTACT_WINDOW_SECONDS,
+      ...common,
+    });
+    this.#groupJoin = new RateLimiter({
+      burst: settings.groupJoins,
+      perSecond: settings.groupJoins / CONTACT_WINDOW_SECONDS,
       ...common,
     });
     this.#sockets = new SlotCounter(settings.userConnections);
@@ -170,6 +198,29 @@ export class AbuseLimits {
    */
   register(address: string): void {
     this.#take(this.#registerIp, address, "register", "Too many registrations from your address");
+  }
+
+  /**
+   * Count one look-up of another user by `userId` (found or not: a 404 says
+   * an id is free); throws past the rate, so no one walks every id quickly.
+   */
+  lookup(userId: number): void {
+    this.#take(this.#lookup, String(userId), "lookup", "Too many user lookups");
+  }
+
+  /**
+   * Count one friend add tried by `userId` (whether the user exists or is a
+   * friend already: each answer also tells whether an id is taken); throws
+   * past the rate. Adds are instant and mutual, so this bounds how many
+   * strangers one account can reach.
+   */
+  friendAdd(userId: number): void {
+    this.#take(this.#friendAdd, String(userId), "friend_add", "Too many friend adds");
+  }
+
+  /** Count one group join or creation tried by `userId`; throws past the rate. */
+  groupJoin(userId: number): void {
+    this.#take(this.#groupJoin, String(userId), "group_join", "Too many group joins");
   }
 
   /** Take one of `key`'s tokens; over the rate, report `limit` and throw `what`, with the wait. */

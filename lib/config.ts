@@ -91,6 +91,12 @@ export interface Config {
   readonly loginIpAttempts: number;
   /** Registrations (tried) per client address per 15 minutes. @default {10} */
   readonly registerIpAttempts: number;
+  /** Look-ups of other users (`/user/find`) per user per minute. @default {120} */
+  readonly lookupRate: number;
+  /** Friend adds (tried) per user per hour. @default {100} */
+  readonly friendAdds: number;
+  /** Group joins and creations (tried) per user per hour. @default {60} */
+  readonly groupJoins: number;
   /**
    * Uploads a node reads at once (each streams to disk, holding about
    * 64 KiB); more wait their turn. @default {4}
@@ -141,6 +147,9 @@ export const ENV_NAMES = [
   "CHAT_LOGIN_ATTEMPTS",
   "CHAT_LOGIN_IP_ATTEMPTS",
   "CHAT_REGISTER_IP_ATTEMPTS",
+  "CHAT_LOOKUP_RATE",
+  "CHAT_FRIEND_ADDS",
+  "CHAT_GROUP_JOINS",
   "CHAT_UPLOAD_QUOTA_BYTES",
   "CHAT_UPLOAD_CONCURRENCY",
   "CHAT_TRUSTED_PROXIES",
@@ -276,6 +285,9 @@ export function parseConfig(
       1,
       1_000_000,
     ),
+    lookupRate: parseInteger("CHAT_LOOKUP_RATE", get("CHAT_LOOKUP_RATE"), 120, 1, 1_000_000),
+    friendAdds: parseInteger("CHAT_FRIEND_ADDS", get("CHAT_FRIEND_ADDS"), 100, 1, 1_000_000),
+    groupJoins: parseInteger("CHAT_GROUP_JOINS", get("CHAT_GROUP_JOINS"), 60, 1, 1_000_000),
     uploadConcurrency: parseInteger(
       "CHAT_UPLOAD_CONCURRENCY",
       get("CHAT_UPLOAD_CONCURRENCY"),

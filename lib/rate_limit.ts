@@ -26,6 +26,13 @@ export type RateDecision =
   | { readonly ok: true }
   | { readonly ok: false; readonly retryAfterMs: number };
 
+/**
+ * Tokens short of a whole one that still count as whole: a bucket refilled
+ * for exactly the wait it was told (2 an hour: 1,800 s) holds 0.9999999999
+ * in floats, and a client that waited its Retry-After must not be refused.
+ */
+const EPSILON = 1e-6;
+
 interface Bucket {
   tokens: number;
   at: number;
@@ -54,7 +61,7 @@ export class RateLimiter {
   /** Take `cost` tokens from `key`'s bucket, or say how long to wait. */
   take(key: string, cost = 1): RateDecision {
     const bucket = this.#refilled(key);
-    if (bucket.tokens >= cost) {
+    if (bucket.tokens >= cost - EPSILON) {
       bucket.tokens -= cost;
       this.#store(key, bucket);
       return { ok: true };
@@ -66,7 +73,7 @@ export class RateLimiter {
   /** Whether `key` could take `cost` tokens now, without taking them. */
   check(key: string, cost = 1): RateDecision {
     const bucket = this.#peek(key);
-    return bucket.tokens >= cost ? { ok: true } : {
+    return bucket.tokens >= cost - EPSILON ? { ok: true } : {
       ok: false,
       retryAfterMs: this.#waitMs(bucket, cost),
     };

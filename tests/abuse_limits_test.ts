@@ -26,6 +26,9 @@ const TIGHT: AbuseSettings = {
   loginAttempts: 3,
   loginIpAttempts: 5,
   registerIpAttempts: 2,
+  lookupRate: 3,
+  friendAdds: 2,
+  groupJoins: 2,
   uploadQuotaBytes: 100,
   trustedProxies: [],
 };
@@ -51,11 +54,14 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
         c.loginAttempts,
         c.loginIpAttempts,
         c.registerIpAttempts,
+        c.lookupRate,
+        c.friendAdds,
+        c.groupJoins,
         c.uploadQuotaBytes,
         c.uploadConcurrency,
         c.trustedProxies,
       ],
-      [100, 6000, 32, 10, 100, 10, 1024 ** 3, 4, []],
+      [100, 6000, 32, 10, 100, 10, 120, 100, 60, 1024 ** 3, 4, []],
     );
   });
   await t.step("set from the environment", () => {
@@ -66,6 +72,9 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
       CHAT_LOGIN_ATTEMPTS: "4",
       CHAT_LOGIN_IP_ATTEMPTS: "40",
       CHAT_REGISTER_IP_ATTEMPTS: "3",
+      CHAT_LOOKUP_RATE: "11",
+      CHAT_FRIEND_ADDS: "12",
+      CHAT_GROUP_JOINS: "13",
       CHAT_UPLOAD_QUOTA_BYTES: "5000",
       CHAT_UPLOAD_CONCURRENCY: "2",
       CHAT_TRUSTED_PROXIES: "127.0.0.1, ::1",
@@ -75,6 +84,7 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
       [7, 8, 9, 4, 40],
     );
     strictEqual(c.registerIpAttempts, 3);
+    deepStrictEqual([c.lookupRate, c.friendAdds, c.groupJoins], [11, 12, 13]);
     strictEqual(c.uploadQuotaBytes, 5000);
     strictEqual(c.uploadConcurrency, 2);
     deepStrictEqual(c.trustedProxies, ["127.0.0.1", "::1"]);
@@ -87,6 +97,9 @@ Deno.test("the limit settings have generous defaults and refuse bad values by na
       ["CHAT_LOGIN_ATTEMPTS", "1.5"],
       ["CHAT_LOGIN_IP_ATTEMPTS", "0"],
       ["CHAT_REGISTER_IP_ATTEMPTS", "many"],
+      ["CHAT_LOOKUP_RATE", "0"],
+      ["CHAT_FRIEND_ADDS", "ten"],
+      ["CHAT_GROUP_JOINS", "-3"],
       ["CHAT_UPLOAD_QUOTA_BYTES", "0"],
       ["CHAT_UPLOAD_CONCURRENCY", "0"],
       ["CHAT_TRUSTED_PROXIES", "proxy.lan"],
@@ -165,6 +178,43 @@ Deno.test("failed logins are throttled per mobile and per address, alike for unk
   strictEqual(refused("13800000001", "10.0.0.2"), undefined, "one attempt back after 300 s");
   limits.loginSucceeded("13800000001");
   strictEqual(seen.filter((s) => s === "login").length, 2);
+});
+
+Deno.test("user lookups, friend adds and group joins are counted per user and refill over time", async (t) => {
+  const cases = [
+    { name: "lookups: 3 a minute", take: "lookup", limit: "lookup", burst: 3, wait: 20 },
+    {
+      name: "friend adds: 2 an hour",
+      take: "friendAdd",
+      limit: "friend_add",
+      burst: 2,
+      wait: 1800,
+    },
+    {
+      name: "group joins: 2 an hour",
+      take: "groupJoin",
+      limit: "group_join",
+      burst: 2,
+      wait: 1800,
+    },
+  ] as const;
+  for (const c of cases) {
+    await t.step(c.name, () => {
+      const { limits, seen, advance } = limitsAt();
+      for (let i = 0; i < c.burst; i++) limits[c.take](1);
+      throws(() => limits[c.take](1), (e) => {
+        ok(e instanceof RateLimitError);
+        strictEqual(e.status, 429);
+        strictEqual(e.retryAfterSeconds, c.wait);
+        match(e.message, new RegExp(`, retry in ${c.wait} s$`));
+        return true;
+      });
+      limits[c.take](2);
+      advance(c.wait * 1000);
+      limits[c.take](1);
+      deepStrictEqual(seen, [c.limit]);
+    });
+  }
 });
 
 Deno.test("the upload quota counts stored bytes plus the new file", () => {

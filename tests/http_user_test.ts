@@ -1,9 +1,14 @@
 /** /user/*: register, login, logout, find, update (S1, S2, S7, S8, L3, L8). */
 
 import { deepStrictEqual, match, ok, strictEqual } from "node:assert/strict";
+import { AbuseLimits, type LimitName } from "../lib/abuse_limits.ts";
+import { parseConfig } from "../lib/config.ts";
 import { call, makeTestApp, register } from "./_http_helpers.ts";
 
-const USER_KEYS = ["avatar", "createat", "id", "memo", "mobile", "nickname", "sex"];
+/** Another user's view: no mobile. */
+const PUBLIC_KEYS = ["avatar", "createat", "id", "memo", "nickname", "sex"];
+/** The caller's own view. */
+const USER_KEYS = [...PUBLIC_KEYS, "mobile"].sort();
 
 Deno.test("/user/register returns the new user with a token and logs the client in by cookie", async () => {
   await using t = await makeTestApp();
@@ -130,20 +135,63 @@ Deno.test("S7: /user/logout revokes the token and clears the cookie", async () =
 Deno.test("S1: /user/find needs a login and never returns a token, hash or salt", async () => {
   await using t = await makeTestApp();
   const a = await register(t.app, "13800000001");
-  const b = await register(t.app, "13800000002", { memo: "bee" });
+  const b = await register(t.app, "13800000002", { memo: "bee", nickname: "Bee" });
   const anonymous = await call(t.app, "/user/find", { fields: { id: b.id } });
   strictEqual(anonymous.status, 401);
   strictEqual(anonymous.body.code, -1);
   const r = await call(t.app, "/user/find", { fields: { id: b.id }, token: a.token });
   strictEqual(r.body.code, 0);
-  deepStrictEqual(Object.keys(r.body.data).sort(), USER_KEYS);
+  deepStrictEqual(Object.keys(r.body.data).sort(), PUBLIC_KEYS);
   const text = JSON.stringify(r.body);
-  ok(!text.includes(b.token) && !/token|passw|hash|salt/i.test(text), text);
+  ok(!text.includes(b.token) && !/token|passw|hash|salt|13800000002/i.test(text), text);
   strictEqual(r.body.data.memo, "bee");
   const viaGet = await call(t.app, `/user/find?id=${b.id}`, { method: "GET", token: a.token });
   deepStrictEqual(viaGet.body, r.body);
   const missing = await call(t.app, "/user/find", { fields: { id: 999 }, token: a.token });
   strictEqual(missing.status, 404);
+});
+
+Deno.test("S1: a user's mobile is shown to that user only, never to another user who finds them", async () => {
+  await using t = await makeTestApp();
+  const a = await register(t.app, "13800000001");
+  const b = await register(t.app, "13800000002", { nickname: "Bee" });
+  const login = await call(t.app, "/user/login", {
+    fields: { mobile: "13800000002", passwd: "secret-pass" },
+  });
+  const update = await call(t.app, "/user/update", { fields: { memo: "hi" }, token: b.token });
+  const self = await call(t.app, "/user/find", { fields: { id: b.id }, token: b.token });
+  for (
+    const [name, r] of [["login", login], ["update", update], ["find yourself", self]] as const
+  ) {
+    strictEqual(r.body.data.mobile, "13800000002", name);
+  }
+  const other = await call(t.app, "/user/find", { fields: { id: b.id }, token: a.token });
+  strictEqual(other.body.code, 0);
+  strictEqual(other.body.data.nickname, "Bee");
+  ok(!("mobile" in other.body.data), JSON.stringify(other.body));
+  ok(!JSON.stringify(other.body).includes("13800000002"), "nor anywhere else in the answer");
+});
+
+Deno.test("/user/find answers 429 with Retry-After past the per-user lookup rate; finding yourself is free", async () => {
+  const seen: LimitName[] = [];
+  const limits = new AbuseLimits({ ...parseConfig({}), lookupRate: 3 }, {
+    now: () => 1_700_000_000_000,
+    onLimited: (l) => seen.push(l),
+  });
+  await using t = await makeTestApp({ extra: { limits } });
+  const a = await register(t.app, "13800000001");
+  const b = await register(t.app, "13800000002");
+  const find = (id: number, token: string) => call(t.app, "/user/find", { fields: { id }, token });
+  strictEqual((await find(b.id, a.token)).status, 200);
+  strictEqual((await find(999, a.token)).status, 404, "an unknown id counts too");
+  strictEqual((await find(b.id, a.token)).status, 200);
+  for (let i = 0; i < 5; i++) strictEqual((await find(a.id, a.token)).status, 200, "yourself");
+  const r = await find(b.id, a.token);
+  strictEqual(r.status, 429);
+  deepStrictEqual(r.body, { code: -1, msg: "Too many user lookups, retry in 20 s" });
+  strictEqual(r.headers.get("retry-after"), "20", "3 a minute: one back every 20 s");
+  strictEqual((await find(a.id, b.token)).status, 200, "per user: B is not limited");
+  deepStrictEqual(seen, ["lookup"]);
 });
 
 Deno.test("the token is accepted from the Bearer header, the cookie and the old token field", async (t) => {

@@ -20,6 +20,26 @@ Deno.test("a bucket allows its burst at once, then refuses with the wait until o
   strictEqual(limiter.take("a").ok, false);
 });
 
+Deno.test("a take exactly the told wait later succeeds, whatever the float rounding of the rate", async (t) => {
+  const table = [
+    { name: "2 an hour", burst: 2, perSecond: 2 / 3600 },
+    { name: "30 an hour", burst: 30, perSecond: 30 / 3600 },
+    { name: "10 per 15 minutes", burst: 10, perSecond: 10 / 900 },
+    { name: "3 a minute", burst: 3, perSecond: 3 / 60 },
+  ];
+  for (const { name, burst, perSecond } of table) {
+    await t.step(name, () => {
+      const c = clock();
+      const limiter = new RateLimiter({ burst, perSecond, now: c.now });
+      for (let i = 0; i < burst; i++) ok(limiter.take("k").ok);
+      const refused = limiter.take("k");
+      ok(!refused.ok);
+      c.advance(refused.retryAfterMs);
+      deepStrictEqual(limiter.take("k"), { ok: true }, `after ${refused.retryAfterMs} ms`);
+    });
+  }
+});
+
 Deno.test("keys have separate buckets and a refill never passes the burst", () => {
   const c = clock();
   const limiter = new RateLimiter({ burst: 2, perSecond: 1, now: c.now });

@@ -1,6 +1,7 @@
 /**
  * `/user/*`: register, login, logout, find and update. Identity comes from the
- * token; responses carry the caller's own token only on register and login.
+ * token; responses carry the caller's own token only on register and login,
+ * and a `mobile` only in the caller's own profile.
  *
  * @module
  */
@@ -16,7 +17,7 @@ import { ok } from "./envelope.ts";
 import { parseId, parseLogin, parseProfilePatch, parseRegister } from "./forms.ts";
 import { requireUser, TOKEN_COOKIE, tokenFromRequest } from "./identity.ts";
 import type { RouteDeps } from "./route_deps.ts";
-import { userView } from "./views.ts";
+import { ownUserView, userViewFor } from "./views.ts";
 
 const logger = getLogger(["chat", "http", "user"]);
 
@@ -46,7 +47,7 @@ export function userRoutes(deps: RouteDeps): Hono {
     const token = await auth.issueToken(user.id);
     setTokenCookie(c, token, config.tokenTtlSeconds, trustedProxies);
     logger.info("User {userId} registered", { userId: user.id });
-    return c.json(ok({ ...userView(user), token }, "Registered"));
+    return c.json(ok({ ...ownUserView(user), token }, "Registered"));
   });
 
   app.post("/user/login", async (c) => {
@@ -70,7 +71,7 @@ export function userRoutes(deps: RouteDeps): Hono {
     limits?.loginSucceeded(input.mobile);
     setTokenCookie(c, result.token, config.tokenTtlSeconds, trustedProxies);
     logger.info("User {userId} logged in", { userId: result.user.id });
-    return c.json(ok({ ...userView(result.user), token: result.token }, ""));
+    return c.json(ok({ ...ownUserView(result.user), token: result.token }, ""));
   });
 
   app.post("/user/logout", async (c) => {
@@ -83,11 +84,13 @@ export function userRoutes(deps: RouteDeps): Hono {
 
   app.on(["GET", "POST"], "/user/find", async (c) => {
     const fields = await readFields(c.req.raw, limit);
-    await requireUser(auth, c.req.raw, fields);
+    const userId = await requireUser(auth, c.req.raw, fields);
     const id = parseId(fields, "id");
+    // Finding yourself tells nothing new (the web client does it on every load).
+    if (id !== userId) deps.limits?.lookup(userId);
     const user = await store.findUser(id);
     if (user === undefined) throw new ClientError("not_found", "User not found");
-    return c.json(ok(userView(user), ""));
+    return c.json(ok(userViewFor(user, userId), ""));
   });
 
   app.post("/user/update", async (c) => {
@@ -96,7 +99,7 @@ export function userRoutes(deps: RouteDeps): Hono {
     const patch = parseProfilePatch(fields);
     const user = await store.updateProfile(userId, patch);
     if (user === undefined) throw new ClientError("not_found", "User not found");
-    return c.json(ok(userView(user), "Profile updated"));
+    return c.json(ok(ownUserView(user), "Profile updated"));
   });
 
   return app;

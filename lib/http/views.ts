@@ -1,23 +1,29 @@
 /**
  * The JSON shapes of the original system's users and groups, mapped from the
  * store's camelCase rows. Only public fields: a user view never carries a
- * token, password hash or salt.
+ * token, password hash or salt, and another user's view has no `mobile` (the
+ * login name and a phone number: anyone could harvest them by walking ids,
+ * and no seed page shows another user's).
  *
  * @module
  */
 
 import type { Group, PublicUser, Sex } from "../store.ts";
 
-/** A user as the seed's clients read it. */
+/** A user as anyone logged in may see them (the seed's fields but `mobile`). */
 export interface UserView {
   readonly id: number;
-  readonly mobile: string;
   readonly nickname: string;
   readonly avatar: string;
   readonly sex: Sex;
   readonly memo: string;
   /** RFC 3339 creation time. */
   readonly createat: string;
+}
+
+/** A user as they see themselves: the public view plus their `mobile`. */
+export interface OwnUserView extends UserView {
+  readonly mobile: string;
 }
 
 /** A group ("community") as the seed's clients read it. */
@@ -32,17 +38,26 @@ export interface GroupView {
   readonly createat: string;
 }
 
-/** The public view of a user; lists fields explicitly so nothing else leaks. */
+/** The view of `user` for someone else; lists fields explicitly so nothing else leaks. */
 export function userView(user: PublicUser): UserView {
   return {
     id: user.id,
-    mobile: user.mobile,
     nickname: user.nickname,
     avatar: user.avatar,
     sex: user.sex,
     memo: user.memo,
     createat: new Date(user.createdAt).toISOString(),
   };
+}
+
+/** The view of `user` for themselves (register, login, update, finding yourself). */
+export function ownUserView(user: PublicUser): OwnUserView {
+  return { ...userView(user), mobile: user.mobile };
+}
+
+/** The view of `user` as `viewerId` may see it: their own with the mobile, anyone else's without. */
+export function userViewFor(user: PublicUser, viewerId: number): UserView | OwnUserView {
+  return user.id === viewerId ? ownUserView(user) : userView(user);
 }
 
 /** The view of a group. */

@@ -25,6 +25,8 @@ const me = { id: myId, nickname: "", avatar: "" };
 const friends = new Map();
 const groups = new Map();
 const userCache = new Map();
+/** Look-ups under way, by user id: one request per user however many of their rows render. */
+const lookups = new Map();
 const state = new ConvState(myId);
 
 /** 1:1 conversation key, as the server makes it. */
@@ -39,9 +41,17 @@ const users = {
   async get(id) {
     const known = users.peek(id);
     if (known) return known;
-    const user = await findUser(id);
-    userCache.set(id, user);
-    return user;
+    // The server rate-limits look-ups: a catch-up of 50 rows from one group
+    // member must cost one, not 50 at once.
+    let lookup = lookups.get(id);
+    if (lookup === undefined) {
+      lookup = findUser(id).then((user) => {
+        userCache.set(id, user);
+        return user;
+      }).finally(() => lookups.delete(id));
+      lookups.set(id, lookup);
+    }
+    return await lookup;
   },
 };
 

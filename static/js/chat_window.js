@@ -78,10 +78,12 @@ export class ChatWindow {
       if (epoch !== this.#epoch) return;
       this.#status.textContent = `History unavailable: ${e.message}`;
     }
-    // Ours not yet stored go below the history again, failed ones with their Retry.
-    for (const { frame, status, error, preview } of this.#handlers.unsent?.(target.conv) ?? []) {
+    // Ours not yet stored go below the history again, failed ones with their Retry or reason.
+    for (
+      const { frame, status, error, final, preview } of this.#handlers.unsent?.(target.conv) ?? []
+    ) {
       this.showLocal({ ...frame, conv: target.conv }, preview);
-      if (status === "failed") this.setStatus({ cid: frame.cid, status, error });
+      if (status === "failed") this.setStatus({ cid: frame.cid, status, error, final });
     }
     this.#scrollToBottom();
   }
@@ -125,8 +127,12 @@ export class ChatWindow {
     this.#list.querySelector(`li[data-cid="${CSS.escape(cid)}"]:not([data-seq])`)?.remove();
   }
 
-  /** Our message `cid` changed state: sent (with its seq), pending again, or failed. */
-  setStatus({ cid, status, seq, ts, error }) {
+  /**
+   * Our message `cid` changed state: sent (with its seq), pending again, or
+   * failed: with a Retry button, or, refused for good (`final`), with the
+   * reason instead, since a Retry could never pass.
+   */
+  setStatus({ cid, status, seq, ts, error, final }) {
     const row = this.#list.querySelector(`li[data-cid="${CSS.escape(cid)}"]`);
     if (row === null) return;
     if (status === "sent" && seq) {
@@ -144,7 +150,13 @@ export class ChatWindow {
     }
     row.dataset.status = status;
     row.querySelector(".retry")?.remove();
-    if (status === "failed") {
+    row.querySelector(".not-sent")?.remove();
+    if (status === "failed" && final) {
+      const note = document.createElement("span");
+      note.className = "not-sent";
+      note.textContent = `Not sent: ${error ?? "refused by the server"}`;
+      row.querySelector(".msg-meta").append(note);
+    } else if (status === "failed") {
       const retry = document.createElement("button");
       retry.type = "button";
       retry.className = "retry";

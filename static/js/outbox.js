@@ -3,7 +3,7 @@
 // is stored once by the server. At most MAX_IN_FLIGHT of them are on the
 // socket unacked at a time (docs/protocol.md); the rest wait, in the order
 // they were sent, and go out as acks come back. Events: "status" (detail:
-// {cid, status, seq}).
+// {cid, status, seq, error, final}).
 
 const ACK_TIMEOUT_MS = 15_000;
 const RETRY_DELAY_MS = 2_000;
@@ -11,6 +11,14 @@ const RETRY_DELAY_MS = 2_000;
 const MAX_RETRY_DELAY_MS = 60_000;
 /** Unacked chat frames on the socket at most ("~32", docs/protocol.md). */
 export const MAX_IN_FLIGHT = 32;
+
+/**
+ * Refusals a Retry can never get past: it sends the same frame with the same
+ * cid, and `conflict` (that cid went to another conversation), `bad_request`
+ * and `too_large` (the frame itself) would answer the same. Other permanent
+ * codes may pass later (`forbidden`: once the two are friends again).
+ */
+const FINAL_CODES = new Set(["conflict", "bad_request", "too_large"]);
 
 /** A fresh client message id. */
 export function newCid() {
@@ -23,6 +31,8 @@ export function newCid() {
  * The unacked messages of this page. An entry is "pending" (queued, or
  * `onSocket`: written to the current socket and waiting for its ack) or
  * "failed" (refused, or no ack in time; it waits for Retry or a reconnect).
+ * A failed one is `final` when the refusal was for good (`FINAL_CODES`):
+ * Retry does nothing for it and a reconnect leaves it.
  */
 export class Outbox extends EventTarget {
   #conn;
@@ -54,15 +64,25 @@ export class Outbox extends EventTarget {
     return this.#entries.get(cid)?.frame;
   }
 
-  /** How many messages are pending or failed. */
+  /**
+   * How many messages could still go out: pending, or failed with a Retry.
+   * Those refused for good do not count (leaving the page loses nothing).
+   */
   get size() {
-    return this.#entries.size;
+    let n = 0;
+    for (const entry of this.#entries.values()) if (!entry.final) n++;
+    return n;
   }
 
   /** The pending and failed messages of conversation `conv`, oldest first. */
   unsent(conv) {
     return [...this.#entries.values()].filter((e) => e.conv === conv)
-      .map(({ frame, status, error }) => ({ frame, status, error }));
+      .map(({ frame, status, error, final }) => ({
+        frame,
+        status,
+        error,
+        ...(final ? { final } : {}),
+      }));
   }
 
   /** Queue `frame` (it carries its cid) of conversation `conv`; it goes out when there is room. */
@@ -82,7 +102,7 @@ export class Outbox extends EventTarget {
   /** Send a failed message again, same cid (queued behind the cap like any other). */
   retry(cid) {
     const entry = this.#entries.get(cid);
-    if (entry === undefined || entry.status !== "failed") return;
+    if (entry === undefined || entry.status !== "failed" || entry.final) return;
     entry.timedOut = false;
     this.#setStatus(entry, "pending");
     this.#pump();
@@ -135,6 +155,7 @@ export class Outbox extends EventTarget {
     }
     entry.onSocket = false;
     entry.error = error.msg;
+    entry.final = FINAL_CODES.has(error.code);
     this.#setStatus(entry, "failed");
     this.#pump();
   }
@@ -190,7 +211,12 @@ export class Outbox extends EventTarget {
     entry.status = status;
     this.dispatchEvent(
       new CustomEvent("status", {
-        detail: { cid: entry.frame.cid, status, error: entry.error },
+        detail: {
+          cid: entry.frame.cid,
+          status,
+          error: entry.error,
+          ...(entry.final ? { final: true } : {}),
+        },
       }),
     );
   }
