@@ -17,6 +17,7 @@
  */
 
 import { join } from "node:path";
+import { writeAll } from "./bytes.ts";
 
 /** SQLite's extended codes of the I/O errors a full disk can cause. */
 const SPACE_IO_ERRORS: ReadonlyMap<number, string> = new Map([
@@ -77,7 +78,11 @@ export async function diskIsFull(dir: string): Promise<boolean> {
   const path = join(dir, PROBE_NAME);
   const bytes = crypto.getRandomValues(new Uint8Array(PROBE_BYTES));
   try {
-    await Deno.writeFile(path, bytes);
+    // Synced: a file system that reports a full disk only at write-back
+    // (NFS, some quotas) accepts the write into its cache.
+    using file = await Deno.open(path, { write: true, create: true, truncate: true });
+    await writeAll(file, bytes);
+    await file.syncData();
     return false;
   } catch (error) {
     return error instanceof Error &&

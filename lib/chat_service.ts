@@ -83,6 +83,13 @@ export interface ChatServiceOptions {
    * catch-up) after connect, so replay comes before them. @default {1000}
    */
   readonly catchUpGraceMs?: number;
+  /**
+   * How long live messages wait for the next part of a catch-up in parts
+   * once a part is answered: a part the session refused (over the rate, a
+   * bad frame) or a client that stopped sending parts must not keep them
+   * held for good. @default {10000}
+   */
+  readonly catchUpPartsWaitMs?: number;
 }
 
 interface Entry {
@@ -92,7 +99,7 @@ interface Entry {
   readonly ready: Promise<void>;
   /** Whether `ready` has settled (later frames skip awaiting it). */
   isReady: boolean;
-  /** Opens the live gate if the client sends nothing in time. */
+  /** Opens the live gate if the client sends nothing (or no next catch-up part) in time. */
   graceTimer: unknown;
 }
 
@@ -109,6 +116,7 @@ export class ChatService implements SessionHandler {
   #unsubscribe: () => void;
   #timers: Timers;
   #graceMs: number;
+  #partsWaitMs: number;
   /** Idle and login-recheck deadlines of every session: one timer, not two per socket. */
   #deadlines: DeadlineQueue;
   /** Granted friendships and memberships (see send_permits.ts). */
@@ -127,6 +135,7 @@ export class ChatService implements SessionHandler {
     this.#newId = options.newId ?? (() => crypto.randomUUID());
     this.#timers = options.session?.timers ?? SYSTEM_TIMERS;
     this.#graceMs = options.catchUpGraceMs ?? 1000;
+    this.#partsWaitMs = options.catchUpPartsWaitMs ?? 10_000;
     this.#deadlines = this.#sessionOptions.deadlines ?? new DeadlineQueue(this.#timers);
     this.#permits = new SendPermits(this.#store);
     const store = this.#store;
@@ -213,7 +222,23 @@ export class ChatService implements SessionHandler {
       await this.#handle(entry, frame);
     } finally {
       if (!entry.delivery.catchingUp) this.#openGate(entry);
+      else if (frame.cmd === CMD_CATCHUP) this.#awaitNextPart(entry);
     }
+  }
+
+  /** After a part of a catch-up in parts: open the gate if the next one does not come in time. */
+  #awaitNextPart(entry: Entry): void {
+    this.#stopGraceTimer(entry);
+    entry.graceTimer = this.#timers.setTimeout(() => {
+      entry.graceTimer = undefined;
+      if (!entry.delivery.catchingUp) return;
+      logger.info("Session {session}: no catch-up part came within {ms} ms; live messages flow", {
+        session: entry.session.id,
+        ms: this.#partsWaitMs,
+      });
+      entry.delivery.endParts();
+      entry.delivery.openGate();
+    }, this.#partsWaitMs);
   }
 
   #openGate(entry: Entry): void {

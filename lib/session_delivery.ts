@@ -279,13 +279,24 @@ export class SessionDelivery implements DeliveryTarget {
   }
 
   /**
+   * Give up waiting for the last part of a catch-up in parts (the client
+   * sent none in time): a later part starts a new catch-up.
+   */
+  endParts(): void {
+    this.#parts = undefined;
+  }
+
+  /**
    * The store holds `conv` up to `seq` (a node's head announcement): if this
    * session is behind, send the missing tail in order. Conversations the
    * session is not following (no catch-up, nothing received) are ignored;
-   * so are announcements before the gate opens (the catch-up covers them).
+   * so are announcements before the gate opens and before any catch-up (the
+   * catch-up covers them). Between the parts of a catch-up in parts they
+   * count: a conversation an early part replayed would otherwise miss a
+   * message whose packet was lost until the next message or reconnect.
    */
   head(conv: string, seq: number): void {
-    if (this.#gated !== undefined) return;
+    if (this.#gated !== undefined && this.#known === undefined) return;
     const cursor = this.#cursors.get(conv);
     if (cursor !== undefined && cursor.next > seq) return;
     if (cursor === undefined && !this.#isNew(conv)) return;

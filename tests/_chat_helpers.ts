@@ -234,6 +234,7 @@ export interface ChatServerOptions {
   allowStrangers?: boolean;
   origins?: readonly string[];
   catchUpGraceMs?: number;
+  catchUpPartsWaitMs?: number;
   /** The bus (default: a fresh LocalBus). */
   bus?: Bus;
 }
@@ -289,6 +290,9 @@ export async function startChatServer(
     allowStrangers: options.allowStrangers ?? false,
     session: options.session ?? {},
     ...(options.catchUpGraceMs === undefined ? {} : { catchUpGraceMs: options.catchUpGraceMs }),
+    ...(options.catchUpPartsWaitMs === undefined
+      ? {}
+      : { catchUpPartsWaitMs: options.catchUpPartsWaitMs }),
   });
   const app = chatRoutes({
     chat,

@@ -144,6 +144,49 @@ Deno.test("parts naming more conversations than the user has (plus one frame's w
   assert.equal(a.ws.readyState, WebSocket.OPEN);
 });
 
+Deno.test("a part the session refuses (a bad frame) does not hold live messages for good: they flow once no next part comes in time", async () => {
+  await using srv = await startChatServer({ catchUpGraceMs: 100, catchUpPartsWaitMs: 500 });
+  const { ann, convs } = await annWithChats(srv, 3);
+  const bob = await srv.user("bob");
+  await srv.store.addFriendship(ann.id, bob.id, 0);
+  const b = await srv.connect(bob);
+  const a = await rawAnn(srv, ann);
+  a.send({ cmd: 30, seqs: claim(convs, 1), more: true });
+  await a.waitFor((f) => f["cmd"] === 31);
+  // The last part never reaches the catch-up: the session's parser refuses it.
+  a.send({ cmd: 30, seqs: { "not a conversation": 1 }, all: true });
+  const [refused] = await a.waitFor((f) => f["cmd"] === 21);
+  assert.equal(refused?.["code"], "bad_request");
+  const sentAt = performance.now();
+  b.send({ cmd: 10, dstid: ann.id, media: 1, content: "after", cid: "b1" });
+  const [live] = await a.waitFor((f) => isMsg(f) && f["content"] === "after", 1, 5_000);
+  assert.equal(live?.["seq"], 1);
+  assert.ok(performance.now() - sentAt > 200, "held until the wait for the next part ran out");
+  // A later part is a new catch-up, answered as any.
+  a.send({ cmd: 30, seqs: claim(convs, 2), all: true });
+  const done = await a.waitFor((f) => f["cmd"] === 31, 2);
+  assert.equal(done[1]?.["more"], undefined);
+});
+
+Deno.test("empty parts cannot hold live messages for ever: a catch-up takes only as many parts as its conversations need, plus one", async () => {
+  await using srv = await startChatServer({ catchUpGraceMs: 100 });
+  const { ann } = await annWithChats(srv, 3);
+  const bob = await srv.user("bob");
+  await srv.store.addFriendship(ann.id, bob.id, 0);
+  const b = await srv.connect(bob);
+  const a = await rawAnn(srv, ann);
+  // 3 conversations plus 1,000 fit in 2 parts; a third is allowed, a fourth refused.
+  for (let i = 0; i < 3; i++) a.send({ cmd: 30, seqs: {}, more: true });
+  await a.waitFor((f) => f["cmd"] === 31, 3);
+  a.send({ cmd: 30, seqs: {}, more: true });
+  const [refused] = await a.waitFor((f) => f["cmd"] === 21);
+  assert.equal(refused?.["code"], "bad_request");
+  assert.match(String(refused?.["msg"]), /at most 3 parts/);
+  b.send({ cmd: 10, dstid: ann.id, media: 1, content: "after", cid: "b1" });
+  const [live] = await a.waitFor((f) => isMsg(f) && f["content"] === "after");
+  assert.equal(live?.["seq"], 1);
+});
+
 Deno.test("a single catch-up frame naming over 1,000 conversations is still refused, as before", async () => {
   await using srv = await startChatServer();
   const { ann, convs } = await annWithChats(srv, 1_001);

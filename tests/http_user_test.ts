@@ -172,6 +172,25 @@ Deno.test("S1: a user's mobile is shown to that user only, never to another user
   ok(!JSON.stringify(other.body).includes("13800000002"), "nor anywhere else in the answer");
 });
 
+Deno.test("S1: a user registered without a nickname (it defaults to the mobile) shows others 'User <id>', not the number", async () => {
+  await using t = await makeTestApp();
+  const a = await register(t.app, "13800000001");
+  const r = await call(t.app, "/user/register", {
+    fields: { mobile: "13900000009", passwd: "secret-pass" },
+  });
+  strictEqual(r.body.code, 0);
+  const id = r.body.data.id;
+  strictEqual(r.body.data.nickname, "13900000009", "the owner sees the default as it is");
+  const found = await call(t.app, "/user/find", { fields: { id }, token: a.token });
+  strictEqual(found.body.data.nickname, `User ${id}`);
+  const added = await call(t.app, "/contact/addfriend", { fields: { dstid: id }, token: a.token });
+  const friends = await call(t.app, "/contact/loadfriend", { fields: {}, token: a.token });
+  for (const answer of [found, added, friends]) {
+    ok(!JSON.stringify(answer.body).includes("13900000009"), JSON.stringify(answer.body));
+  }
+  strictEqual(friends.body.rows?.[0]?.nickname, `User ${id}`);
+});
+
 Deno.test("/user/find answers 429 with Retry-After past the per-user lookup rate; finding yourself is free", async () => {
   const seen: LimitName[] = [];
   const limits = new AbuseLimits({ ...parseConfig({}), lookupRate: 3 }, {

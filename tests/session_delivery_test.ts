@@ -174,6 +174,43 @@ Deno.test("SessionDelivery replays a catch-up in parts as they come, reading the
   session.close("normal");
 });
 
+Deno.test("SessionDelivery fills, between the parts of a catch-up, a conversation an earlier part replayed when its newest seq is announced", async () => {
+  const store = new FakeHistory(3);
+  const { delivery, session, seqs } = setup(3, { gate: true, store });
+  await delivery.catchUp(new Map([[CONV, 1]]), false, { more: true });
+  assert.deepStrictEqual(seqs(), [2, 3]);
+  // Seq 4 is stored meanwhile; its packet is lost, and its node announces it.
+  store.last = 4;
+  delivery.head(CONV, 4);
+  await delivery.catchUp(new Map(), false);
+  assert.deepStrictEqual(seqs(), [2, 3, 4], "not held back until a next message or reconnect");
+  delivery.openGate();
+  assert.deepStrictEqual(seqs(), [2, 3, 4]);
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery ignores announcements before any catch-up while the gate is shut", async () => {
+  const { delivery, session, seqs, store } = setup(3, { gate: true });
+  delivery.head(CONV, 3);
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  assert.deepStrictEqual(store.reads, [], "the catch-up to come covers it: nothing read");
+  await delivery.catchUp(new Map([[CONV, 3]]), false);
+  assert.deepStrictEqual(seqs(), []);
+  session.close("normal");
+});
+
+Deno.test("SessionDelivery.endParts() ends a catch-up in parts: a later part starts a new one", async () => {
+  const store = new TwoConvHistory(3);
+  const { delivery, session } = setup(3, { gate: true, store });
+  await delivery.catchUp(new Map([[CONV, 1]]), false, { more: true });
+  assert.equal(delivery.catchingUp, true);
+  delivery.endParts();
+  assert.equal(delivery.catchingUp, false);
+  await delivery.catchUp(new Map([["g:7", 1]]), false, { more: true });
+  assert.equal(store.lastSeqsReads, 2, "the store is read again");
+  session.close("normal");
+});
+
 Deno.test("SessionDelivery keeps only the seqs of live messages held past holdBytes, and sends them from the store when the gate opens", async () => {
   const text = (seq: number) => encode(messageFrame(msg(seq)));
   const { delivery, live, seqs, session, store } = setup(12, {

@@ -42,7 +42,7 @@ export interface GroupView {
 export function userView(user: PublicUser): UserView {
   return {
     id: user.id,
-    nickname: user.nickname,
+    nickname: publicNickname(user),
     avatar: user.avatar,
     sex: user.sex,
     memo: user.memo,
@@ -52,7 +52,16 @@ export function userView(user: PublicUser): UserView {
 
 /** The view of `user` for themselves (register, login, update, finding yourself). */
 export function ownUserView(user: PublicUser): OwnUserView {
-  return { ...userView(user), mobile: user.mobile };
+  return { ...userView(user), nickname: user.nickname, mobile: user.mobile };
+}
+
+/**
+ * The nickname others see: a registration without one takes the mobile as
+ * its nickname (as the original did), which would show the number to
+ * everyone; others see "User <id>" instead until its owner picks a name.
+ */
+function publicNickname(user: PublicUser): string {
+  return user.nickname === user.mobile ? `User ${user.id}` : user.nickname;
 }
 
 /** The view of `user` as `viewerId` may see it: their own with the mobile, anyone else's without. */
