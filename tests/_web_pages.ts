@@ -3,7 +3,7 @@
 import { ok, strictEqual } from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { join } from "node:path";
-import type { BrowserContext, Page } from "playwright-core";
+import type { BrowserContext, Locator, Page } from "playwright-core";
 import type { TestBrowser } from "./_browser.ts";
 import { ROOT, startNode } from "./_node_helpers.ts";
 
@@ -120,6 +120,27 @@ export async function prompt(page: Page, opener: string, value: string) {
   await page.click(opener);
   await page.fill("dialog.prompt input", value);
   await page.click('dialog.prompt button[value="ok"]');
+}
+
+/**
+ * Add `friends` from the friend-add prompt of the page of user `me`; resolves
+ * once each has a row, with each one's conversation key and row.
+ */
+export async function addFriends<const F extends readonly { id: number }[]>(
+  page: Page,
+  me: number,
+  friends: F,
+): Promise<{ -readonly [K in keyof F]: { conv: string; row: Locator } }> {
+  const added = [];
+  for (const friend of friends) {
+    await prompt(page, "#add-friend", String(friend.id));
+    const conv = userConv(me, friend.id);
+    const row = page.locator(`#friends button[data-conv="${conv}"]`);
+    await row.waitFor({ timeout: T });
+    added.push({ conv, row });
+  }
+  // One entry per friend, in order: the tuple type says so.
+  return added as { -readonly [K in keyof F]: { conv: string; row: Locator } };
 }
 
 export async function sendText(page: Page, text: string) {

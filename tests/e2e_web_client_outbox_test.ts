@@ -20,6 +20,7 @@ import type { Buffer } from "node:buffer";
 import { hasChromium, launchBrowser } from "./_browser.ts";
 import { connectUser, register as registerByApi } from "./_node_helpers.ts";
 import {
+  addFriends,
   bubble,
   eventually,
   history,
@@ -67,13 +68,11 @@ Deno.test({
       nickname: "Alice",
       avatar: "avatar_a.png",
     });
-    const toBob = userConv(idA, bob.id);
-    const toCarol = userConv(idA, carol.id);
-    await prompt(a, "#add-friend", String(bob.id));
-    await prompt(a, "#add-friend", String(carol.id));
-    const rowBob = a.locator(`#friends button[data-conv="${toBob}"]`);
-    const rowCarol = a.locator(`#friends button[data-conv="${toCarol}"]`);
-    await rowCarol.waitFor({ timeout: T });
+    const [{ conv: toBob, row: rowBob }, { conv: toCarol, row: rowCarol }] = await addFriends(
+      a,
+      idA,
+      [bob, carol],
+    );
 
     // A photo picked in Bob's chat, uploading while Alice opens Carol's.
     const uploaded = Promise.withResolvers<void>();

@@ -14,6 +14,7 @@ import { deepStrictEqual, match, strictEqual } from "node:assert/strict";
 import { hasChromium, launchBrowser } from "./_browser.ts";
 import { connectUser, postOk, register as registerByApi } from "./_node_helpers.ts";
 import {
+  addFriends,
   bubble,
   history,
   oneNode,
@@ -22,7 +23,6 @@ import {
   register,
   sendText,
   T,
-  userConv,
 } from "./_web_pages.ts";
 
 Deno.test({
@@ -41,13 +41,11 @@ Deno.test({
       nickname: "Alice",
       avatar: "avatar_a.png",
     });
-    const toBob = userConv(idA, bob.id);
-    const toCarol = userConv(idA, carol.id);
-    await prompt(a, "#add-friend", String(bob.id));
-    await prompt(a, "#add-friend", String(carol.id));
-    const rowBob = a.locator(`#friends button[data-conv="${toBob}"]`);
-    const rowCarol = a.locator(`#friends button[data-conv="${toCarol}"]`);
-    await rowCarol.waitFor({ timeout: T });
+    const [{ conv: toBob, row: rowBob }, { conv: toCarol, row: rowCarol }] = await addFriends(
+      a,
+      idA,
+      [bob, carol],
+    );
 
     // A client that hands out one cid twice (as a buggy one would).
     await a.evaluate(`crypto.randomUUID = () => "reused-cid-1"`);

@@ -14,15 +14,14 @@ import { deepStrictEqual, ok, strictEqual } from "node:assert/strict";
 import { hasChromium, launchBrowser } from "./_browser.ts";
 import { register as registerByApi } from "./_node_helpers.ts";
 import {
+  addFriends,
   eventually,
   history,
   oneNode,
   phonePage,
   png,
-  prompt,
   register,
   T,
-  userConv,
 } from "./_web_pages.ts";
 
 Deno.test({
@@ -64,13 +63,11 @@ Deno.test({
       await route.continue();
     });
 
-    const toBob = userConv(idA, bob.id);
-    const toCarol = userConv(idA, carol.id);
-    await prompt(a, "#add-friend", String(bob.id));
-    await prompt(a, "#add-friend", String(carol.id));
-    const rowBob = a.locator(`#friends button[data-conv="${toBob}"]`);
-    const rowCarol = a.locator(`#friends button[data-conv="${toCarol}"]`);
-    await rowCarol.waitFor({ timeout: T });
+    const [{ conv: toBob, row: rowBob }, { conv: toCarol, row: rowCarol }] = await addFriends(
+      a,
+      idA,
+      [bob, carol],
+    );
     await rowBob.click();
     const media = async (token: string, conv: string) =>
       (await history(base, token, conv)).map((m) => m.media);
