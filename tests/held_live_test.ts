@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { HeldLive } from "../lib/held_live.ts";
 import type { StoredMessage } from "../lib/store.ts";
 import { type ChatServer, startChatServer, type TestSocket } from "./_chat_helpers.ts";
+import { plainGroup } from "./_store_samples.ts";
 
 type Frame = Record<string, unknown>;
 const isMsg = (f: Frame) => f["cmd"] === 10 || f["cmd"] === 11;
@@ -60,10 +61,7 @@ async function messages(s: TestSocket, n: number): Promise<void> {
 async function groupOfTwo(srv: ChatServer) {
   const ann = await srv.user("ann");
   const bob = await srv.user("bob");
-  const g = await srv.store.createGroup(
-    { name: "g", ownerId: ann.id, icon: "", cate: 0, memo: "" },
-    { now: 0, maxPerOwner: 5 },
-  );
+  const g = await plainGroup(srv.store, ann.id);
   await srv.store.joinGroup(bob.id, g.id, 0);
   return { ann, bob, g, a: await srv.connect(ann) };
 }
