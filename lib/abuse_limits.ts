@@ -208,6 +208,11 @@ export class AbuseLimits {
     this.#take(this.#lookup, String(userId), "lookup", "Too many user lookups");
   }
 
+  /** Whether {@linkcode lookup} would pass for `userId` now (nothing counted). */
+  canLookup(userId: number): boolean {
+    return this.#lookup.check(String(userId)).ok;
+  }
+
   /**
    * Count one friend add tried by `userId` (whether the user exists or is a
    * friend already: each answer also tells whether an id is taken); throws

@@ -213,6 +213,39 @@ Deno.test("/user/find answers 429 with Retry-After past the per-user lookup rate
   deepStrictEqual(seen, ["lookup"]);
 });
 
+Deno.test("/user/find past the lookup rate still answers for a friend or someone in a group with the caller, not for a stranger", async () => {
+  const limits = new AbuseLimits({ ...parseConfig({}), lookupRate: 1 }, {
+    now: () => 1_700_000_000_000,
+  });
+  await using t = await makeTestApp({ extra: { limits } });
+  const a = await register(t.app, "13800000001");
+  const [b, c, friend, stranger] = [
+    await register(t.app, "13800000002"),
+    await register(t.app, "13800000003"),
+    await register(t.app, "13800000004"),
+    await register(t.app, "13800000005"),
+  ];
+  // B owns a group A and C are in; A and C are not friends. A and `friend` are.
+  const g = await call(t.app, "/contact/createcommunity", {
+    fields: { name: "g" },
+    token: b.token,
+  });
+  for (const who of [a, c]) {
+    await call(t.app, "/contact/joincommunity", {
+      fields: { dstid: g.body.data.id },
+      token: who.token,
+    });
+  }
+  await t.store.addFriendship(a.id, friend.id, 1);
+  const find = (id: number) => call(t.app, "/user/find", { fields: { id }, token: a.token });
+  strictEqual((await find(stranger.id)).status, 200, "the one lookup the rate allows");
+  strictEqual((await find(stranger.id)).status, 429, "a stranger, past the rate");
+  strictEqual((await find(c.id)).status, 200, "a member of a group A is in");
+  strictEqual((await find(b.id)).status, 200, "the group's owner");
+  strictEqual((await find(friend.id)).status, 200, "a friend");
+  strictEqual((await find(999)).status, 429, "an unknown id, past the rate");
+});
+
 Deno.test("the token is accepted from the Bearer header, the cookie and the old token field", async (t) => {
   await using h = await makeTestApp();
   const { id, token } = await register(h.app, "13800000001");

@@ -87,7 +87,7 @@ export function userRoutes(deps: RouteDeps): Hono {
     const userId = await requireUser(auth, c.req.raw, fields);
     const id = parseId(fields, "id");
     // Finding yourself tells nothing new (the web client does it on every load).
-    if (id !== userId) deps.limits?.lookup(userId);
+    if (id !== userId) await countLookup(deps, userId, id);
     const user = await store.findUser(id);
     if (user === undefined) throw new ClientError("not_found", "User not found");
     return c.json(ok(userViewFor(user, userId), ""));
@@ -103,6 +103,27 @@ export function userRoutes(deps: RouteDeps): Hono {
   });
 
   return app;
+}
+
+/**
+ * Count `userId`'s lookup of user `id` against the lookup rate. Past it, a
+ * friend or someone in a group with the caller is still answered (not
+ * counted): the limit is against walking the ids of strangers, and a large
+ * group's history names many members the client has to look up.
+ */
+async function countLookup(deps: RouteDeps, userId: number, id: number): Promise<void> {
+  const limits = deps.limits;
+  if (limits === undefined) return;
+  if (!limits.canLookup(userId) && await related(deps.store, userId, id)) return;
+  limits.lookup(userId);
+}
+
+/** Whether users `a` and `b` are friends or share a group. */
+async function related(store: RouteDeps["store"], a: number, b: number): Promise<boolean> {
+  if (await store.areFriends(a, b)) return true;
+  const [mine, theirs] = await Promise.all([store.listGroups(a), store.listGroups(b)]);
+  const ids = new Set(mine.map((g) => g.id));
+  return theirs.some((g) => ids.has(g.id));
 }
 
 function setTokenCookie(
