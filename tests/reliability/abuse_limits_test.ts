@@ -97,6 +97,9 @@ Deno.test("each abuse limit of a running node answers its clear error and counts
         CHAT_LOGIN_ATTEMPTS: "3",
         CHAT_LOGIN_IP_ATTEMPTS: "5",
         CHAT_UPLOAD_QUOTA_BYTES: String(png.byteLength * 2),
+        CHAT_LOOKUP_RATE: "2",
+        CHAT_FRIEND_ADDS: "2",
+        CHAT_GROUP_JOINS: "2",
         CHAT_TRUSTED_PROXIES: "127.0.0.1",
       },
     });
@@ -241,6 +244,59 @@ Deno.test("each abuse limit of a running node answers its clear error and counts
       match(over.body.msg, new RegExp(`^Upload quota of ${png.byteLength * 2} bytes reached`));
     });
 
+    await t.step(
+      "lookup, friend_add, group_join: per-user rates get 429 + Retry-After, another user is not affected",
+      async () => {
+        const as = async (user: TestUser, path: string, body: Record<string, unknown>) => {
+          const res = await fetch(base + path, {
+            method: "POST",
+            headers: { "content-type": "application/json", authorization: `Bearer ${user.token}` },
+            body: JSON.stringify(body),
+          });
+          return {
+            status: res.status,
+            retryAfter: res.headers.get("retry-after"),
+            body: await res.json(),
+          };
+        };
+        // Strangers' ids: found or not, each lookup counts (2 a minute).
+        strictEqual((await as(c, "/user/find", { id: 999_991 })).status, 404);
+        strictEqual((await as(c, "/user/find", { id: 999_992 })).status, 404);
+        const lookup = await as(c, "/user/find", { id: 999_993 });
+        strictEqual(lookup.status, 429);
+        // One back every 30 s, counted from the first lookup: a slow machine may read 29.
+        const wait = Number(lookup.retryAfter);
+        ok(wait >= 25 && wait <= 30, `Retry-After ${lookup.retryAfter}`);
+        deepStrictEqual(lookup.body, {
+          code: -1,
+          msg: `Too many user lookups, retry in ${wait} s`,
+        });
+        strictEqual((await as(c, "/user/find", { id: c.id })).status, 200, "yourself is free");
+        // Friend adds: 2 an hour, a repeat (409) counts too.
+        strictEqual((await as(c, "/contact/addfriend", { dstid: a.id })).status, 200);
+        strictEqual((await as(c, "/contact/addfriend", { dstid: a.id })).status, 409);
+        const add = await as(c, "/contact/addfriend", { dstid: b.id });
+        strictEqual(add.status, 429);
+        ok(Number(add.retryAfter) >= 1790 && Number(add.retryAfter) <= 1800, add.retryAfter ?? "");
+        match(String(add.body["msg"]), /^Too many friend adds, retry in 1[78]\d\d s$/);
+        strictEqual((await as(b, "/contact/addfriend", { dstid: a.id })).status, 200, "per user");
+        // Group joins and creations share 2 an hour.
+        const group = await as(b, "/contact/createcommunity", { name: "limits" });
+        strictEqual(group.status, 200);
+        const gid = (group.body["data"] as { id: number }).id;
+        strictEqual((await as(c, "/contact/joincommunity", { dstid: gid })).status, 200);
+        const again = await as(c, "/contact/joincommunity", { dstid: gid });
+        strictEqual(again.body["msg"], "Already a member");
+        const join = await as(c, "/contact/joincommunity", { dstid: gid });
+        strictEqual(join.status, 429);
+        ok(
+          Number(join.retryAfter) >= 1790 && Number(join.retryAfter) <= 1800,
+          join.retryAfter ?? "",
+        );
+        match(String(join.body["msg"]), /^Too many group joins, retry in 1[78]\d\d s$/);
+      },
+    );
+
     await t.step("every refusal is counted by limit on /metrics", async () => {
       const page = (await getText(`${base}/metrics`)).text;
       ok(limitedCount(page, "messages") >= 20, page);
@@ -248,6 +304,9 @@ Deno.test("each abuse limit of a running node answers its clear error and counts
       ok(limitedCount(page, "user_connections") >= 1);
       strictEqual(limitedCount(page, "login"), 2);
       strictEqual(limitedCount(page, "upload_quota"), 1);
+      strictEqual(limitedCount(page, "lookup"), 1);
+      strictEqual(limitedCount(page, "friend_add"), 1);
+      strictEqual(limitedCount(page, "group_join"), 1);
     });
   } finally {
     await Deno.remove(dataDir, { recursive: true });
