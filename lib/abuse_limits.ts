@@ -93,41 +93,16 @@ export class AbuseLimits {
       ...(options.now === undefined ? {} : { now: options.now }),
       ...(options.maxKeys === undefined ? {} : { maxKeys: options.maxKeys }),
     };
-    this.#connect = new RateLimiter({
-      burst: settings.connectRate,
-      perSecond: settings.connectRate / 60,
-      ...common,
-    });
-    this.#loginMobile = new RateLimiter({
-      burst: settings.loginAttempts,
-      perSecond: settings.loginAttempts / LOGIN_WINDOW_SECONDS,
-      ...common,
-    });
-    this.#loginIp = new RateLimiter({
-      burst: settings.loginIpAttempts,
-      perSecond: settings.loginIpAttempts / LOGIN_WINDOW_SECONDS,
-      ...common,
-    });
-    this.#registerIp = new RateLimiter({
-      burst: settings.registerIpAttempts,
-      perSecond: settings.registerIpAttempts / LOGIN_WINDOW_SECONDS,
-      ...common,
-    });
-    this.#lookup = new RateLimiter({
-      burst: settings.lookupRate,
-      perSecond: settings.lookupRate / 60,
-      ...common,
-    });
-    this.#friendAdd = new RateLimiter({
-      burst: settings.friendAdds,
-      perSecond: settings.friendAdds / CONTACT_WINDOW_SECONDS,
-      ...common,
-    });
-    this.#groupJoin = new RateLimiter({
-      burst: settings.groupJoins,
-      perSecond: settings.groupJoins / CONTACT_WINDOW_SECONDS,
-      ...common,
-    });
+    // `count` at once, refilled evenly over `seconds`.
+    const perWindow = (count: number, seconds: number) =>
+      new RateLimiter({ burst: count, perSecond: count / seconds, ...common });
+    this.#connect = perWindow(settings.connectRate, 60);
+    this.#loginMobile = perWindow(settings.loginAttempts, LOGIN_WINDOW_SECONDS);
+    this.#loginIp = perWindow(settings.loginIpAttempts, LOGIN_WINDOW_SECONDS);
+    this.#registerIp = perWindow(settings.registerIpAttempts, LOGIN_WINDOW_SECONDS);
+    this.#lookup = perWindow(settings.lookupRate, 60);
+    this.#friendAdd = perWindow(settings.friendAdds, CONTACT_WINDOW_SECONDS);
+    this.#groupJoin = perWindow(settings.groupJoins, CONTACT_WINDOW_SECONDS);
     this.#sockets = new SlotCounter(settings.userConnections);
     this.#onLimited = options.onLimited ?? (() => {});
   }

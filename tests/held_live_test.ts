@@ -8,28 +8,15 @@ import assert from "node:assert/strict";
 import { HeldLive } from "../lib/held_live.ts";
 import type { StoredMessage } from "../lib/store.ts";
 import { type ChatServer, startChatServer, type TestSocket } from "./_chat_helpers.ts";
-import { plainGroup } from "./_store_samples.ts";
+import { newMessage, plainGroup } from "./_store_samples.ts";
+import { storedMessage } from "../lib/_batch_sql.ts";
 
 type Frame = Record<string, unknown>;
 const isMsg = (f: Frame) => f["cmd"] === 10 || f["cmd"] === 11;
 
 function row(conv: string, seq: number): StoredMessage {
-  return {
-    id: seq,
-    userid: 1,
-    cmd: 11,
-    dstid: 1,
-    media: 1,
-    content: "x",
-    pic: "",
-    url: "",
-    memo: "",
-    amount: 0,
-    cid: `${conv}/${seq}`,
-    conv,
-    seq,
-    ts: seq,
-  };
+  const message = newMessage(1, { cmd: 11, dstid: 1, cid: `${conv}/${seq}`, content: "x" });
+  return storedMessage(message, { id: seq, conv, seq, ts: seq });
 }
 
 Deno.test("HeldLive keeps frames within its budget, then only each conversation's first and last seq", () => {
